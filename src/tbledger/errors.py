@@ -7,11 +7,11 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     ├── ConfigurationError          bad engine URL, bad settings
     ├── JournalError                the embedded engine's journal cannot be used
     │   └── JournalCorruptError     checksum or framing damage before the last record
-    └── InvariantViolation          an internal money invariant failed (a bug; never ignored)
+    └── InvariantViolationError          an internal money invariant failed (a bug; never ignored)
 
 The engine port keeps the official client's own exceptions (``tigerbeetle.TooMuchDataError``,
-``tigerbeetle.ClientClosedError``, ``tigerbeetle.IntegerOverflowError``, ...), so code written for the
-official client handles the embedded engine unchanged.
+``tigerbeetle.ClientClosedError``, ``tigerbeetle.IntegerOverflowError``, ...), so code written for
+the official client handles the embedded engine unchanged.
 """
 
 from __future__ import annotations
@@ -33,5 +33,5 @@ class JournalCorruptError(JournalError):
     """The journal is damaged somewhere other than a torn last record; it is refused whole."""
 
 
-class InvariantViolation(TbledgerError, AssertionError):
+class InvariantViolationError(TbledgerError, AssertionError):
     """A money invariant failed. This is a bug; the engine refuses to continue."""

@@ -485,13 +485,13 @@ class ClientSync(_Base):
         ids = self._ids(transfers)
         return self._call(lambda: self._engine.read_locked(lambda sm: sm.lookup_transfers(ids)))
 
-    def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:  # noqa: A002
+    def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
         _check_account_filter(filter)
         return self._call(
             lambda: self._engine.read_locked(lambda sm: sm.get_account_transfers(filter))
         )
 
-    def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:  # noqa: A002
+    def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
         _check_account_filter(filter)
         return self._call(
             lambda: self._engine.read_locked(lambda sm: sm.get_account_balances(filter))
@@ -569,14 +569,14 @@ class ClientAsync(_Base):
             lambda: self._engine.read_locked(lambda sm: sm.lookup_transfers(ids)), len(ids)
         )
 
-    async def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:  # noqa: A002
+    async def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
         _check_account_filter(filter)
         return await self._call(
             lambda: self._engine.read_locked(lambda sm: sm.get_account_transfers(filter)),
             filter.limit,
         )
 
-    async def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:  # noqa: A002
+    async def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
         _check_account_filter(filter)
         return await self._call(
             lambda: self._engine.read_locked(lambda sm: sm.get_account_balances(filter)),

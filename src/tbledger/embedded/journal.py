@@ -214,7 +214,7 @@ class Journal:
             if record_end is None:
                 self._truncate(pos, end)
                 return
-            size, operation, timestamp_ns, _ = RECORD_HEADER.unpack_from(data, pos)
+            _size, operation, timestamp_ns, _ = RECORD_HEADER.unpack_from(data, pos)
             yield Record(operation, timestamp_ns, data[pos + RECORD_HEADER_SIZE : record_end])
             pos = record_end
 
@@ -240,7 +240,7 @@ class Journal:
             raise JournalCorruptError(
                 f"journal {self.path!r}: record body checksum mismatch at offset {pos}"
             )
-        return body_start + size
+        return int(body_start + size)
 
     def _check_file_header(self, data: bytes) -> None:
         head = data[: FILE_HEADER.size]

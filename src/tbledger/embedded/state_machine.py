@@ -14,8 +14,8 @@ Rules, in the order TigerBeetle applies them (see ``shared/reference`` in the de
 * Each event is validated by a flat run of guard clauses, one status per early return, in
   TigerBeetle's precedence order (``_create_account``, ``_create_transfer``, ``_post_or_void``).
 * Linked chains: an undo log opens at the first linked event; the first member whose status is not
-  ``created`` rolls the chain back, rewrites earlier members to ``linked_event_failed`` and fails the
-  rest unevaluated; a linked last event gets ``linked_event_chain_open``.
+  ``created`` rolls the chain back, rewrites earlier members to ``linked_event_failed`` and fails
+  the rest unevaluated; a linked last event gets ``linked_event_chain_open``.
 * Transient failures burn the transfer id (``id_already_failed`` forever), even inside a chain that
   is rolled back.
 * Expiry is a separate ``pulse`` write that releases due pending transfers in
@@ -49,7 +49,7 @@ from tigerbeetle import (
     TransferFlags,
 )
 
-from tbledger.errors import InvariantViolation
+from tbledger.errors import InvariantViolationError
 from tbledger.limits import EXPIRY_PULSE_EVENTS_MAX, TIMESTAMP_MAX, U128_MAX
 
 __all__ = [
@@ -136,9 +136,9 @@ class _Account:
         "id",
         "ledger",
         "timestamp",
-        "user_data_128",
         "user_data_32",
         "user_data_64",
+        "user_data_128",
     )
 
     def __init__(self, e: AccountEvent, timestamp: int) -> None:
@@ -191,9 +191,9 @@ class _Transfer:
         "state",
         "timeout",
         "timestamp",
-        "user_data_128",
         "user_data_32",
         "user_data_64",
+        "user_data_128",
     )
 
     def __init__(
@@ -382,7 +382,7 @@ class StateMachine:
     def _rollback(self) -> None:
         undo = self._undo
         if undo is None:
-            raise InvariantViolation("rollback without an open chain")
+            raise InvariantViolationError("rollback without an open chain")
         self._undo = None
         while undo:
             undo.pop()()
@@ -488,7 +488,7 @@ class StateMachine:
     def _unappend_account(self, account: _Account) -> None:
         popped = self.accounts_ordered.pop()
         if popped is not account:
-            raise InvariantViolation("account rollback out of order")
+            raise InvariantViolationError("account rollback out of order")
         del self.accounts[account.id]
 
     # -- create_transfers ----------------------------------------------------------------------
@@ -670,9 +670,21 @@ class StateMachine:
         return ts, _T.CREATED
 
     def _post_or_void(self, e: TransferEvent, slot: int, ts: int) -> tuple[int, int]:
-        (id_, dr_id, cr_id, amount, pending_id, ud128, ud64, ud32, timeout, ledger, code, flags, _) = (
-            e
-        )
+        (
+            id_,
+            dr_id,
+            cr_id,
+            amount,
+            pending_id,
+            ud128,
+            ud64,
+            ud32,
+            timeout,
+            ledger,
+            code,
+            flags,
+            _,
+        ) = e
         post = flags & T_POST
         void = flags & T_VOID
         if (post and void) or flags & T_NOT_WITH_POST_OR_VOID:
@@ -690,13 +702,13 @@ class StateMachine:
             return slot, _T.PENDING_TRANSFER_NOT_FOUND
         if not p.flags & T_PENDING:
             return slot, _T.PENDING_TRANSFER_NOT_PENDING
-        if dr_id != 0 and dr_id != p.debit_account_id:
+        if dr_id not in (0, p.debit_account_id):
             return slot, _T.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
-        if cr_id != 0 and cr_id != p.credit_account_id:
+        if cr_id not in (0, p.credit_account_id):
             return slot, _T.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
-        if ledger != 0 and ledger != p.ledger:
+        if ledger not in (0, p.ledger):
             return slot, _T.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
-        if code != 0 and code != p.code:
+        if code not in (0, p.code):
             return slot, _T.PENDING_TRANSFER_HAS_DIFFERENT_CODE
         if void:
             resolved = p.amount if amount == 0 else amount
@@ -760,7 +772,21 @@ class StateMachine:
         return ts, _T.CREATED
 
     def _transfer_exists(self, t: _Transfer, e: TransferEvent) -> int:
-        (_, dr_id, cr_id, amount, pending_id, ud128, ud64, ud32, timeout, ledger, code, flags, _) = e
+        (
+            _,
+            dr_id,
+            cr_id,
+            amount,
+            pending_id,
+            ud128,
+            ud64,
+            ud32,
+            timeout,
+            ledger,
+            code,
+            flags,
+            _,
+        ) = e
         if t.flags != flags:
             return _T.EXISTS_WITH_DIFFERENT_FLAGS
         if t.pending_id != pending_id:
@@ -769,14 +795,11 @@ class StateMachine:
             return _T.EXISTS_WITH_DIFFERENT_TIMEOUT
         if flags & (T_POST | T_VOID):
             p = self.transfers[t.pending_id]
-            if dr_id != 0 and dr_id != t.debit_account_id:
+            if dr_id not in (0, t.debit_account_id):
                 return _T.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-            if cr_id != 0 and cr_id != t.credit_account_id:
+            if cr_id not in (0, t.credit_account_id):
                 return _T.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-            if flags & T_VOID:
-                full = amount == 0
-            else:
-                full = amount == AMOUNT_MAX
+            full = amount == 0 if flags & T_VOID else amount == AMOUNT_MAX
             if (t.amount != p.amount) if full else (amount != t.amount):
                 return _T.EXISTS_WITH_DIFFERENT_AMOUNT
             if (t.user_data_128 != p.user_data_128) if ud128 == 0 else (ud128 != t.user_data_128):
@@ -785,9 +808,9 @@ class StateMachine:
                 return _T.EXISTS_WITH_DIFFERENT_USER_DATA_64
             if (t.user_data_32 != p.user_data_32) if ud32 == 0 else (ud32 != t.user_data_32):
                 return _T.EXISTS_WITH_DIFFERENT_USER_DATA_32
-            if ledger != 0 and ledger != t.ledger:
+            if ledger not in (0, t.ledger):
                 return _T.EXISTS_WITH_DIFFERENT_LEDGER
-            if code != 0 and code != t.code:
+            if code not in (0, t.code):
                 return _T.EXISTS_WITH_DIFFERENT_CODE
             return _T.EXISTS
         if dr_id != t.debit_account_id:
@@ -835,9 +858,9 @@ class StateMachine:
 
     def _unappend_transfer(self, t: _Transfer, dr: _Account, cr: _Account) -> None:
         if self.transfers_ordered.pop() is not t:
-            raise InvariantViolation("transfer rollback out of order")
+            raise InvariantViolationError("transfer rollback out of order")
         if dr.entries.pop()[0] is not t or cr.entries.pop()[0] is not t:
-            raise InvariantViolation("account entry rollback out of order")
+            raise InvariantViolationError("account entry rollback out of order")
         del self.transfers[t.id]
         # A stale expiry-heap entry is left behind; `pulse` skips entries whose transfer is gone.
 
@@ -938,7 +961,7 @@ class StateMachine:
         out = []
         for t, balance in found[1]:
             if balance is None:
-                raise InvariantViolation("history account without a balance snapshot")
+                raise InvariantViolationError("history account without a balance snapshot")
             out.append(
                 AccountBalance(
                     debits_pending=balance[0],
@@ -959,7 +982,7 @@ class StateMachine:
     # -- invariants ----------------------------------------------------------------------------
 
     def check_invariants(self) -> None:
-        """Verify the global money invariants; raise InvariantViolation on the first failure.
+        """Verify the global money invariants; raise InvariantViolationError on the first failure.
 
         Checks survive ``python -O`` (no ``assert``): debits equal credits per ledger, no balance
         past its flag's bound, no counter past u128.
@@ -972,26 +995,26 @@ class StateMachine:
             sums[2] += a.debits_posted
             sums[3] += a.credits_posted
             if a.debits_pending + a.debits_posted > U128_MAX:
-                raise InvariantViolation(f"account {a.id:#x}: debits overflow")
+                raise InvariantViolationError(f"account {a.id:#x}: debits overflow")
             if a.credits_pending + a.credits_posted > U128_MAX:
-                raise InvariantViolation(f"account {a.id:#x}: credits overflow")
+                raise InvariantViolationError(f"account {a.id:#x}: credits overflow")
             if min(a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted) < 0:
-                raise InvariantViolation(f"account {a.id:#x}: negative balance")
+                raise InvariantViolationError(f"account {a.id:#x}: negative balance")
             if (
                 a.flags & A_DEBITS_MUST_NOT_EXCEED_CREDITS
                 and a.debits_pending + a.debits_posted > a.credits_posted
             ):
-                raise InvariantViolation(f"account {a.id:#x}: debits exceed credits")
+                raise InvariantViolationError(f"account {a.id:#x}: debits exceed credits")
             if (
                 a.flags & A_CREDITS_MUST_NOT_EXCEED_DEBITS
                 and a.credits_pending + a.credits_posted > a.debits_posted
             ):
-                raise InvariantViolation(f"account {a.id:#x}: credits exceed debits")
+                raise InvariantViolationError(f"account {a.id:#x}: credits exceed debits")
         for ledger, (dp, cp, dpo, cpo) in per_ledger.items():
             if dp != cp:
-                raise InvariantViolation(f"ledger {ledger}: pending debits != pending credits")
+                raise InvariantViolationError(f"ledger {ledger}: pending debits != pending credits")
             if dpo != cpo:
-                raise InvariantViolation(f"ledger {ledger}: posted debits != posted credits")
+                raise InvariantViolationError(f"ledger {ledger}: posted debits != posted credits")
 
 
 _Entry = tuple["_Transfer", tuple[int, int, int, int] | None]
