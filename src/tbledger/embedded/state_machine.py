@@ -722,7 +722,8 @@ class StateMachine:
             return slot, _T.PENDING_TRANSFER_ALREADY_POSTED
         if p.state == VOIDED:
             return slot, _T.PENDING_TRANSFER_ALREADY_VOIDED
-        if p.state == EXPIRED or (p.expires_at and p.expires_at <= ts):
+        # Expiry is judged against the event's slot (cluster time), even for an imported event.
+        if p.state == EXPIRED or (p.expires_at and p.expires_at <= slot):
             return slot, _T.PENDING_TRANSFER_EXPIRED
         if flags & T_IMPORTED and (
             (self.transfers_ordered and ts <= self.transfers_ordered[-1].timestamp)
