@@ -76,3 +76,47 @@ async def test_a_full_batch_does_not_hold_the_event_loop() -> None:
         # The loop ticked during the batch: the work ran on the engine's worker thread.
         assert len(gaps) >= 2
         assert max(gaps) < elapsed
+
+
+async def test_concurrent_durable_writes_share_fsyncs_and_all_survive(tmp_path: object) -> None:
+    """Group commit: concurrent writers on a durable engine share journal appends (one fsync per
+    group), every caller gets its own results, and everything is there after a reopen."""
+    path = f"{tmp_path}/l.tbj"
+    async with ClientAsync(cluster_id=0, path=path) as client:
+        await client.create_accounts(
+            [tb.Account(id=1, ledger=1, code=1), tb.Account(id=2, ledger=1, code=1)]
+        )
+        journal = client.engine.journal
+        assert journal is not None
+        appends = 0
+        original_append = journal.append
+
+        def counting_append(records: list[bytes]) -> None:
+            nonlocal appends
+            appends += 1
+            original_append(records)
+
+        journal.append = counting_append  # type: ignore[method-assign]
+        ids = [tb.id() for _ in range(200)]
+        results = await asyncio.gather(
+            *(
+                client.create_transfers(
+                    [
+                        tb.Transfer(
+                            id=i,
+                            debit_account_id=1,
+                            credit_account_id=2,
+                            amount=1,
+                            ledger=1,
+                            code=1,
+                        )
+                    ]
+                )
+                for i in ids
+            )
+        )
+        assert [r[0].status for r in results] == [CREATED] * 200
+        assert appends < 200
+    async with ClientAsync(cluster_id=0, path=path) as reopened:
+        assert len(await reopened.lookup_transfers(ids)) == 200
+        assert (await reopened.lookup_accounts([2]))[0].credits_posted == 200

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -281,6 +281,9 @@ class Engine:
         self.batch_events_max = batch_events_max
         self._clock = clock or time.time_ns
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[Callable[[list[bytes]], Any], Future[Any]]] = []
+        self._draining = False
         self._executor: ThreadPoolExecutor | None = None
         self._failed: BaseException | None = None
         self.sm = StateMachine()
@@ -318,11 +321,60 @@ class Engine:
     def try_lock(self) -> bool:
         return self._lock.acquire(blocking=False)
 
-    def lock(self) -> None:
-        self._lock.acquire()
-
     def unlock(self) -> None:
         self._lock.release()
+
+    def run(self, op: Callable[[list[bytes]], _R]) -> _R:
+        """Run one operation now, under the engine lock, and make its records durable."""
+        with self._lock:
+            records: list[bytes] = []
+            result = op(records)
+            self._commit(records)
+            return result
+
+    def submit(self, op: Callable[[list[bytes]], _R]) -> Future[_R]:
+        """Queue an operation for the worker thread, which commits queued operations in groups.
+
+        Operations run in submission order. The worker applies every operation queued at the time,
+        then makes all their records durable with one fsync, and only then releases their results:
+        concurrent writers share an fsync, and nobody sees a result that is not on disk yet.
+        """
+        future: Future[_R] = Future()
+        with self._queue_lock:
+            self._queue.append((op, future))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self.executor().submit(self._drain)
+        return future
+
+    def _drain(self) -> None:
+        while True:
+            with self._queue_lock:
+                group = self._queue
+                if not group:
+                    self._draining = False
+                    return
+                self._queue = []
+            done: list[tuple[Future[Any], Any, BaseException | None]] = []
+            with self._lock:
+                records: list[bytes] = []
+                for op, future in group:
+                    if not future.set_running_or_notify_cancel():
+                        continue  # cancelled before it ran: nothing was applied
+                    try:
+                        done.append((future, op(records), None))
+                    except BaseException as exc:
+                        done.append((future, None, exc))
+                try:
+                    self._commit(records)
+                except JournalError as exc:
+                    done = [(future, None, exc) for future, _, _ in done]
+            for future, result, error in done:
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
 
     def _now(self) -> int:
         """The timestamp base for the next operation: never behind the engine's last timestamp."""
@@ -348,34 +400,35 @@ class Engine:
         if self._failed is not None:
             raise JournalError("the engine stopped after a journal write failure")
 
-    def create_accounts_locked(self, events: list[AccountEvent]) -> list[CreateAccountResult]:
+    # The operations below run under the engine lock and append the journal records that must be
+    # durable before their results are released; `run` and `submit` commit those records.
+
+    def create_accounts_op(
+        self, events: list[AccountEvent], records: list[bytes]
+    ) -> list[CreateAccountResult]:
         self.check_usable()
-        records: list[bytes] = []
         self._pulse(records)
         now = self._now()
         pairs = self.sm.create_accounts(events, now)
         if self.journal is not None and events:
             records.append(jr.encode_record(jr.OP_CREATE_ACCOUNTS, now, jr.pack_accounts(events)))
-        self._commit(records)
         return to_results_accounts(pairs)
 
-    def create_transfers_locked(self, events: list[TransferEvent]) -> list[CreateTransferResult]:
+    def create_transfers_op(
+        self, events: list[TransferEvent], records: list[bytes]
+    ) -> list[CreateTransferResult]:
         self.check_usable()
-        records: list[bytes] = []
         self._pulse(records)
         now = self._now()
         pairs = self.sm.create_transfers(events, now)
         if self.journal is not None and events:
             body = jr.pack_transfers(events)
             records.append(jr.encode_record(jr.OP_CREATE_TRANSFERS, now, body))
-        self._commit(records)
         return to_results_transfers(pairs)
 
-    def read_locked(self, read: Callable[[StateMachine], _R]) -> _R:
+    def read_op(self, read: Callable[[StateMachine], _R], records: list[bytes]) -> _R:
         self.check_usable()
-        records: list[bytes] = []
         self._pulse(records)
-        self._commit(records)
         self.sm.tick(self._now())
         return read(self.sm)
 
@@ -461,52 +514,47 @@ class ClientSync(_Base):
     (nanoseconds since the epoch), e.g. a ``ManualClock`` for expiry tests.
     """
 
-    def _call(self, fn: Callable[[], _R]) -> _R:
-        engine = self._check_open()
-        engine.lock()
-        try:
-            return fn()
-        finally:
-            engine.unlock()
+    def _call(self, op: Callable[[list[bytes]], _R]) -> _R:
+        return self._check_open().run(op)
 
     def create_accounts(self, accounts: list[Account]) -> list[CreateAccountResult]:
         events = self._accounts(accounts)
-        return self._call(lambda: self._engine.create_accounts_locked(events))
+        return self._call(lambda r: self._engine.create_accounts_op(events, r))
 
     def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
         events = self._transfers(transfers)
-        return self._call(lambda: self._engine.create_transfers_locked(events))
+        return self._call(lambda r: self._engine.create_transfers_op(events, r))
 
     def lookup_accounts(self, accounts: list[int]) -> list[Account]:
         ids = self._ids(accounts)
-        return self._call(lambda: self._engine.read_locked(lambda sm: sm.lookup_accounts(ids)))
+        return self._call(lambda r: self._engine.read_op(lambda sm: sm.lookup_accounts(ids), r))
 
     def lookup_transfers(self, transfers: list[int]) -> list[Transfer]:
         ids = self._ids(transfers)
-        return self._call(lambda: self._engine.read_locked(lambda sm: sm.lookup_transfers(ids)))
+        return self._call(lambda r: self._engine.read_op(lambda sm: sm.lookup_transfers(ids), r))
 
     def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
         _check_account_filter(filter)
         return self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.get_account_transfers(filter))
+            lambda r: self._engine.read_op(lambda sm: sm.get_account_transfers(filter), r)
         )
 
     def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
         _check_account_filter(filter)
         return self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.get_account_balances(filter))
+            lambda r: self._engine.read_op(lambda sm: sm.get_account_balances(filter), r)
         )
 
     def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
         _check_query_filter(query_filter)
         return self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.query_accounts(query_filter))
+            lambda r: self._engine.read_op(lambda sm: sm.query_accounts(query_filter), r)
         )
 
     def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
         _check_query_filter(query_filter)
         return self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.query_transfers(query_filter))
+            lambda r: self._engine.read_op(lambda sm: sm.query_transfers(query_filter), r)
         )
 
     def close(self) -> None:
@@ -531,69 +579,62 @@ class ClientAsync(_Base):
     thread; the coroutine awaits it.
     """
 
-    async def _call(self, fn: Callable[[], _R], events: int) -> _R:
+    async def _call(self, op: Callable[[list[bytes]], _R], events: int) -> _R:
         engine = self._check_open()
         if not engine.durable and events <= _INLINE_EVENTS_MAX and engine.try_lock():
+            # Nothing to fsync and little to do: cheaper than a hop to the worker thread.
             try:
-                return fn()
+                records: list[bytes] = []
+                return op(records)
             finally:
                 engine.unlock()
-
-        def locked() -> _R:
-            engine.lock()
-            try:
-                return fn()
-            finally:
-                engine.unlock()
-
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(engine.executor(), locked)
+        return await asyncio.wrap_future(engine.submit(op))
 
     async def create_accounts(self, accounts: list[Account]) -> list[CreateAccountResult]:
         events = self._accounts(accounts)
-        return await self._call(lambda: self._engine.create_accounts_locked(events), len(events))
+        return await self._call(lambda r: self._engine.create_accounts_op(events, r), len(events))
 
     async def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
         events = self._transfers(transfers)
-        return await self._call(lambda: self._engine.create_transfers_locked(events), len(events))
+        return await self._call(lambda r: self._engine.create_transfers_op(events, r), len(events))
 
     async def lookup_accounts(self, accounts: list[int]) -> list[Account]:
         ids = self._ids(accounts)
         return await self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.lookup_accounts(ids)), len(ids)
+            lambda r: self._engine.read_op(lambda sm: sm.lookup_accounts(ids), r), len(ids)
         )
 
     async def lookup_transfers(self, transfers: list[int]) -> list[Transfer]:
         ids = self._ids(transfers)
         return await self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.lookup_transfers(ids)), len(ids)
+            lambda r: self._engine.read_op(lambda sm: sm.lookup_transfers(ids), r), len(ids)
         )
 
     async def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
         _check_account_filter(filter)
         return await self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.get_account_transfers(filter)),
+            lambda r: self._engine.read_op(lambda sm: sm.get_account_transfers(filter), r),
             filter.limit,
         )
 
     async def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
         _check_account_filter(filter)
         return await self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.get_account_balances(filter)),
+            lambda r: self._engine.read_op(lambda sm: sm.get_account_balances(filter), r),
             filter.limit,
         )
 
     async def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
         _check_query_filter(query_filter)
         return await self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.query_accounts(query_filter)),
+            lambda r: self._engine.read_op(lambda sm: sm.query_accounts(query_filter), r),
             query_filter.limit,
         )
 
     async def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
         _check_query_filter(query_filter)
         return await self._call(
-            lambda: self._engine.read_locked(lambda sm: sm.query_transfers(query_filter)),
+            lambda r: self._engine.read_op(lambda sm: sm.query_transfers(query_filter), r),
             query_filter.limit,
         )
 
