@@ -202,8 +202,11 @@ class Journal:
         with open(fd, "rb", closefd=False) as f:
             data = f.read()
         if len(data) < FILE_HEADER_SIZE:
-            # The header is written and fsynced before any record, so a file shorter than it can
-            # only come from a crash during creation, before anything was acknowledged.
+            # The header is written and fsynced before any record, so a prefix of our header (or
+            # zeros) can only come from a crash during creation, before anything was acknowledged.
+            # Anything else is someone else's file: refuse it rather than overwrite it.
+            if data.strip(b"\x00") and not self._file_header().startswith(data):
+                raise JournalError(f"{self.path!r} is not a tbledger journal")
             self._write_file_header()
             return
         self._check_file_header(data)
@@ -219,14 +222,19 @@ class Journal:
             pos = record_end
 
     def _record_end(self, data: bytes, pos: int) -> int | None:
-        """The end offset of the valid record at `pos`, or None if `pos` starts a torn tail."""
+        """The end offset of the valid record at `pos`, or None if `pos` starts a torn tail.
+
+        Linear in the record's size: the rest of the file is looked at only when the record is
+        not valid, to tell a zero-filled tail from corruption.
+        """
         end = len(data)
-        if not data[pos:end].strip(b"\x00"):
-            return None  # zeros to the end: space allocated but never written
         if end - pos < RECORD_HEADER_SIZE:
             return None  # a prefix of a header
-        head = data[pos : pos + RECORD_HEADER.size]
+        view = memoryview(data)
+        head = view[pos : pos + RECORD_HEADER.size]
         if _checksum(head) != data[pos + RECORD_HEADER.size : pos + RECORD_HEADER_SIZE]:
+            if data.count(0, pos, end) == end - pos:
+                return None  # zeros to the end: space allocated but never written
             raise JournalCorruptError(
                 f"journal {self.path!r}: record header checksum mismatch at offset {pos}"
             )
@@ -236,7 +244,7 @@ class Journal:
         body_start = pos + RECORD_HEADER_SIZE
         if end - body_start < size:
             return None  # a prefix of a body
-        if _checksum(data[body_start : body_start + size]) != body_checksum:
+        if _checksum(view[body_start : body_start + size]) != body_checksum:
             raise JournalCorruptError(
                 f"journal {self.path!r}: record body checksum mismatch at offset {pos}"
             )
@@ -255,11 +263,14 @@ class Journal:
                 f"journal {self.path!r} belongs to cluster {cluster_id}, not {self.cluster_id}"
             )
 
+    def _file_header(self) -> bytes:
+        head = FILE_HEADER.pack(MAGIC, VERSION, 0, self.cluster_id.to_bytes(16, "little"))
+        return head + _checksum(head)
+
     def _write_file_header(self) -> None:
         fd = self._require_fd()
-        head = FILE_HEADER.pack(MAGIC, VERSION, 0, self.cluster_id.to_bytes(16, "little"))
         os.ftruncate(fd, 0)
-        os.pwrite(fd, head + _checksum(head), 0)
+        os.pwrite(fd, self._file_header(), 0)
         self._sync(fd)
         os.lseek(fd, 0, os.SEEK_END)
 
