@@ -55,9 +55,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[EngineUnderTest]:
     if request.param == "embedded":
         clock = ManualClock()
         with ClientSync(cluster_id=0, clock=clock) as client:
-            yield EngineUnderTest(
-                "embedded", client, lambda s: clock.advance(s), real=False
-            )
+            yield EngineUnderTest("embedded", client, clock.advance, real=False)
     else:
         client = request.getfixturevalue("_real_client")
         yield EngineUnderTest("real", client, time.sleep, real=True)

@@ -5,7 +5,7 @@ is given) the journal. The facades add exactly what the official client does on 
 so code written against it behaves the same here: integer range checks that raise
 ``IntegerOverflowError`` before anything is sent, ``TooMuchDataError`` above the batch limit or a
 query limit above the reply capacity, ``ClientClosedError`` after ``close()``, and flags truncated
-to their field width.
+to their field width (lookup ids likewise, to 128 bits).
 
 ``ClientAsync`` never runs a large batch or an fsync on the event loop: such work goes to the
 engine's single worker thread (one thread, so writes stay in submission order). A small batch on an
@@ -217,21 +217,19 @@ def transfer_event(t: Transfer) -> TransferEvent:
 
 
 def _validate_ids(ids: Sequence[int]) -> list[int]:
-    return [
-        i if i.__class__ is int and 0 <= i <= _M128 else _validate_uint("id", 128, i) for i in ids
-    ]
+    """Lookup ids as the official client sends them: not range-checked but truncated to 128 bits.
+
+    Its ``c_uint128.from_param`` stores ``id >> 64`` and ``id & (2^64 - 1)`` in two u64 fields,
+    which ctypes truncates silently: -1 becomes 2^128 - 1 and 2^128 + x becomes x (verified
+    against a real 0.17.9 cluster). A non-int fails the shift with a TypeError, as there.
+    """
+    return [i if i.__class__ is int and 0 <= i <= _M128 else _wrap_id(i) for i in ids]
 
 
-def _check_account_filter(f: AccountFilter) -> None:
-    _slow_fields(f, _ACCOUNT_FILTER_FIELDS)
-    if f.limit > QUERY_LIMIT_MAX:
-        raise TooMuchDataError()
-
-
-def _check_query_filter(f: QueryFilter) -> None:
-    _slow_fields(f, _QUERY_FILTER_FIELDS)
-    if f.limit > QUERY_LIMIT_MAX:
-        raise TooMuchDataError()
+def _wrap_id(value: Any) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"id must be an int, not {type(value).__name__}")
+    return int(value) & _M128
 
 
 class ManualClock:
@@ -482,23 +480,42 @@ class _Base:
             raise ClientClosedError()
         return self._engine
 
+    # The official client's order: integer checks while it builds the request, then a closed
+    # client (submit refuses it), and only then size limits (reported by its I/O thread). So a
+    # closed client raises ClientClosedError even for an oversized batch or query limit.
+
     def _accounts(self, accounts: Sequence[Account]) -> list[AccountEvent]:
         events = [account_event(a) for a in accounts]
+        self._check_open()
         if len(events) > self._engine.batch_events_max:
             raise TooMuchDataError()
         return events
 
     def _transfers(self, transfers: Sequence[Transfer]) -> list[TransferEvent]:
         events = [transfer_event(t) for t in transfers]
+        self._check_open()
         if len(events) > self._engine.batch_events_max:
             raise TooMuchDataError()
         return events
 
     def _ids(self, ids: Sequence[int]) -> list[int]:
         checked = _validate_ids(ids)
+        self._check_open()
         if len(checked) > self._engine.batch_events_max:
             raise TooMuchDataError()
         return checked
+
+    def _check_account_filter(self, f: AccountFilter) -> None:
+        _slow_fields(f, _ACCOUNT_FILTER_FIELDS)
+        self._check_open()
+        if f.limit > QUERY_LIMIT_MAX:
+            raise TooMuchDataError()
+
+    def _check_query_filter(self, f: QueryFilter) -> None:
+        _slow_fields(f, _QUERY_FILTER_FIELDS)
+        self._check_open()
+        if f.limit > QUERY_LIMIT_MAX:
+            raise TooMuchDataError()
 
     def _close_engine(self) -> None:
         self._closed = True
@@ -534,25 +551,25 @@ class ClientSync(_Base):
         return self._call(lambda r: self._engine.read_op(lambda sm: sm.lookup_transfers(ids), r))
 
     def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
-        _check_account_filter(filter)
+        self._check_account_filter(filter)
         return self._call(
             lambda r: self._engine.read_op(lambda sm: sm.get_account_transfers(filter), r)
         )
 
     def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
-        _check_account_filter(filter)
+        self._check_account_filter(filter)
         return self._call(
             lambda r: self._engine.read_op(lambda sm: sm.get_account_balances(filter), r)
         )
 
     def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
-        _check_query_filter(query_filter)
+        self._check_query_filter(query_filter)
         return self._call(
             lambda r: self._engine.read_op(lambda sm: sm.query_accounts(query_filter), r)
         )
 
     def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
-        _check_query_filter(query_filter)
+        self._check_query_filter(query_filter)
         return self._call(
             lambda r: self._engine.read_op(lambda sm: sm.query_transfers(query_filter), r)
         )
@@ -611,28 +628,28 @@ class ClientAsync(_Base):
         )
 
     async def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
-        _check_account_filter(filter)
+        self._check_account_filter(filter)
         return await self._call(
             lambda r: self._engine.read_op(lambda sm: sm.get_account_transfers(filter), r),
             filter.limit,
         )
 
     async def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
-        _check_account_filter(filter)
+        self._check_account_filter(filter)
         return await self._call(
             lambda r: self._engine.read_op(lambda sm: sm.get_account_balances(filter), r),
             filter.limit,
         )
 
     async def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
-        _check_query_filter(query_filter)
+        self._check_query_filter(query_filter)
         return await self._call(
             lambda r: self._engine.read_op(lambda sm: sm.query_accounts(query_filter), r),
             query_filter.limit,
         )
 
     async def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
-        _check_query_filter(query_filter)
+        self._check_query_filter(query_filter)
         return await self._call(
             lambda r: self._engine.read_op(lambda sm: sm.query_transfers(query_filter), r),
             query_filter.limit,

@@ -440,7 +440,10 @@ class StateMachine:
             return slot, _A.ID_MUST_NOT_BE_INT_MAX
         existing = self.accounts.get(id_)
         if existing is not None:
-            return existing.timestamp, self._account_exists(existing, e)
+            status = self._account_exists(existing, e)
+            # Only `exists` reports the existing account's timestamp; a mismatch is a failure
+            # like any other and reports the event's slot (as TigerBeetle's `execute_create`).
+            return (existing.timestamp if status == _A.EXISTS else slot), status
         if flags & A_DEBITS_MUST_NOT_EXCEED_CREDITS and flags & A_CREDITS_MUST_NOT_EXCEED_DEBITS:
             return slot, _A.FLAGS_ARE_MUTUALLY_EXCLUSIVE
         if dp != 0:
@@ -555,7 +558,9 @@ class StateMachine:
             return slot, _T.ID_MUST_NOT_BE_INT_MAX
         existing = self.transfers.get(id_)
         if existing is not None:
-            return existing.timestamp, self._transfer_exists(existing, e)
+            status = self._transfer_exists(existing, e)
+            # As for accounts: only `exists` reports the existing transfer's timestamp.
+            return (existing.timestamp if status == _T.EXISTS else slot), status
         if id_ in self.burned_transfer_ids:
             return slot, _T.ID_ALREADY_FAILED
         ts = timestamp if imported else slot
