@@ -4,10 +4,26 @@ Outcomes are values, faults are exceptions: a rejected transfer is a result with
 exception. Exceptions are for configuration, lifecycle, limits, I/O and broken invariants::
 
     TbledgerError
-    ├── ConfigurationError          bad engine URL, bad settings
+    ├── ConfigurationError          bad engine URL, bad store URL, bad settings
+    ├── ValidationError             input out of range or malformed (also a ValueError)
+    │   ├── InvalidIdError          not a u128 id (int, decimal or "0x" hex string)
+    │   └── LimitExceededError      more rows, bytes or characters than a named limit allows
     ├── JournalError                the embedded engine's journal cannot be used
     │   └── JournalCorruptError     checksum or framing damage before the last record
-    └── InvariantViolationError          an internal money invariant failed (a bug; never ignored)
+    ├── StoreError                  the intent/audit store failed (driver error wrapped)
+    │   ├── StoreUnavailableError   the database cannot be reached or the connection was lost
+    │   ├── DuplicateRecordError    a unique key (id, idempotency key, name) is already taken
+    │   └── RecordNotFoundError     a write named a record the store does not have
+    ├── TigerBeetleError            the engine refused or could not be asked (`code`, `details`)
+    │   ├── TransferFailedError     the engine refused a transfer; `code` is its status name
+    │   │   ├── InsufficientBalanceError  exceeds_credits/exceeds_debits (`available`, `requested`)
+    │   │   └── AccountFrozenError  a frozen or closed account was refused by the engine
+    │   ├── AccountNotFoundError    no such account (also a LookupError)
+    │   ├── NotConnectedError       the service is not connected (call `connect()`)
+    │   ├── OutcomeUnknownError     the deadline passed; the request may still be applied
+    │   ├── CircuitOpenError        too many recent engine faults; calls fail fast for a while
+    │   └── IdempotencyConflictError  an idempotency key was reused for a different request
+    └── InvariantViolationError     an internal money invariant failed (a bug; never ignored)
 
 The engine port keeps the official client's own exceptions (``tigerbeetle.TooMuchDataError``,
 ``tigerbeetle.ClientClosedError``, ``tigerbeetle.IntegerOverflowError``, ...), so code written for
@@ -25,12 +41,121 @@ class ConfigurationError(TbledgerError, ValueError):
     """The configuration (an engine URL, a setting) is invalid."""
 
 
+class ValidationError(TbledgerError, ValueError):
+    """Input is malformed or out of range; it was refused before reaching the engine or store."""
+
+
+class InvalidIdError(ValidationError):
+    """A value is not a u128 id: not an int, decimal string or "0x" hex string in [0, 2^128-1]."""
+
+
+class LimitExceededError(ValidationError):
+    """A request exceeds a limit named in ``tbledger.limits``; nothing was truncated."""
+
+
 class JournalError(TbledgerError):
     """The embedded engine's journal could not be opened, read or written."""
 
 
 class JournalCorruptError(JournalError):
     """The journal is damaged somewhere other than a torn last record; it is refused whole."""
+
+
+class StoreError(TbledgerError):
+    """The intent/audit store failed; the driver's exception is the ``__cause__``."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's database cannot be reached, refused the login, or dropped the connection."""
+
+
+class DuplicateRecordError(StoreError):
+    """A unique key is already taken; `constraint` names it when the database says which."""
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class RecordNotFoundError(StoreError, LookupError):
+    """A write named a record (an account, a transfer) that the store does not have."""
+
+
+class TigerBeetleError(TbledgerError):
+    """The ledger engine refused a request or could not be asked.
+
+    `code` is a stable machine-readable name (for a refused transfer, the engine's status name,
+    e.g. ``"exceeds_credits"``); `details` carries the context (ids, amounts) as plain values.
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "engine_error", details: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details: dict[str, object] = dict(details or {})
+
+
+class TransferFailedError(TigerBeetleError):
+    """The engine refused a transfer; `code` is the ``CreateTransferStatus`` name, lowercase."""
+
+
+class InsufficientBalanceError(TransferFailedError):
+    """The debit (or credit) account's limit flag refused the amount.
+
+    `available` is what the account could move at the time it was read (it may have changed since),
+    `requested` the amount asked for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        available: int,
+        requested: int,
+        code: str = "exceeds_credits",
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.available = available
+        self.requested = requested
+
+
+class AccountFrozenError(TransferFailedError):
+    """The engine refused a transfer because an account is frozen or closed (its `closed` flag)."""
+
+
+class AccountNotFoundError(TigerBeetleError, LookupError):
+    """No account has this id (in the engine or in the account mapping)."""
+
+
+class NotConnectedError(TigerBeetleError):
+    """The service is not connected; call ``connect()`` first (or it was closed)."""
+
+
+class OutcomeUnknownError(TigerBeetleError):
+    """The deadline passed before the engine answered. The request was not cancelled and may still
+    be applied; recovery resolves it by resubmitting the same ids. `transfer_ids` names them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transfer_ids: list[int] | None = None,
+        code: str = "outcome_unknown",
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.transfer_ids = list(transfer_ids or [])
+
+
+class CircuitOpenError(TigerBeetleError):
+    """The circuit breaker is open after repeated engine faults; calls fail fast until a health
+    probe succeeds. Nothing was submitted."""
+
+
+class IdempotencyConflictError(TigerBeetleError):
+    """An idempotency key (or a caller-chosen transfer id) was reused with different fields."""
 
 
 class InvariantViolationError(TbledgerError, AssertionError):

@@ -36,3 +36,31 @@ JOURNAL_RECORD_BYTES_MAX: Final = 64 + 128 * BATCH_EVENTS_MAX
 # Why: expiry releases at most one create_transfers batch worth of pending transfers per pulse,
 # as TigerBeetle does, so a backlog of expiries cannot stall one request unboundedly.
 EXPIRY_PULSE_EVENTS_MAX: Final = BATCH_EVENTS_MAX
+
+# Why: the store persists at most one engine request per call (intents, events, accounts), so a
+# write batch is bounded by the engine's own batch size.
+STORE_BATCH_ROWS_MAX: Final = BATCH_EVENTS_MAX
+
+# Why: one page of the recovery backlog or of the audit tail is resubmitted or replayed as one
+# engine batch; lookups by owner, event id or transfer return at most this many rows, else fail.
+STORE_PAGE_ROWS_MAX: Final = BATCH_EVENTS_MAX
+
+# Why: names, owner ids, event ids, payment ids, hashes and idempotency keys are identifiers, not
+# documents; bounded so indexes stay small and both databases agree (SQLite ignores VARCHAR(n)).
+STORE_TEXT_CHARS_MAX: Final = 255
+
+# Why: metadata rides along in the batch's single INSERT; 4 KiB x 8189 rows keeps one statement
+# near 32 MiB, well under PostgreSQL's 1 GiB message limit and SQLite's default 1 GB blob limit.
+STORE_METADATA_BYTES_MAX: Final = 4096
+
+# Why: the service must learn that the store is down before it touches the engine; the kernel's
+# TCP connect retries would otherwise wait for minutes.
+STORE_CONNECT_TIMEOUT_S: Final = 5.0
+
+# Why: one batch statement takes milliseconds; 30 s covers a slow disk or a lock wait (SQLite's
+# busy timeout too) while keeping a stuck database from holding a batch forever.
+STORE_STATEMENT_TIMEOUT_S: Final = 30.0
+
+# Why: each call is one statement or one short transaction, so a few connections saturate the
+# store, and PostgreSQL's max_connections (100 by default) is shared by every process.
+STORE_POOL_CONNECTIONS_MAX: Final = 10

@@ -1,0 +1,168 @@
+"""What differs between the store's databases, behind one small interface, and error mapping.
+
+`Store` is written once against SQLAlchemy Core; a `Backend` supplies only what really differs
+between PostgreSQL and SQLite: how to build the async engine for a URL (driver, pool, per
+connection settings), how to insert a batch in as few statements as the database allows, and how
+to append audit events so that ``seq`` order is commit order (the durable tail depends on it).
+`translate_error` turns driver and SQLAlchemy exceptions into the store's exception tree, keeping
+the original as ``__cause__``: "cannot reach the database" (`StoreUnavailableError`) is kept apart
+from "the database refused this statement" (`StoreError`, `DuplicateRecordError`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tbledger.errors import (
+    DuplicateRecordError,
+    StoreError,
+    StoreUnavailableError,
+    ValidationError,
+)
+from tbledger.limits import (
+    STORE_CONNECT_TIMEOUT_S,
+    STORE_POOL_CONNECTIONS_MAX,
+    STORE_STATEMENT_TIMEOUT_S,
+)
+from tbledger.store.tables import metadata
+
+__all__ = ["Backend", "Row", "StoreOptions", "translate_error"]
+
+# One row to insert, keyed by column name, values already in Python types (the column types
+# convert them for the database).
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreOptions:
+    """How to connect: PostgreSQL schema and role, pool size, and time limits."""
+
+    # PostgreSQL only: the schema the tables live in (search_path), and the role to act as
+    # (SET ROLE at connect; the login user must be a member of it).
+    schema: str | None = None
+    role: str | None = None
+    pool_connections_max: int = STORE_POOL_CONNECTIONS_MAX
+    connect_timeout_s: float = STORE_CONNECT_TIMEOUT_S
+    statement_timeout_s: float = STORE_STATEMENT_TIMEOUT_S
+
+
+class Backend(Protocol):
+    """The database-specific part of the store."""
+
+    @property
+    def name(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        ...
+
+    @property
+    def single_connection(self) -> bool:
+        """True when every call shares one connection (SQLite in memory): calls take turns."""
+        ...
+
+    def create_engine(self) -> AsyncEngine:
+        """A new async engine with this backend's driver, pool and per-connection settings."""
+        ...
+
+    async def insert_rows(
+        self, conn: AsyncConnection, table: sa.Table, rows: Sequence[Row]
+    ) -> None:
+        """Insert `rows` (all with the same keys) into `table` inside the caller's transaction."""
+        ...
+
+    async def insert_events(self, conn: AsyncConnection, rows: Sequence[Row]) -> list[int]:
+        """Append audit events; return their seqs in input order; seq order is commit order."""
+        ...
+
+
+# PostgreSQL SQLSTATEs that mean "no usable connection", not "this statement is wrong":
+# connection exceptions (08), bad login (28), unknown database (3D000), too many connections,
+# and the server shutting down or starting up (57P01-57P03).
+_PG_UNAVAILABLE_PREFIXES = ("08", "28")
+_PG_UNAVAILABLE_STATES = frozenset({"3D000", "53300", "57P01", "57P02", "57P03"})
+_PG_UNIQUE_VIOLATION = "23505"
+
+# SQLite result codes that mean the database file cannot be used right now (cannot open, I/O
+# error, locked past the busy timeout), as opposed to a refused statement.
+_SQLITE_UNAVAILABLE_PREFIXES = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED")
+_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+
+
+def translate_error(exc: Exception) -> Exception | None:
+    """The store exception for `exc`, or None when `exc` is not a database fault."""
+    if isinstance(exc, StoreError | ValidationError):
+        return None
+    if isinstance(exc, sa_exc.StatementError) and isinstance(exc.orig, ValidationError):
+        # A column type refused a value while binding; that is the caller's input, not the store.
+        return exc.orig
+    if isinstance(exc, sa_exc.DBAPIError):
+        return _translate_dbapi(exc)
+    if isinstance(exc, sa_exc.TimeoutError):
+        return StoreUnavailableError(f"no free store connection in time: {exc}")
+    if isinstance(exc, OSError | TimeoutError):
+        # asyncpg raises these unwrapped while connecting: refused, unreachable, timed out.
+        return StoreUnavailableError(f"cannot reach the store database: {exc!r}")
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        return StoreError(f"store failure: {exc}")
+    return None
+
+
+def _translate_dbapi(exc: sa_exc.DBAPIError) -> StoreError:
+    orig = exc.orig
+    message = str(orig) if orig is not None else str(exc)
+    if exc.connection_invalidated:
+        return StoreUnavailableError(f"store connection lost: {message}")
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        if sqlstate == _PG_UNIQUE_VIOLATION:
+            # SQLAlchemy's asyncpg adapter keeps asyncpg's own exception, which names the index.
+            driver = getattr(orig, "orig", None)
+            constraint = getattr(driver, "constraint_name", None)
+            return DuplicateRecordError(f"duplicate record: {message}", constraint=constraint)
+        if sqlstate.startswith(_PG_UNAVAILABLE_PREFIXES) or sqlstate in _PG_UNAVAILABLE_STATES:
+            return StoreUnavailableError(f"store database unavailable: {message}")
+        return StoreError(f"store statement failed ({sqlstate}): {message}")
+    if isinstance(orig, sqlite3.Error):
+        name = getattr(orig, "sqlite_errorname", "") or ""
+        if name in _SQLITE_UNIQUE:
+            return DuplicateRecordError(
+                f"duplicate record: {message}", constraint=_sqlite_constraint(message)
+            )
+        if name.startswith(_SQLITE_UNAVAILABLE_PREFIXES):
+            return StoreUnavailableError(f"store database unavailable: {message}")
+        return StoreError(f"store statement failed ({name or 'sqlite'}): {message}")
+    if isinstance(exc, sa_exc.InterfaceError):
+        return StoreUnavailableError(f"store connection unusable: {message}")
+    return StoreError(f"store statement failed: {message}")
+
+
+def _sqlite_constraint(message: str) -> str | None:
+    # SQLite names columns, not the index ("UNIQUE constraint failed: transfers.id"); map them to
+    # the names PostgreSQL reports, so callers can tell an idempotency key from an id on both.
+    prefix = "constraint failed: "
+    index = message.find(prefix)
+    if index < 0:
+        return None
+    columns = message[index + len(prefix) :].strip()
+    return _UNIQUE_NAMES.get(columns, columns)
+
+
+def _unique_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for table in metadata.tables.values():
+        key = ", ".join(f"{table.name}.{column.name}" for column in table.primary_key.columns)
+        names[key] = str(table.primary_key.name)
+        for index in table.indexes:
+            if index.unique:
+                key = ", ".join(f"{table.name}.{column.name}" for column in index.columns)
+                names[key] = str(index.name)
+    return names
+
+
+_UNIQUE_NAMES = _unique_names()

@@ -1,0 +1,625 @@
+"""The `Store`: account mapping, transfer intents and the append-only audit log, over one URL.
+
+Every method is one statement or one short transaction, and a batch is written with one INSERT
+per table (see the backends), because the store sits on the write path of every transfer
+(DESIGN §3: persist the intent, submit to the engine, persist the outcome). Writes validate their
+input first, so bad input fails as a `ValidationError` before any I/O. Database faults come out as
+the store's exceptions with the driver's exception as ``__cause__``: `StoreUnavailableError` when
+the database cannot be reached (so the service can stop before it touches the engine),
+`DuplicateRecordError` for a taken id, name or idempotency key, `StoreError` otherwise.
+
+The audit log is never updated: a transfer's current status is its latest event, and the
+recovery backlog is the set of transfers whose only events say nothing about the engine's outcome
+(``submitted``, ``outcome_unknown``). Reads that could return an unbounded number of rows take a
+limit or fail with `LimitExceededError` rather than truncate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tbledger.errors import (
+    InvalidIdError,
+    InvariantViolationError,
+    LimitExceededError,
+    RecordNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    ValidationError,
+)
+from tbledger.ids import format_id, parse_id
+from tbledger.limits import STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
+from tbledger.store.backend import Backend, Row, StoreOptions, translate_error
+from tbledger.store.connect import open_backend
+from tbledger.store.migrate import upgrade, upgrade_engine
+from tbledger.store.records import (
+    AccountRecord,
+    AuditEvent,
+    NewAuditEvent,
+    TransferIntent,
+    request_hash_of,
+    validate_account,
+    validate_event,
+    validate_intent,
+    validate_status_change,
+)
+from tbledger.store.tables import (
+    NO_OUTCOME_KINDS,
+    AccountStatus,
+    EventKind,
+    accounts,
+    audit_events,
+    transfers,
+)
+
+__all__ = ["Store"]
+
+_T = TypeVar("_T")
+
+# audit_events.seq is a BIGINT: the largest cursor the database can compare against.
+_SEQ_MAX = (1 << 63) - 1
+
+
+class Store:
+    """Account mapping, transfer intents and the audit log in PostgreSQL or SQLite."""
+
+    def __init__(self, engine: AsyncEngine, backend: Backend) -> None:
+        """Wrap an engine built by `backend`; use `Store.connect` rather than this."""
+        self._engine = engine
+        self._backend = backend
+        # SQLite in memory is one connection: calls must not interleave their transactions on it.
+        self._turns: asyncio.Lock | None = asyncio.Lock() if backend.single_connection else None
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        migrate: bool = False,
+        app_role: str | None = None,
+        options: StoreOptions | None = None,
+    ) -> Store:
+        """Open the store at `url` and check that it answers (`StoreUnavailableError` if not).
+
+        `url` is ``postgresql://...`` or ``postgresql+asyncpg://...`` (asyncpg), ``sqlite:///path``
+        or ``sqlite://`` (in memory, migrated on open since nothing else can reach it).
+        `migrate` first upgrades the schema to the latest migration; `app_role` names the
+        PostgreSQL role the migration grants to (default: ``options.role``, else
+        ``tbledger_app``). `options` sets the PostgreSQL schema and role, pool size and timeouts.
+        """
+        backend = open_backend(url, options)
+        if migrate and not backend.single_connection:
+            # Migrations run as the login user (the tables' owner), never as options.role; the
+            # role the store acts as is the one granted to, unless told otherwise.
+            schema = options.schema if options is not None else None
+            if app_role is None and options is not None:
+                app_role = options.role
+            await upgrade(url, schema=schema, app_role=app_role)
+        engine = backend.create_engine()
+        store = cls(engine, backend)
+        try:
+            if backend.single_connection:
+                await upgrade_engine(engine, app_role=app_role)
+            await store.ping()
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    @property
+    def backend_name(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._backend.name
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine, for migrations and for tests that inspect the database."""
+        return self._engine
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards. Idempotent."""
+        self._closed = True
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        """Check the database answers; raise `StoreUnavailableError` if it does not."""
+        try:
+            async with self._connection() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except StoreUnavailableError:
+            raise
+        except StoreError as exc:
+            raise StoreUnavailableError(f"store ping failed: {exc}") from exc
+
+    # Accounts.
+
+    async def create_accounts(self, rows: Iterable[AccountRecord]) -> list[AccountRecord]:
+        """Insert account mappings (one INSERT) and their ``account_created`` events."""
+        records = _batch(rows)
+        if not records:
+            return []
+        for record in records:
+            validate_account(record)
+        now = _now()
+        stored = [
+            replace(
+                record,
+                status=AccountStatus(record.status),
+                metadata=dict(record.metadata),
+                created_at=now,
+                updated_at=now,
+            )
+            for record in records
+        ]
+        values = [_account_values(record) for record in stored]
+        events = [
+            _event_values(
+                NewAuditEvent(
+                    kind=EventKind.ACCOUNT_CREATED,
+                    account_id=record.id,
+                    status=record.status.value,
+                ),
+                now,
+            )
+            for record in stored
+        ]
+        async with self._transaction() as conn:
+            await self._backend.insert_rows(conn, accounts, values)
+            await self._backend.insert_events(conn, events)
+        return stored
+
+    async def get_account(self, account_id: int) -> AccountRecord | None:
+        """The account mapped to `account_id`, or None."""
+        account_id = _id("account_id", account_id)
+        query = sa.select(accounts).where(accounts.c.id == account_id)
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _account_from_row(row)
+
+    async def get_accounts_by_owner(
+        self, owner_id: str, *, limit: int = STORE_PAGE_ROWS_MAX
+    ) -> list[AccountRecord]:
+        """The owner's accounts in id order; more than `limit` is a `LimitExceededError`."""
+        _check_limit(limit)
+        query = (
+            sa.select(accounts)
+            .where(accounts.c.owner_id == owner_id)
+            .order_by(accounts.c.id)
+            .limit(limit + 1)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_account_from_row(row) for row in _bounded(rows, limit, "accounts of an owner")]
+
+    async def get_account_by_name(self, name: str) -> AccountRecord | None:
+        """The account with this unique name (system accounts), or None."""
+        query = sa.select(accounts).where(accounts.c.name == name)
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _account_from_row(row)
+
+    async def update_account_status(
+        self,
+        account_id: int,
+        status: AccountStatus,
+        freeze_transfer_id: int | None = None,
+    ) -> AccountRecord:
+        """Record a new status and its closing transfer; log ``account_status_changed``.
+
+        Frozen and closed accounts name the pending closing transfer that holds them
+        (`freeze_transfer_id`); an active account names none. `RecordNotFoundError` when the
+        account is not in the store.
+        """
+        account_id = _id("account_id", account_id)
+        validate_status_change(status, freeze_transfer_id)
+        status = AccountStatus(status)
+        now = _now()
+        statement = (
+            sa.update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(status=status.value, freeze_transfer_id=freeze_transfer_id, updated_at=now)
+            .returning(*accounts.c)
+        )
+        detail = {
+            "freeze_transfer_id": None
+            if freeze_transfer_id is None
+            else format_id(freeze_transfer_id)
+        }
+        event = NewAuditEvent(
+            kind=EventKind.ACCOUNT_STATUS_CHANGED,
+            account_id=account_id,
+            status=status.value,
+            detail=detail,
+        )
+        async with self._transaction() as conn:
+            row = (await conn.execute(statement)).first()
+            if row is None:
+                raise RecordNotFoundError(f"no account {format_id(account_id)} in the store")
+            await self._backend.insert_events(conn, [_event_values(event, now)])
+        return _account_from_row(row)
+
+    # Transfer intents.
+
+    async def insert_intents(self, intents: Iterable[TransferIntent]) -> list[AuditEvent]:
+        """Persist intents (one INSERT) and their ``submitted`` events, in one transaction.
+
+        Returns the ``submitted`` events in input order. A taken id or idempotency key fails the
+        whole batch with `DuplicateRecordError`; nothing of it is stored.
+        """
+        records = _batch(intents)
+        if not records:
+            return []
+        for intent in records:
+            validate_intent(intent)
+        now = _now()
+        values = []
+        events = []
+        for intent in records:
+            row = _intent_values(intent, now)
+            if intent.idempotency_key is not None and intent.request_hash is None:
+                row["request_hash"] = request_hash_of(intent)
+            values.append(row)
+            events.append(_submitted_values(intent.id, now))
+        async with self._transaction() as conn:
+            await self._backend.insert_rows(conn, transfers, values)
+            seqs = await self._backend.insert_events(conn, events)
+        return [_event_from_values(seq, values) for seq, values in zip(seqs, events, strict=True)]
+
+    async def get_intent(self, transfer_id: int) -> TransferIntent | None:
+        """The intent with this transfer id, or None."""
+        transfer_id = _id("transfer_id", transfer_id)
+        query = sa.select(transfers).where(transfers.c.id == transfer_id)
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _intent_from_row(row)
+
+    async def find_by_idempotency_key(self, key: str) -> TransferIntent | None:
+        """The intent stored under this idempotency key, or None."""
+        query = sa.select(transfers).where(transfers.c.idempotency_key == key)
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _intent_from_row(row)
+
+    async def transfers_by_event_id(
+        self, event_id: str, *, limit: int = STORE_PAGE_ROWS_MAX
+    ) -> list[TransferIntent]:
+        """The intents tagged with this event id, in id (time) order."""
+        _check_limit(limit)
+        query = (
+            sa.select(transfers)
+            .where(transfers.c.event_id == event_id)
+            .order_by(transfers.c.id)
+            .limit(limit + 1)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_intent_from_row(row) for row in _bounded(rows, limit, "transfers of an event")]
+
+    # The audit log.
+
+    async def append_events(self, events: Iterable[NewAuditEvent]) -> list[AuditEvent]:
+        """Append events (one INSERT); return them with their seqs, in input order."""
+        records = _batch(events)
+        if not records:
+            return []
+        for event in records:
+            validate_event(event)
+        now = _now()
+        values = [_event_values(event, now) for event in records]
+        async with self._transaction() as conn:
+            seqs = await self._backend.insert_events(conn, values)
+        return [_event_from_values(seq, row) for seq, row in zip(seqs, values, strict=True)]
+
+    async def transfer_audit(
+        self, transfer_id: int, *, limit: int = STORE_PAGE_ROWS_MAX
+    ) -> list[AuditEvent]:
+        """A transfer's events in seq (append) order."""
+        transfer_id = _id("transfer_id", transfer_id)
+        _check_limit(limit)
+        query = (
+            sa.select(audit_events)
+            .where(audit_events.c.transfer_id == transfer_id)
+            .order_by(audit_events.c.seq)
+            .limit(limit + 1)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_event_from_row(row) for row in _bounded(rows, limit, "events of a transfer")]
+
+    async def current_status(self, transfer_ids: Iterable[int]) -> dict[int, AuditEvent]:
+        """Each transfer's latest event (its current status); transfers with none are absent."""
+        ids = list(dict.fromkeys(_id("transfer_id", i) for i in _batch(transfer_ids)))
+        if not ids:
+            return {}
+        latest = (
+            sa.select(sa.func.max(audit_events.c.seq).label("seq"))
+            .where(audit_events.c.transfer_id.in_(ids))
+            .group_by(audit_events.c.transfer_id)
+            .subquery()
+        )
+        query = sa.select(audit_events).join(latest, audit_events.c.seq == latest.c.seq)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        result = {}
+        for row in rows:
+            event = _event_from_row(row)
+            if event.transfer_id is None:
+                raise InvariantViolationError(f"latest event {event.seq} names no transfer")
+            result[event.transfer_id] = event
+        return result
+
+    async def intents_without_outcome(
+        self,
+        limit: int,
+        *,
+        after_id: int | None = None,
+        created_before: datetime | None = None,
+    ) -> list[TransferIntent]:
+        """The recovery backlog: intents whose only events are ``submitted``/``outcome_unknown``.
+
+        In id (time) order, at most `limit`; page with `after_id` (the last id of the previous
+        page). `created_before` leaves out intents still in flight (submitted moments ago).
+        """
+        _check_limit(limit)
+        outcome = audit_events.alias("outcome")
+        has_outcome = (
+            sa.select(outcome.c.seq)
+            .where(outcome.c.transfer_id == transfers.c.id)
+            .where(outcome.c.kind.not_in([kind.value for kind in NO_OUTCOME_KINDS]))
+            .exists()
+        )
+        query = sa.select(transfers).where(~has_outcome)
+        if after_id is not None:
+            query = query.where(transfers.c.id > _id("after_id", after_id))
+        if created_before is not None:
+            if created_before.tzinfo is None:
+                raise ValidationError("created_before must be timezone-aware")
+            query = query.where(transfers.c.created_at < created_before)
+        query = query.order_by(transfers.c.id).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_intent_from_row(row) for row in rows]
+
+    async def events_since(self, cursor: int, limit: int) -> list[AuditEvent]:
+        """The durable tail: events with seq > `cursor`, in seq order, at most `limit`.
+
+        Start with cursor 0; continue from the last returned event's seq. Seq order is commit
+        order, so an event never appears behind a cursor that has already passed its seq.
+        """
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= _SEQ_MAX:
+            raise ValidationError(f"cursor must be an int in [0, 2^63-1], got {cursor!r}")
+        _check_limit(limit)
+        query = (
+            sa.select(audit_events)
+            .where(audit_events.c.seq > cursor)
+            .order_by(audit_events.c.seq)
+            .limit(limit)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_event_from_row(row) for row in rows]
+
+    # Connections.
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        async with self._turn(), self._translated(), self._engine.connect() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._turn(), self._translated(), self._engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._turns is None:
+            yield
+            return
+        async with self._turns:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _translated(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            translated = translate_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id(name: str, value: object) -> int:
+    # The store takes ids as ints; strings are parsed at the edge (tbledger.ids.parse_id).
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidIdError(f"{name} must be an int id, not {type(value).__name__}")
+    try:
+        return parse_id(value)
+    except InvalidIdError as exc:
+        raise InvalidIdError(f"{name}: {exc}") from None
+
+
+def _batch(rows: Iterable[_T]) -> list[_T]:
+    batch = list(rows)
+    if len(batch) > STORE_BATCH_ROWS_MAX:
+        raise LimitExceededError(
+            f"{len(batch)} rows in one call; STORE_BATCH_ROWS_MAX is {STORE_BATCH_ROWS_MAX}"
+        )
+    return batch
+
+
+def _check_limit(limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValidationError(f"limit must be a positive int, got {limit!r}")
+    if limit > STORE_PAGE_ROWS_MAX:
+        raise LimitExceededError(f"limit {limit} exceeds STORE_PAGE_ROWS_MAX={STORE_PAGE_ROWS_MAX}")
+
+
+def _bounded(rows: Sequence[_T], limit: int, what: str) -> Sequence[_T]:
+    # The query asked for one row more than the limit: its presence means there are more.
+    if len(rows) > limit:
+        raise LimitExceededError(f"more than {limit} {what}; nothing is truncated silently")
+    return rows
+
+
+def _account_values(record: AccountRecord) -> Row:
+    return {
+        "id": record.id,
+        "account_type": record.account_type,
+        "owner_id": record.owner_id,
+        "ledger": record.ledger,
+        "code": record.code,
+        "name": record.name,
+        "status": AccountStatus(record.status).value,
+        "freeze_transfer_id": record.freeze_transfer_id,
+        "metadata": dict(record.metadata),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+def _intent_values(intent: TransferIntent, now: datetime) -> dict[str, Any]:
+    return {
+        "id": intent.id,
+        "debit_account_id": intent.debit_account_id,
+        "credit_account_id": intent.credit_account_id,
+        "amount": intent.amount,
+        "pending_id": intent.pending_id,
+        "user_data_128": intent.user_data_128,
+        "user_data_64": intent.user_data_64,
+        "user_data_32": intent.user_data_32,
+        "timeout": intent.timeout,
+        "ledger": intent.ledger,
+        "code": intent.code,
+        "flags": intent.flags,
+        "timestamp": intent.timestamp,
+        "payment_id": intent.payment_id,
+        "event_id": intent.event_id,
+        "chain_tx_hash": intent.chain_tx_hash,
+        "idempotency_key": intent.idempotency_key,
+        "request_hash": intent.request_hash,
+        "metadata": dict(intent.metadata),
+        "created_at": now,
+    }
+
+
+def _event_values(event: NewAuditEvent, now: datetime) -> Row:
+    return {
+        "transfer_id": event.transfer_id,
+        "account_id": event.account_id,
+        "kind": EventKind(event.kind).value,
+        "status": event.status,
+        "engine_timestamp": event.engine_timestamp,
+        "detail": dict(event.detail),
+        "recorded_at": now,
+    }
+
+
+def _submitted_values(transfer_id: int, now: datetime) -> Row:
+    return {
+        "transfer_id": transfer_id,
+        "account_id": None,
+        "kind": EventKind.SUBMITTED.value,
+        "status": None,
+        "engine_timestamp": None,
+        "detail": {},
+        "recorded_at": now,
+    }
+
+
+def _account_from_row(row: sa.Row[Any]) -> AccountRecord:
+    m = row._mapping
+    return AccountRecord(
+        id=m["id"],
+        account_type=m["account_type"],
+        owner_id=m["owner_id"],
+        ledger=m["ledger"],
+        code=m["code"],
+        name=m["name"],
+        status=AccountStatus(m["status"]),
+        freeze_transfer_id=m["freeze_transfer_id"],
+        metadata=m["metadata"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _intent_from_row(row: sa.Row[Any]) -> TransferIntent:
+    m = row._mapping
+    return TransferIntent(
+        id=m["id"],
+        debit_account_id=m["debit_account_id"],
+        credit_account_id=m["credit_account_id"],
+        amount=m["amount"],
+        pending_id=m["pending_id"],
+        user_data_128=m["user_data_128"],
+        user_data_64=m["user_data_64"],
+        user_data_32=m["user_data_32"],
+        timeout=m["timeout"],
+        ledger=m["ledger"],
+        code=m["code"],
+        flags=m["flags"],
+        timestamp=m["timestamp"],
+        payment_id=m["payment_id"],
+        event_id=m["event_id"],
+        chain_tx_hash=m["chain_tx_hash"],
+        idempotency_key=m["idempotency_key"],
+        request_hash=m["request_hash"],
+        metadata=m["metadata"],
+        created_at=m["created_at"],
+    )
+
+
+def _event_from_row(row: sa.Row[Any]) -> AuditEvent:
+    m = row._mapping
+    return AuditEvent(
+        seq=int(m["seq"]),
+        kind=EventKind(m["kind"]),
+        transfer_id=m["transfer_id"],
+        account_id=m["account_id"],
+        status=m["status"],
+        engine_timestamp=m["engine_timestamp"],
+        detail=m["detail"],
+        recorded_at=m["recorded_at"],
+    )
+
+
+def _event_from_values(seq: int, values: Row) -> AuditEvent:
+    return AuditEvent(
+        seq=seq,
+        kind=EventKind(values["kind"]),
+        transfer_id=values["transfer_id"],
+        account_id=values["account_id"],
+        status=values["status"],
+        engine_timestamp=values["engine_timestamp"],
+        detail=values["detail"],
+        recorded_at=values["recorded_at"],
+    )

@@ -1,0 +1,177 @@
+"""The store's schema as SQLAlchemy Core tables: account mapping, transfer intents, audit log.
+
+Three tables, one per kind of fact. ``accounts`` maps a TigerBeetle account id to what the engine
+does not hold (type, owner, a unique name for system accounts, a freeze status and the closing
+transfer that enforces it); it is the only table rows are updated in. ``transfers`` holds one row
+per transfer intent, written before the engine sees the transfer, with every engine field so that
+recovery can resubmit it byte for byte, plus the caller's metadata; it is insert-only.
+``audit_events`` is the append-only log: a transfer's current status is its latest event, and
+``seq`` is the cursor of the durable tail. There are no foreign keys from transfers to accounts:
+the engine, not the store, decides whether an account exists, and an intent that the engine will
+refuse (``debit_account_not_found``) must still be recorded with its failure.
+
+The Alembic migrations in ``tbledger.store.migrations`` create exactly this schema (a test
+compares them); the names of constraints and indexes are fixed here so errors can be mapped.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import sqlalchemy as sa
+
+from tbledger.store.types import U64, U128, JsonDocument, UtcDateTime
+
+__all__ = [
+    "ACCOUNT_EVENT_KINDS",
+    "NO_OUTCOME_KINDS",
+    "TRANSFER_EVENT_KINDS",
+    "AccountStatus",
+    "EventKind",
+    "accounts",
+    "audit_events",
+    "metadata",
+    "transfers",
+]
+
+
+class AccountStatus(StrEnum):
+    """An account's status in the store; the engine enforces it through a closing transfer."""
+
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    CLOSED = "closed"
+
+
+class EventKind(StrEnum):
+    """What an audit event records. Transfer kinds follow DESIGN §3; account kinds log changes."""
+
+    SUBMITTED = "submitted"
+    PENDING = "pending"
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    ACCOUNT_CREATED = "account_created"
+    ACCOUNT_STATUS_CHANGED = "account_status_changed"
+
+
+ACCOUNT_EVENT_KINDS = frozenset({EventKind.ACCOUNT_CREATED, EventKind.ACCOUNT_STATUS_CHANGED})
+TRANSFER_EVENT_KINDS = frozenset(set(EventKind) - ACCOUNT_EVENT_KINDS)
+
+# The kinds that say nothing about what the engine did: a transfer whose events are only these
+# is in the recovery backlog.
+NO_OUTCOME_KINDS = frozenset({EventKind.SUBMITTED, EventKind.OUTCOME_UNKNOWN})
+
+
+def _in_list(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", U128(), primary_key=True, autoincrement=False),
+    sa.Column("account_type", sa.String(255), nullable=False),
+    sa.Column("owner_id", sa.String(255), nullable=True),
+    sa.Column("ledger", sa.BigInteger(), nullable=False),
+    sa.Column("code", sa.Integer(), nullable=False),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default=AccountStatus.ACTIVE.value),
+    sa.Column("freeze_transfer_id", U128(), nullable=True),
+    sa.Column("metadata", JsonDocument, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(_in_list("status", AccountStatus), name="status"),
+    # A frozen or closed account is held by its closing pending transfer (DESIGN §4).
+    sa.CheckConstraint(
+        "(status = 'active') = (freeze_transfer_id IS NULL)", name="freeze_transfer"
+    ),
+    sa.Index("ix_accounts_owner_id", "owner_id"),
+    # System accounts are found again by name; user accounts have none. Partial, so NULLs are
+    # plainly outside the index on both databases.
+    sa.Index(
+        "ux_accounts_name",
+        "name",
+        unique=True,
+        postgresql_where=sa.text("name IS NOT NULL"),
+        sqlite_where=sa.text("name IS NOT NULL"),
+    ),
+)
+
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    # The engine's fields, exactly as submitted: recovery rebuilds the tigerbeetle.Transfer from
+    # them and resubmits it with the same id ("exists" then means it already happened).
+    sa.Column("id", U128(), primary_key=True, autoincrement=False),
+    sa.Column("debit_account_id", U128(), nullable=False),
+    sa.Column("credit_account_id", U128(), nullable=False),
+    sa.Column("amount", U128(), nullable=False),
+    sa.Column("pending_id", U128(), nullable=False),
+    sa.Column("user_data_128", U128(), nullable=False),
+    sa.Column("user_data_64", U64(), nullable=False),
+    sa.Column("user_data_32", sa.BigInteger(), nullable=False),
+    sa.Column("timeout", sa.BigInteger(), nullable=False),
+    sa.Column("ledger", sa.BigInteger(), nullable=False),
+    sa.Column("code", sa.Integer(), nullable=False),
+    sa.Column("flags", sa.Integer(), nullable=False),
+    # Zero unless the transfer is imported, in which case the caller chose it.
+    sa.Column("timestamp", U64(), nullable=False),
+    # The caller's context, which the engine does not hold.
+    sa.Column("payment_id", sa.String(255), nullable=True),
+    sa.Column("event_id", sa.String(255), nullable=True),
+    sa.Column("chain_tx_hash", sa.String(255), nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    # sha256 of the request fields: the same key with different fields is a caller error.
+    sa.Column("request_hash", sa.String(64), nullable=True),
+    sa.Column("metadata", JsonDocument, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_transfers_event_id", "event_id"),
+    sa.Index("ix_transfers_payment_id", "payment_id"),
+    sa.Index(
+        "ux_transfers_idempotency_key",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    # The durable tail's cursor. ALWAYS: nobody chooses a seq, so it only grows. SQLite needs
+    # INTEGER (not BIGINT) for a rowid alias, and AUTOINCREMENT so a seq is never reused.
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.Identity(always=True),
+        primary_key=True,
+    ),
+    sa.Column("transfer_id", U128(), sa.ForeignKey("transfers.id"), nullable=True),
+    sa.Column("account_id", U128(), sa.ForeignKey("accounts.id"), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    # The engine's status name for failures (e.g. "exceeds_credits"), or the account's new status.
+    sa.Column("status", sa.String(64), nullable=True),
+    sa.Column("engine_timestamp", U64(), nullable=True),
+    sa.Column("detail", JsonDocument, nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(_in_list("kind", EventKind), name="kind"),
+    sa.CheckConstraint("transfer_id IS NOT NULL OR account_id IS NOT NULL", name="subject"),
+    # (transfer_id, seq): a transfer's history in order, and its latest event, from the index.
+    sa.Index("ix_audit_events_transfer_id_seq", "transfer_id", "seq"),
+    sa.Index("ix_audit_events_account_id", "account_id"),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,1 @@
+"""The intent/audit store, run against SQLite and PostgreSQL."""

@@ -1,0 +1,187 @@
+"""Store URLs, unavailable databases, in-memory SQLite, and recovery from dropped connections."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tbledger.errors import ConfigurationError, StoreError, StoreUnavailableError
+from tbledger.ids import new_id
+from tbledger.store import AccountRecord, Store, StoreOptions, TransferIntent
+from tbledger.store.connect import open_backend
+from tbledger.store.postgres import PostgresBackend
+from tbledger.store.sqlite import SqliteBackend
+from tests.store.conftest import StoreCase, sqlite_url
+from tests.support.database import SessionDatabase, free_port
+
+
+@pytest.mark.parametrize(
+    ("url", "backend", "memory"),
+    [
+        ("postgresql://u:p@127.0.0.1:5432/db", PostgresBackend, False),
+        ("postgres://u@127.0.0.1/db", PostgresBackend, False),
+        ("postgresql+asyncpg://u@127.0.0.1/db", PostgresBackend, False),
+        ("sqlite:///relative.db", SqliteBackend, False),
+        ("sqlite:////tmp/absolute.db", SqliteBackend, False),
+        ("sqlite+aiosqlite:////tmp/absolute.db", SqliteBackend, False),
+        ("sqlite://", SqliteBackend, True),
+        ("sqlite:///:memory:", SqliteBackend, True),
+    ],
+)
+def test_urls_choose_the_backend_and_async_driver(
+    url: str, backend: type[object], memory: bool
+) -> None:
+    chosen = open_backend(url)
+    assert isinstance(chosen, backend)
+    assert chosen.single_connection is memory
+
+
+def test_postgres_urls_always_use_asyncpg() -> None:
+    engine = open_backend("postgres://u@127.0.0.1/db").create_engine()
+    assert engine.url.drivername == "postgresql+asyncpg"
+    engine = open_backend("sqlite:///x.db").create_engine()
+    assert engine.url.drivername == "sqlite+aiosqlite"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u@h/db",
+        "postgresql+psycopg://u@h/db",
+        "sqlite+pysqlite:///x.db",
+        "not a url",
+        "",
+        "memory://",
+    ],
+)
+def test_other_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_backend(url)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [StoreOptions(schema="s"), StoreOptions(role="r")],
+)
+def test_sqlite_has_no_schema_or_role(options: StoreOptions) -> None:
+    with pytest.raises(ConfigurationError):
+        open_backend("sqlite://", options)
+
+
+@pytest.mark.parametrize("name", ['x"; DROP TABLE accounts; --', "Public", "1abc", "a-b", ""])
+def test_postgres_schema_and_role_must_be_plain_identifiers(name: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_backend("postgresql://u@127.0.0.1/db", StoreOptions(schema=name))
+    with pytest.raises(ConfigurationError):
+        open_backend("postgresql://u@127.0.0.1/db", StoreOptions(role=name))
+
+
+async def test_closed_port_is_unavailable_quickly() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as raised:
+        await Store.connect(url)
+    assert time.monotonic() - started < 2.0
+    assert isinstance(raised.value.__cause__, OSError)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts TCP connections and never says a word."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+async def test_a_server_that_never_answers_is_unavailable_after_the_timeout(
+    silent_server: int,
+) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{silent_server}/test"
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError):
+        await Store.connect(url, options=StoreOptions(connect_timeout_s=0.5))
+    assert time.monotonic() - started < 3.0
+
+
+async def test_unknown_database_is_unavailable(postgres_database: SessionDatabase) -> None:
+    url = sa.make_url(postgres_database.url).set(database="tbledger_no_such_database")
+    with pytest.raises(StoreUnavailableError, match="does not exist"):
+        await Store.connect(url.render_as_string(hide_password=False))
+
+
+async def test_missing_sqlite_folder_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError):
+        await Store.connect(sqlite_url(tmp_path / "no" / "such" / "store.db"))
+
+
+async def test_store_errors_are_under_the_root() -> None:
+    from tbledger.errors import TbledgerError
+
+    assert issubclass(StoreUnavailableError, StoreError)
+    assert issubclass(StoreError, TbledgerError)
+
+
+async def test_memory_store_is_migrated_and_private() -> None:
+    first = await Store.connect("sqlite://")
+    second = await Store.connect("sqlite://")
+    try:
+        record = AccountRecord(id=new_id(), account_type="user", ledger=1, code=1)
+        await first.create_accounts([record])
+        assert await first.get_account(record.id) is not None
+        assert await second.get_account(record.id) is None
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_memory_store_serialises_concurrent_calls() -> None:
+    async with await Store.connect("sqlite://") as store:
+
+        async def write(n: int) -> None:
+            await store.insert_intents(
+                TransferIntent(
+                    id=new_id(), debit_account_id=1, credit_account_id=2, amount=n, ledger=1, code=1
+                )
+                for _ in range(5)
+            )
+            await store.events_since(0, 100)
+
+        await asyncio.gather(*(write(n) for n in range(1, 21)))
+        events = await store.events_since(0, 1000)
+        assert [e.seq for e in events] == list(range(1, 101))
+
+
+async def test_file_store_migrates_on_connect(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "m.db")
+    async with await Store.connect(url, migrate=True) as store:
+        await store.ping()
+    # Opening again, migrated already, is fine with or without migrate.
+    async with await Store.connect(url, migrate=True) as store:
+        assert store.backend_name == "sqlite"
+    async with await Store.connect(url) as store:
+        assert await store.events_since(0, 1) == []
+
+
+async def test_postgres_store_survives_dropped_connections(postgres_case: StoreCase) -> None:
+    store = postgres_case.store
+    await store.ping()
+    async with postgres_case.admin.connect() as conn:
+        terminated = await conn.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'tbledger' AND pid <> pg_backend_pid() "
+                "AND datname = current_database() AND usename = current_user "
+                "AND query NOT LIKE '%pg_terminate_backend%'"
+            )
+        )
+        assert terminated.scalar_one() >= 1
+    # The pool checks connections before use, so the store reconnects by itself.
+    await store.ping()
+    assert await store.events_since(0, 1) == []

@@ -1,0 +1,260 @@
+"""The packaged Alembic migrations: they apply cleanly, match the tables, and set up the guards."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tbledger.errors import ConfigurationError, StoreUnavailableError
+from tbledger.store import DEFAULT_APP_ROLE, StoreOptions, downgrade, upgrade, upgrade_sync
+from tbledger.store.connect import open_backend
+from tbledger.store.migrate import alembic_config
+from tbledger.store.tables import metadata
+from tests.store.conftest import BACKENDS, sqlite_url
+from tests.support.database import SessionDatabase
+
+TABLES = {"accounts", "transfers", "audit_events"}
+
+
+@dataclass
+class Target:
+    """An empty database (SQLite file, or a PostgreSQL schema not yet created)."""
+
+    kind: str
+    url: str
+    schema: str | None
+    engine: AsyncEngine
+
+    async def upgrade(self, **kwargs: Any) -> None:
+        await upgrade(self.url, schema=self.schema, **kwargs)
+
+    async def tables(self) -> set[str]:
+        async with self.engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+    async def revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: MigrationContext.configure(c).get_current_revision()
+            )
+
+
+@pytest.fixture(params=BACKENDS)
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
+    if request.param == "sqlite":
+        url, schema = sqlite_url(tmp_path / "migrate.db"), None
+    else:
+        database: SessionDatabase = request.getfixturevalue("postgres_database")
+        url, schema = database.url, f"{database.prefix}_{secrets.token_hex(4)}"
+    engine = open_backend(url, StoreOptions(schema=schema)).create_engine()
+    try:
+        yield Target(kind=request.param, url=url, schema=schema, engine=engine)
+    finally:
+        await engine.dispose()
+
+
+def head() -> str:
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert revision is not None
+    return revision
+
+
+async def test_upgrade_creates_the_tables_at_head(target: Target) -> None:
+    await target.upgrade()
+    assert await target.tables() == TABLES | {"alembic_version"}
+    assert await target.revision() == head()
+
+
+async def test_migrated_schema_matches_the_tables_module(target: Target) -> None:
+    await target.upgrade()
+
+    def diff(connection: sa.Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with target.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_upgrade_twice_is_a_no_op(target: Target) -> None:
+    await target.upgrade()
+    await target.upgrade()
+    assert await target.revision() == head()
+
+
+async def test_downgrade_to_base_and_up_again(target: Target) -> None:
+    await target.upgrade()
+    await downgrade(target.url, schema=target.schema)
+    assert await target.tables() == {"alembic_version"}
+    assert await target.revision() is None
+    await target.upgrade()
+    assert await target.tables() == TABLES | {"alembic_version"}
+
+
+async def test_sqlite_has_the_append_only_triggers(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "t.db")
+    await upgrade(url)
+    engine = open_backend(url).create_engine()
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            )
+            assert [r[0] for r in rows] == [
+                "audit_events_no_delete",
+                "audit_events_no_update",
+                "transfers_no_delete",
+                "transfers_no_update",
+            ]
+    finally:
+        await engine.dispose()
+
+
+def test_upgrade_sync_works_without_an_event_loop(tmp_path: Path) -> None:
+    upgrade_sync(sqlite_url(tmp_path / "sync.db"))
+    assert (tmp_path / "sync.db").stat().st_size > 0
+
+
+async def test_upgrade_of_an_unreachable_database_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError):
+        await upgrade(sqlite_url(tmp_path / "missing-folder" / "x.db"))
+
+
+@pytest.mark.parametrize("role", ["x'); DROP TABLE accounts;--", "UPPER", "", "1st", "a" * 64])
+def test_app_role_must_be_a_plain_identifier(role: str) -> None:
+    with pytest.raises(ConfigurationError):
+        alembic_config(app_role=role)
+
+
+# PostgreSQL: the application role and its grants.
+
+PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"]
+EXPECTED_GRANTS = {
+    "accounts": {"SELECT", "INSERT", "UPDATE"},
+    "transfers": {"SELECT", "INSERT"},
+    "audit_events": {"SELECT", "INSERT"},
+}
+
+
+async def grants(engine: AsyncEngine, role: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    async with engine.connect() as conn:
+        for table in EXPECTED_GRANTS:
+            found[table] = {
+                privilege
+                for privilege in PRIVILEGES
+                if (
+                    await conn.execute(
+                        sa.text("SELECT has_table_privilege(:role, :table, :privilege)"),
+                        {"role": role, "table": table, "privilege": privilege},
+                    )
+                ).scalar_one()
+            }
+    return found
+
+
+@pytest.fixture
+async def pg_target(postgres_database: SessionDatabase) -> AsyncIterator[Target]:
+    schema = f"{postgres_database.prefix}_{secrets.token_hex(4)}"
+    engine = open_backend(postgres_database.url, StoreOptions(schema=schema)).create_engine()
+    try:
+        yield Target(kind="postgresql", url=postgres_database.url, schema=schema, engine=engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_app_role_is_nologin_with_exactly_the_store_grants(pg_target: Target) -> None:
+    await pg_target.upgrade()
+    async with pg_target.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.text("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = :r"),
+                {"r": DEFAULT_APP_ROLE},
+            )
+        ).one()
+        assert tuple(row) == (False, False)
+        usage = await conn.execute(
+            sa.text("SELECT has_schema_privilege(:r, current_schema(), 'USAGE')"),
+            {"r": DEFAULT_APP_ROLE},
+        )
+        assert usage.scalar_one() is True
+    assert await grants(pg_target.engine, DEFAULT_APP_ROLE) == EXPECTED_GRANTS
+
+
+async def test_a_custom_role_is_created_once_and_granted_in_each_schema(
+    postgres_database: SessionDatabase,
+) -> None:
+    role = f"tbledger_test_role_{secrets.token_hex(4)}"
+    schemas = [f"{postgres_database.prefix}_{secrets.token_hex(4)}" for _ in range(3)]
+    admin = open_backend(postgres_database.url).create_engine()
+    try:
+        await asyncio.gather(
+            *(upgrade(postgres_database.url, schema=s, app_role=role) for s in schemas)
+        )
+        for schema in schemas:
+            options = StoreOptions(schema=schema)
+            engine = open_backend(postgres_database.url, options).create_engine()
+            try:
+                assert await grants(engine, role) == EXPECTED_GRANTS
+            finally:
+                await engine.dispose()
+    finally:
+        async with admin.begin() as conn:
+            for schema in schemas:
+                await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            await conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        await admin.dispose()
+
+
+async def test_processes_upgrading_one_schema_at_once_take_turns(pg_target: Target) -> None:
+    # Two service processes starting together: the advisory lock in the migration environment
+    # makes the second wait and then find the schema at head.
+    async with pg_target.engine.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{pg_target.schema}"'))
+    script = (
+        "import sys; from tbledger.store import upgrade_sync; "
+        "upgrade_sync(sys.argv[1], schema=sys.argv[2])"
+    )
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            script,
+            pg_target.url,
+            str(pg_target.schema),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    for process in processes:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode == 0, stderr.decode()
+    assert await pg_target.revision() == head()
+    async with pg_target.engine.connect() as conn:
+        versions = await conn.execute(sa.text("SELECT count(*) FROM alembic_version"))
+        assert versions.scalar_one() == 1
+
+
+async def test_migrations_in_one_process_take_turns(tmp_path: Path) -> None:
+    urls = [sqlite_url(tmp_path / f"{n}.db") for n in range(4)]
+    await asyncio.gather(*(upgrade(url) for url in urls))
+    for url in urls:
+        engine = open_backend(url).create_engine()
+        try:
+            async with engine.connect() as conn:
+                names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+            assert names == TABLES | {"alembic_version"}
+        finally:
+            await engine.dispose()
