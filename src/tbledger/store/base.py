@@ -294,6 +294,46 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _intent_from_row(row)
 
+    async def intents_in_chain(self, chain_id: int) -> list[TransferIntent]:
+        """Every member of the linked chain `chain_id`, in chain order."""
+        chain_id = _id("chain_id", chain_id)
+        query = (
+            sa.select(transfers)
+            .where(transfers.c.chain_id == chain_id)
+            .order_by(transfers.c.chain_index)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_intent_from_row(row) for row in rows]
+
+    async def open_holds(
+        self, limit: int, *, after_id: int | None = None
+    ) -> list[tuple[TransferIntent, int | None]]:
+        """Pending transfers with a timeout whose latest event is still ``pending``.
+
+        Each comes with the engine timestamp of that event (the hold's creation in the engine),
+        from which its expiry is computed. In id order; page with `after_id`.
+        """
+        _check_limit(limit)
+        latest = audit_events.alias("latest")
+        latest_seq = (
+            sa.select(sa.func.max(latest.c.seq))
+            .where(latest.c.transfer_id == transfers.c.id)
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(transfers, audit_events.c.engine_timestamp.label("pending_timestamp"))
+            .join(audit_events, audit_events.c.seq == latest_seq)
+            .where(audit_events.c.kind == EventKind.PENDING.value)
+            .where(transfers.c.timeout > 0)
+        )
+        if after_id is not None:
+            query = query.where(transfers.c.id > _id("after_id", after_id))
+        query = query.order_by(transfers.c.id).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(_intent_from_row(row), row._mapping["pending_timestamp"]) for row in rows]
+
     async def find_by_idempotency_key(self, key: str) -> TransferIntent | None:
         """The intent stored under this idempotency key, or None."""
         query = sa.select(transfers).where(transfers.c.idempotency_key == key)
@@ -528,6 +568,8 @@ def _intent_values(intent: TransferIntent, now: datetime) -> dict[str, Any]:
         "request_hash": intent.request_hash,
         "metadata": dict(intent.metadata),
         "created_at": now,
+        "chain_id": intent.chain_id,
+        "chain_index": intent.chain_index,
     }
 
 
@@ -594,6 +636,8 @@ def _intent_from_row(row: sa.Row[Any]) -> TransferIntent:
         idempotency_key=m["idempotency_key"],
         request_hash=m["request_hash"],
         metadata=m["metadata"],
+        chain_id=m["chain_id"],
+        chain_index=m["chain_index"],
         created_at=m["created_at"],
     )
 

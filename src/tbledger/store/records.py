@@ -91,6 +91,10 @@ class TransferIntent:
     # hash is (a service may hash its own wire request instead).
     request_hash: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The linked chain (atomic batch) this transfer belongs to: its first transfer's id, and the
+    # position in it. None outside a chain.
+    chain_id: int | None = None
+    chain_index: int | None = None
     # Set by the store; ignored on input.
     created_at: datetime | None = None
 

@@ -138,7 +138,12 @@ transfers = sa.Table(
     sa.Column("request_hash", sa.String(64), nullable=True),
     sa.Column("metadata", JsonDocument, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    # The atomic batch (linked chain) the transfer belongs to: the id of the chain's first
+    # transfer and the position in it. Recovery resubmits a chain whole, in order.
+    sa.Column("chain_id", U128(), nullable=True),
+    sa.Column("chain_index", sa.Integer(), nullable=True),
     sa.Index("ix_transfers_event_id", "event_id"),
+    sa.Index("ix_transfers_chain_id", "chain_id"),
     sa.Index("ix_transfers_payment_id", "payment_id"),
     sa.Index(
         "ux_transfers_idempotency_key",
