@@ -64,3 +64,15 @@ STORE_STATEMENT_TIMEOUT_S: Final = 30.0
 # Why: each call is one statement or one short transaction, so a few connections saturate the
 # store, and PostgreSQL's max_connections (100 by default) is shared by every process.
 STORE_POOL_CONNECTIONS_MAX: Final = 10
+
+# Why: a retry resubmits the same ids (safe), but each attempt holds its caller and may leave one
+# more request running in the client; past ten the engine is down and the circuit breaker answers.
+RETRY_ATTEMPTS_MAX: Final = 10
+
+# Why: one backoff sleep longer than 30 s outlasts any caller waiting on an answer (an HTTP client);
+# an engine that needs longer is down, which is the circuit breaker's case, not the retry's.
+RETRY_DELAY_MAX_S: Final = 30.0
+
+# Why: a health probe is one small read, and callers waiting on a half-open circuit wait for it, so
+# it gets a deadline like any engine request; a probe slower than this counts as a failure.
+CIRCUIT_PROBE_TIMEOUT_S: Final = 5.0

@@ -323,6 +323,7 @@ class Store:
         )
         query = (
             sa.select(transfers, audit_events.c.engine_timestamp.label("pending_timestamp"))
+            .select_from(transfers)
             .join(audit_events, audit_events.c.seq == latest_seq)
             .where(audit_events.c.kind == EventKind.PENDING.value)
             .where(transfers.c.timeout > 0)

@@ -1,0 +1,1476 @@
+"""The ledger service: accounts, balances and transfers over TigerBeetle, with an audit trail.
+
+``LedgerService`` is the specification's ``ITigerBeetleService`` in Python, completed. A write goes
+down once and comes back once (DESIGN §3, "write last, read first"):
+
+1. validate: bad input never reaches the engine;
+2. persist the intent (the transfer with its id and the caller's context) and a ``submitted``
+   audit event, one statement per batch — if the store is down, nothing reaches the engine;
+3. submit to the engine through the batcher, within a deadline that never cancels the request;
+4. append the outcome as audit events (with the engine's timestamp);
+5. emit events to listeners.
+
+A crash anywhere leaves at worst intents without outcome; ``recover()`` reads the engine first
+(``lookup_transfers``), records what already happened, and resubmits the rest with the same ids
+and fields, whole chains at a time — so nothing is lost and nothing happens twice. Money is read
+from the engine; names and metadata from the store. A frozen or closed account is enforced by the
+engine itself, through a closing pending transfer (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import tigerbeetle as tb
+
+from tbledger.balances import (
+    ACCOUNT_TYPE_CODES,
+    AccountType,
+    Balance,
+    NormalSide,
+    default_flags,
+    normal_side,
+)
+from tbledger.config import Settings
+from tbledger.engine import EngineClient, connect
+from tbledger.engine.batcher import Batcher
+from tbledger.errors import (
+    AccountFrozenError,
+    AccountNotFoundError,
+    CircuitOpenError,
+    DuplicateRecordError,
+    IdempotencyConflictError,
+    InsufficientBalanceError,
+    NotConnectedError,
+    OutcomeUnknownError,
+    TigerBeetleError,
+    TransferFailedError,
+    ValidationError,
+)
+from tbledger.events import EventBus, LedgerEvent, LedgerEventName, Listener
+from tbledger.ids import format_id, parse_id
+from tbledger.limits import BATCH_EVENTS_MAX, STORE_PAGE_ROWS_MAX, U16_MAX, U32_MAX, U64_MAX
+from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
+from tbledger.store import (
+    AccountRecord,
+    AccountStatus,
+    AuditEvent,
+    EventKind,
+    NewAuditEvent,
+    Store,
+    TransferIntent,
+    request_hash_of,
+)
+from tbledger.store.records import validate_account
+
+__all__ = [
+    "AccountInfo",
+    "Health",
+    "LedgerService",
+    "RecoveryReport",
+    "TransferPage",
+    "TransferRequest",
+    "TransferResult",
+]
+
+log = logging.getLogger("tbledger.service")
+
+_T = TypeVar("_T")
+_S = tb.CreateTransferStatus
+_F = tb.TransferFlags
+
+AMOUNT_MAX = tb.AMOUNT_MAX
+# The transfer code of freeze, unfreeze and close transfers (not a business code).
+CONTROL_TRANSFER_CODE = U16_MAX
+_OK = frozenset({_S.CREATED, _S.EXISTS})
+_INSUFFICIENT = frozenset({_S.EXCEEDS_CREDITS, _S.EXCEEDS_DEBITS})
+_CLOSED = frozenset({_S.DEBIT_ACCOUNT_ALREADY_CLOSED, _S.CREDIT_ACCOUNT_ALREADY_CLOSED})
+_NOT_FOUND = frozenset({_S.DEBIT_ACCOUNT_NOT_FOUND, _S.CREDIT_ACCOUNT_NOT_FOUND})
+_RESOLVED_KINDS = frozenset({EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED})
+_PURPOSE = "purpose"
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferRequest:
+    """One transfer to create. Amounts are integers in the ledger's minor unit.
+
+    `transfer_id` lets the caller choose the id (retries then reuse it); otherwise a time-ordered
+    id is minted. `idempotency_key` makes a retry with a fresh id return the original outcome.
+    """
+
+    debit_account_id: int | str
+    credit_account_id: int | str
+    amount: int
+    ledger: int
+    code: int
+    transfer_id: int | str | None = None
+    pending: bool = False
+    timeout: int = 0
+    user_data_128: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    payment_id: str | None = None
+    event_id: str | None = None
+    chain_tx_hash: str | None = None
+    idempotency_key: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """The outcome of one transfer: `status` is the engine's status name, lowercase."""
+
+    id: int
+    status: str
+    timestamp: int | None = None
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("created", "exists")
+
+    @property
+    def id_hex(self) -> str:
+        return format_id(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """An account's mapping (who, what, status) and, when read from the engine, its balance."""
+
+    record: AccountRecord
+    balance: Balance | None = None
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def status(self) -> AccountStatus:
+        return self.record.status
+
+
+@dataclass(frozen=True, slots=True)
+class TransferPage:
+    """A page of an account's transfers; pass `next_cursor` back for the next page."""
+
+    transfers: list[tb.Transfer]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    engine_ok: bool
+    store_ok: bool
+    breaker: CircuitState
+    engine_latency_ms: float | None
+    detail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.engine_ok and self.store_ok and self.breaker is not CircuitState.OPEN
+
+
+@dataclass
+class RecoveryReport:
+    """What one `recover()` pass did."""
+
+    examined: int = 0
+    found_in_engine: int = 0
+    resubmitted: int = 0
+    failed: int = 0
+    expired: int = 0
+    unresolved: int = 0
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def _uint(name: str, value: object, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{name} must be an integer, not {type(value).__name__}")
+    if not 0 <= value <= maximum:
+        raise ValidationError(f"{name} must be in [0, {maximum}], got {value}")
+    return int(value)
+
+
+def _amount(value: object) -> int:
+    return _uint("amount", value, AMOUNT_MAX)
+
+
+def _account_id(name: str, value: object) -> int:
+    account_id = parse_id(value)
+    if account_id in (0, AMOUNT_MAX):
+        raise ValidationError(f"{name} must not be 0 or 2^128-1")
+    return account_id
+
+
+def _status_name(status: int) -> str:
+    return _S(status).name.lower()
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+
+class LedgerService:
+    """Accounts, balances and transfers on TigerBeetle, with an append-only audit trail.
+
+    Build it from `Settings` (or keywords) and ``await connect()`` (or ``async with``). Tests and
+    embedders may pass an `engine` client and a `store` directly.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        engine: EngineClient | None = None,
+        store: Store | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = Settings(**overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        self.settings = settings
+        self._engine = engine
+        self._store = store
+        self._owns_engine = engine is None
+        self._owns_store = store is None
+        self._batcher: Batcher | None = None
+        self._bus = EventBus()
+        self._timeout_s = settings.request_timeout_ms / 1000
+        self._retry = RetryPolicy(
+            attempts_max=settings.retry_attempts_max,
+            delay_initial_s=settings.retry_delay_ms / 1000,
+            delay_max_s=settings.retry_delay_max_ms / 1000,
+        )
+        self._breaker = CircuitBreaker(
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_timeout_s=settings.breaker_reset_timeout_s,
+            probe=self._probe_engine,
+        )
+        # Transfers submitted by this process and not yet resolved: a replay of the same id or
+        # idempotency key waits for the original instead of submitting it a second time.
+        self._inflight: dict[int, asyncio.Future[TransferResult]] = {}
+        self._account_sides: dict[int, NormalSide] = {}
+        self._control_accounts: dict[int, int] = {}
+        self._engine_now_ns = 0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._recovery_task: asyncio.Task[None] | None = None
+        self._connected = False
+        # Counters for metrics and tests.
+        self.stats: dict[str, int] = {"audit_write_failures": 0, "outcome_unknown": 0}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def connect(self, *, recover: bool = True, background: bool = False) -> None:
+        """Connect the store (migrating it) and the engine, then run `recover()` once.
+
+        `background=True` also runs recovery and hold expiry every `recovery_interval_s`.
+        """
+        if self._connected:
+            return
+        if self._store is None:
+            self._store = await Store.connect(
+                self.settings.database_url, migrate=self.settings.migrate
+            )
+        if self._engine is None:
+            self._engine = await connect(self.settings.engine_config().url)
+        self._batcher = Batcher(self._engine)
+        self._connected = True
+        if recover:
+            await self.recover()
+        if background:
+            self._recovery_task = asyncio.create_task(self._recovery_loop())
+
+    async def close(self) -> None:
+        """Stop background work, wait for listeners, close the engine and the store."""
+        if self._recovery_task is not None:
+            self._recovery_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery_task
+            self._recovery_task = None
+        if self._background:
+            await asyncio.gather(*tuple(self._background), return_exceptions=True)
+        await self._bus.drain()
+        self._connected = False
+        if self._owns_engine and self._engine is not None:
+            with contextlib.suppress(Exception):
+                await self._engine.close()
+            self._engine = None
+        if self._owns_store and self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    disconnect = close
+
+    async def __aenter__(self) -> LedgerService:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None or not self._connected:
+            raise NotConnectedError("the ledger service is not connected", code="not_connected")
+        return self._store
+
+    @property
+    def batcher(self) -> Batcher:
+        if self._batcher is None or not self._connected:
+            raise NotConnectedError("the ledger service is not connected", code="not_connected")
+        return self._batcher
+
+    @property
+    def engine(self) -> EngineClient:
+        if self._engine is None or not self._connected:
+            raise NotConnectedError("the ledger service is not connected", code="not_connected")
+        return self._engine
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._breaker
+
+    def on(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Call `listener` on `event` (see `LedgerEventName`); returns an unsubscribe function."""
+        return self._bus.on(event, listener)
+
+    async def health_check(self) -> Health:
+        """Engine and store reachability, engine latency, and the breaker's state."""
+        detail: dict[str, str] = {}
+        engine_ok, latency_ms = False, None
+        started = time.perf_counter()
+        try:
+            await within_deadline(self.engine.lookup_accounts([]), self._timeout_s)
+            engine_ok, latency_ms = True, (time.perf_counter() - started) * 1000
+        except Exception as exc:
+            detail["engine"] = f"{type(exc).__name__}: {exc}"
+        store_ok = False
+        try:
+            await self.store.ping()
+            store_ok = True
+        except Exception as exc:
+            detail["store"] = f"{type(exc).__name__}: {exc}"
+        return Health(engine_ok, store_ok, self._breaker.state, latency_ms, detail)
+
+    # -- engine calls ---------------------------------------------------------------------------
+
+    async def _probe_engine(self) -> None:
+        await within_deadline(self.engine.lookup_accounts([]), self._timeout_s)
+
+    async def _call(
+        self,
+        make: Callable[[], Awaitable[_T]],
+        *,
+        on_late_result: Callable[[asyncio.Future[_T]], None] | None = None,
+    ) -> _T:
+        """One engine call through the breaker, with retries of client faults, in a deadline.
+
+        The deadline covers the whole call; when it passes, the request keeps running (it cannot
+        be taken back) and `on_late_result` receives it when it completes.
+        """
+        await self._breaker.before_call()
+
+        async def attempt() -> _T:
+            try:
+                return await make()
+            except tb.ClientEvictedError:
+                await self._replace_engine_client()
+                raise
+
+        try:
+            result = await within_deadline(
+                retry(attempt, self._retry, retryable=_retryable_fault),
+                self._timeout_s,
+                on_late_result=on_late_result,
+            )
+        except (OutcomeUnknownError, tb.ClientEvictedError, tb.ClientClosedError):
+            self._breaker.record_failure()
+            raise
+        self._breaker.record_success()
+        return result
+
+    async def _replace_engine_client(self) -> None:
+        """After eviction the client is dead: build a new one for the same engine."""
+        if not self._owns_engine:
+            return
+        log.warning("engine client evicted; connecting a new one")
+        self._engine = await connect(self.settings.engine_config().url)
+        self._batcher = Batcher(self._engine)
+
+    def _observe_timestamps(self, results: Iterable[tb.CreateTransferResult]) -> None:
+        for result in results:
+            self._engine_now_ns = max(self._engine_now_ns, result.timestamp)
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    async def create_account(
+        self,
+        *,
+        owner_id: str | None,
+        account_type: str,
+        ledger: int,
+        code: int | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        flags: tb.AccountFlags | None = None,
+        account_id: int | str | None = None,
+        user_data_128: int = 0,
+        user_data_64: int = 0,
+        user_data_32: int = 0,
+    ) -> AccountInfo:
+        """Create an account in the engine, then its mapping. Idempotent with the same id.
+
+        The engine account is created first: an engine account without a mapping holds no money
+        and nobody knows its id, while a mapping without an engine account would show a ledger
+        entry that does not exist. Retrying with the same `account_id` completes either half.
+        """
+        ledger = _uint("ledger", ledger, U32_MAX)
+        if ledger == 0:
+            raise ValidationError("ledger must not be 0")
+        if code is None:
+            code = (
+                ACCOUNT_TYPE_CODES.get(AccountType(account_type), 0)
+                if _known_type(account_type)
+                else 0
+            )
+        code = _uint("code", code, U16_MAX)
+        if code == 0:
+            raise ValidationError(f"code is required for account type {account_type!r}")
+        new_id = tb.id() if account_id is None else _account_id("account_id", account_id)
+        engine_flags = default_flags(account_type) if flags is None else tb.AccountFlags(flags)
+        if engine_flags & (tb.AccountFlags.LINKED | tb.AccountFlags.IMPORTED):
+            raise ValidationError("linked and imported accounts are created through the engine")
+        account = tb.Account(
+            id=new_id,
+            ledger=ledger,
+            code=code,
+            flags=engine_flags,
+            user_data_128=_uint("user_data_128", user_data_128, AMOUNT_MAX),
+            user_data_64=_uint("user_data_64", user_data_64, U64_MAX),
+            user_data_32=_uint("user_data_32", user_data_32, U32_MAX),
+        )
+        record = AccountRecord(
+            id=new_id,
+            account_type=account_type,
+            ledger=ledger,
+            code=code,
+            owner_id=owner_id,
+            name=name,
+            metadata=dict(metadata or {}),
+        )
+        store = self.store
+        # Validate the mapping before the engine sees anything.
+        validate_account(record)
+        (result,) = await self._call(lambda: self.batcher.create_accounts([account]))
+        if result.status not in (tb.CreateAccountStatus.CREATED, tb.CreateAccountStatus.EXISTS):
+            raise TigerBeetleError(
+                f"the engine refused account {format_id(new_id)}: {result.status.name.lower()}",
+                code=result.status.name.lower(),
+                details={"account_id": format_id(new_id)},
+            )
+        try:
+            (stored,) = await store.create_accounts([record])
+        except DuplicateRecordError:
+            existing = await store.get_account(new_id)
+            if existing is None or (
+                existing.account_type,
+                existing.ledger,
+                existing.code,
+                existing.owner_id,
+            ) != (account_type, ledger, code, owner_id):
+                raise
+            stored = existing
+        else:
+            self._bus.emit(
+                [
+                    LedgerEvent(
+                        LedgerEventName.ACCOUNT_CREATED,
+                        new_id,
+                        {"account_type": account_type, "owner_id": owner_id, "ledger": ledger},
+                    )
+                ]
+            )
+        self._account_sides[new_id] = normal_side(account_type)
+        return AccountInfo(stored)
+
+    async def get_account(self, account_id: int | str) -> AccountInfo:
+        """The account's mapping and its balance from the engine."""
+        account_id = parse_id(account_id)
+        record = await self.store.get_account(account_id)
+        if record is None:
+            raise AccountNotFoundError(
+                f"no account {format_id(account_id)}",
+                code="account_not_found",
+                details={"account_id": format_id(account_id)},
+            )
+        (balance,) = await self._balances([record])
+        return AccountInfo(record, balance)
+
+    async def get_accounts_by_owner(self, owner_id: str) -> list[AccountInfo]:
+        """Every account of this owner, with balances (one engine lookup for all)."""
+        records = await self.store.get_accounts_by_owner(owner_id)
+        balances = await self._balances(records)
+        return [AccountInfo(r, b) for r, b in zip(records, balances, strict=True)]
+
+    async def get_balance(self, account_id: int | str) -> Balance:
+        """The account's balance, on its normal side, from the engine."""
+        (balance,) = await self.get_balances([account_id])
+        return balance
+
+    async def get_balances(self, account_ids: Sequence[int | str]) -> list[Balance]:
+        """Balances of several accounts in one engine request; unknown ids raise."""
+        ids = [parse_id(a) for a in account_ids]
+        if len(ids) > BATCH_EVENTS_MAX:
+            raise ValidationError(f"at most {BATCH_EVENTS_MAX} accounts per call")
+        sides = await self._sides(ids)
+        accounts = await self._call(lambda: self.engine.lookup_accounts(ids))
+        by_id = {a.id: a for a in accounts}
+        out = []
+        for account_id in ids:
+            found = by_id.get(account_id)
+            if found is None:
+                raise AccountNotFoundError(
+                    f"no account {format_id(account_id)} in the engine",
+                    code="account_not_found",
+                    details={"account_id": format_id(account_id)},
+                )
+            out.append(Balance.of(found, sides[account_id]))
+        return out
+
+    async def _balances(self, records: Sequence[AccountRecord]) -> list[Balance | None]:
+        if not records:
+            return []
+        ids = [r.id for r in records]
+        accounts = await self._call(lambda: self.engine.lookup_accounts(ids))
+        by_id = {a.id: a for a in accounts}
+        out: list[Balance | None] = []
+        for r in records:
+            self._account_sides[r.id] = normal_side(r.account_type)
+            found = by_id.get(r.id)
+            out.append(None if found is None else Balance.of(found, normal_side(r.account_type)))
+        return out
+
+    async def _sides(self, ids: Sequence[int]) -> dict[int, NormalSide]:
+        """Normal sides by account id; account types never change, so they are cached."""
+        missing = [i for i in ids if i not in self._account_sides]
+        for account_id in missing:
+            record = await self.store.get_account(account_id)
+            self._account_sides[account_id] = (
+                NormalSide.CREDIT if record is None else normal_side(record.account_type)
+            )
+        return {i: self._account_sides[i] for i in ids}
+
+    async def _control_account(self, ledger: int) -> int:
+        """The ledger's control account, counterparty of freeze and close transfers."""
+        cached = self._control_accounts.get(ledger)
+        if cached is not None:
+            return cached
+        name = f"system:control:{ledger}"
+        record = await self.store.get_account_by_name(name)
+        if record is None:
+            try:
+                info = await self.create_account(
+                    owner_id=None,
+                    account_type=AccountType.CONTROL,
+                    ledger=ledger,
+                    name=name,
+                    metadata={"system": True},
+                )
+                record = info.record
+            except DuplicateRecordError:
+                record = await self.store.get_account_by_name(name)
+                if record is None:
+                    raise
+        self._control_accounts[ledger] = record.id
+        return record.id
+
+    async def update_account_status(
+        self, account_id: int | str, status: str, *, sweep_to: int | str | None = None
+    ) -> AccountInfo:
+        """Set an account `active`, `frozen` or `closed`; the engine enforces it.
+
+        * frozen: a zero-amount pending transfer with ``closing_debit`` and no timeout closes the
+          account in the engine, so every new transfer touching it is refused (race-free).
+        * active: voids that transfer, which reopens the account.
+        * closed: one linked chain, all or nothing — void the freeze if any, sweep the whole
+          balance to `sweep_to` (default: the ledger's control account) with a balancing
+          transfer, and close the account with a closing transfer that is never voided.
+        """
+        account_id = parse_id(account_id)
+        target = AccountStatus(status)
+        record = await self.store.get_account(account_id)
+        if record is None:
+            raise AccountNotFoundError(
+                f"no account {format_id(account_id)}",
+                code="account_not_found",
+                details={"account_id": format_id(account_id)},
+            )
+        if record.status is target:
+            return AccountInfo(record)
+        if record.status is AccountStatus.CLOSED:
+            raise ValidationError(f"account {format_id(account_id)} is closed for good")
+        control = await self._control_account(record.ledger)
+        requests: list[TransferIntent] = []
+        ledger = record.ledger
+        if record.status is AccountStatus.FROZEN and record.freeze_transfer_id is not None:
+            requests.append(
+                _control_intent(
+                    purpose="unfreeze",
+                    account_id=account_id,
+                    flags=_F.VOID_PENDING_TRANSFER,
+                    pending_id=record.freeze_transfer_id,
+                    ledger=ledger,
+                )
+            )
+        if target is AccountStatus.FROZEN:
+            requests.append(
+                _control_intent(
+                    purpose="freeze",
+                    account_id=account_id,
+                    flags=_F.PENDING | _F.CLOSING_DEBIT,
+                    debit=account_id,
+                    credit=control,
+                    ledger=ledger,
+                )
+            )
+        elif target is AccountStatus.CLOSED:
+            destination = control if sweep_to is None else _account_id("sweep_to", sweep_to)
+            if normal_side(record.account_type) is NormalSide.CREDIT:
+                sweep = _control_intent(
+                    purpose="sweep",
+                    account_id=account_id,
+                    flags=_F.BALANCING_DEBIT,
+                    debit=account_id,
+                    credit=destination,
+                    ledger=ledger,
+                    amount=AMOUNT_MAX,
+                )
+            else:
+                sweep = _control_intent(
+                    purpose="sweep",
+                    account_id=account_id,
+                    flags=_F.BALANCING_CREDIT,
+                    debit=destination,
+                    credit=account_id,
+                    ledger=ledger,
+                    amount=AMOUNT_MAX,
+                )
+            requests.append(sweep)
+            requests.append(
+                _control_intent(
+                    purpose="close",
+                    account_id=account_id,
+                    flags=_F.PENDING | _F.CLOSING_DEBIT,
+                    debit=account_id,
+                    credit=control,
+                    ledger=ledger,
+                )
+            )
+        results = await self._write(requests, atomic=len(requests) > 1)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            first = next((r for r in failed if r.status != "linked_event_failed"), failed[0])
+            raise _transfer_error(first, None, None)
+        updated = await self.store.get_account(account_id)
+        if updated is None:  # pragma: no cover - the account was read above
+            raise AccountNotFoundError(f"no account {format_id(account_id)}")
+        return AccountInfo(updated)
+
+    async def _apply_control_outcomes(self, intents: Sequence[TransferIntent]) -> None:
+        """Record account status changes that the engine just made effective.
+
+        Runs for every recorded outcome, in the normal path and in recovery, so a crash between
+        the engine and the store is repaired by `recover()`.
+        """
+        for intent in intents:
+            purpose = intent.metadata.get(_PURPOSE)
+            account = intent.metadata.get("account_id")
+            if purpose not in ("freeze", "unfreeze", "close") or not isinstance(account, str):
+                continue
+            account_id = parse_id(account)
+            record = await self.store.get_account(account_id)
+            if record is None:
+                continue
+            if purpose == "freeze":
+                status, freeze_id = AccountStatus.FROZEN, intent.id
+            elif purpose == "close":
+                status, freeze_id = AccountStatus.CLOSED, intent.id
+            else:
+                if record.status is AccountStatus.CLOSED:
+                    continue  # the unfreeze was the first link of a close
+                status, freeze_id = AccountStatus.ACTIVE, None
+            if (record.status, record.freeze_transfer_id) == (status, freeze_id):
+                continue
+            await self.store.update_account_status(account_id, status, freeze_id)
+            self._bus.emit(
+                [
+                    LedgerEvent(
+                        LedgerEventName.ACCOUNT_STATUS_CHANGED,
+                        account_id,
+                        {"status": status.value, "previous": record.status.value},
+                    )
+                ]
+            )
+
+    # -- transfers ------------------------------------------------------------------------------
+
+    async def create_transfer(
+        self, request: TransferRequest | None = None, /, **kw: Any
+    ) -> TransferResult:
+        """Create one transfer; raise a typed error if the engine refuses it."""
+        req = request if request is not None else TransferRequest(**kw)
+        return await self._single(_intent_of(req, pending=req.pending))
+
+    async def create_pending_transfer(
+        self, request: TransferRequest | None = None, /, **kw: Any
+    ) -> TransferResult:
+        """Create a two-phase hold (`timeout` in seconds, 0 = none)."""
+        req = request if request is not None else TransferRequest(**kw)
+        return await self._single(_intent_of(req, pending=True))
+
+    async def post_pending_transfer(
+        self,
+        pending_id: int | str,
+        amount: int | None = None,
+        *,
+        transfer_id: int | str | None = None,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransferResult:
+        """Post a hold: in full (`amount` None) or in part (the rest is released)."""
+        intent = _resolution_intent(
+            pending_id,
+            post=True,
+            amount=AMOUNT_MAX if amount is None else _amount(amount),
+            transfer_id=transfer_id,
+            idempotency_key=idempotency_key,
+            event_id=event_id,
+            payment_id=payment_id,
+            metadata=metadata,
+        )
+        return await self._single(intent)
+
+    async def void_pending_transfer(
+        self,
+        pending_id: int | str,
+        *,
+        transfer_id: int | str | None = None,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransferResult:
+        """Void a hold: release all of it."""
+        intent = _resolution_intent(
+            pending_id,
+            post=False,
+            amount=0,
+            transfer_id=transfer_id,
+            idempotency_key=idempotency_key,
+            event_id=event_id,
+            payment_id=payment_id,
+            metadata=metadata,
+        )
+        return await self._single(intent)
+
+    async def create_transfers(
+        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+    ) -> list[TransferResult]:
+        """Create many transfers: one result per input, in order; errors are returned.
+
+        One engine request per 8189 transfers. `atomic=True` links them into one chain: all or
+        nothing (at most 8189).
+        """
+        intents = [_intent_of(r, pending=r.pending) for r in requests]
+        return await self._write(intents, atomic=atomic)
+
+    async def create_pending_transfers(
+        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+    ) -> list[TransferResult]:
+        """Create many holds; as `create_transfers`."""
+        intents = [_intent_of(r, pending=True) for r in requests]
+        return await self._write(intents, atomic=atomic)
+
+    async def _single(self, intent: TransferIntent) -> TransferResult:
+        (result,) = await self._write([intent], atomic=False)
+        if result.ok:
+            return result
+        raise await self._error_for(result, intent)
+
+    async def _error_for(self, result: TransferResult, intent: TransferIntent) -> TigerBeetleError:
+        status = _S.__members__.get(result.status.upper())
+        available: int | None = None
+        if status in _INSUFFICIENT:
+            side_id = (
+                intent.debit_account_id
+                if status == _S.EXCEEDS_CREDITS
+                else intent.credit_account_id
+            )
+            with contextlib.suppress(Exception):
+                accounts = await self._call(lambda: self.engine.lookup_accounts([side_id]))
+                if accounts:
+                    a = accounts[0]
+                    if status == _S.EXCEEDS_CREDITS:
+                        available = a.credits_posted - a.debits_posted - a.debits_pending
+                    else:
+                        available = a.debits_posted - a.credits_posted - a.credits_pending
+        return _transfer_error(result, intent, available)
+
+    # -- the write path -------------------------------------------------------------------------
+
+    async def _write(self, intents: list[TransferIntent], *, atomic: bool) -> list[TransferResult]:
+        """Persist intents, submit them, record outcomes; one result per intent, in order."""
+        if not intents:
+            return []
+        if atomic:
+            if len(intents) > BATCH_EVENTS_MAX:
+                raise ValidationError(f"an atomic batch holds at most {BATCH_EVENTS_MAX} transfers")
+            intents = _link(intents)
+        for intent in intents:
+            if intent.flags & _F.LINKED and not atomic:
+                raise ValidationError("use atomic=True to link transfers")
+        results: list[TransferResult] = []
+        for start in range(0, len(intents), BATCH_EVENTS_MAX):
+            results.extend(await self._write_chunk(intents[start : start + BATCH_EVENTS_MAX]))
+        return results
+
+    async def _write_chunk(self, intents: list[TransferIntent]) -> list[TransferResult]:
+        if self._breaker.state is CircuitState.OPEN:
+            # Fail before persisting anything: nothing would be submitted.
+            await self._breaker.before_call()
+        # Claim the ids before the intents become visible in the store, so that a concurrent
+        # replay (same id or idempotency key) waits for this submission instead of resolving it.
+        loop = asyncio.get_running_loop()
+        futures: dict[int, asyncio.Future[TransferResult]] = {}
+        for intent in intents:
+            if intent.id not in self._inflight:
+                futures[intent.id] = self._inflight[intent.id] = loop.create_future()
+        try:
+            fresh, replays = await self._persist(intents)
+            outcomes: dict[int, TransferResult] = {}
+            if fresh:
+                for result in await self._submit(fresh):
+                    outcomes[result.id] = result
+                    futures[result.id].set_result(result)
+            for intent, previous in replays:
+                own = futures.pop(intent.id, None)
+                if own is not None and self._inflight.get(intent.id) is own:
+                    del self._inflight[intent.id]
+                outcomes[intent.id] = await self._replay(intent, previous)
+            return [outcomes[i.id] for i in intents]
+        except BaseException as exc:
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # observed here; waiters re-raise it
+            raise
+        finally:
+            for intent_id, future in futures.items():
+                if self._inflight.get(intent_id) is future:
+                    del self._inflight[intent_id]
+
+    async def _persist(
+        self, intents: list[TransferIntent]
+    ) -> tuple[list[TransferIntent], list[tuple[TransferIntent, TransferIntent]]]:
+        """Insert the intents; split out the ones that are replays of stored intents.
+
+        A replay is an intent whose id or idempotency key is already stored with the same
+        request; the same key or id with a different request is an `IdempotencyConflictError`.
+        """
+        store = self.store
+        hashed = [
+            replace(i, request_hash=request_hash_of(i)) if i.idempotency_key else i for i in intents
+        ]
+        try:
+            await store.insert_intents(hashed)
+            return hashed, []
+        except DuplicateRecordError:
+            pass
+        fresh: list[TransferIntent] = []
+        replays: list[tuple[TransferIntent, TransferIntent]] = []
+        for intent in hashed:
+            previous = await self._stored_twin(intent)
+            if previous is None:
+                fresh.append(intent)
+            else:
+                replays.append((intent, previous))
+        if fresh and replays and any(i.chain_id is not None for i in hashed):
+            raise IdempotencyConflictError(
+                "part of this atomic batch was already submitted with other transfers",
+                code="idempotency_conflict",
+            )
+        if fresh:
+            try:
+                await store.insert_intents(fresh)
+            except DuplicateRecordError as exc:
+                raise IdempotencyConflictError(
+                    "a concurrent request took one of these ids or keys; retry the call",
+                    code="idempotency_conflict",
+                ) from exc
+        return fresh, replays
+
+    async def _stored_twin(self, intent: TransferIntent) -> TransferIntent | None:
+        """The stored intent this one replays (same key or same id), or None; or a conflict."""
+        previous = None
+        if intent.idempotency_key is not None:
+            previous = await self.store.find_by_idempotency_key(intent.idempotency_key)
+            if previous is not None and previous.request_hash != intent.request_hash:
+                raise IdempotencyConflictError(
+                    f"idempotency key {intent.idempotency_key!r} was used for another request",
+                    code="idempotency_conflict",
+                    details={"idempotency_key": intent.idempotency_key},
+                )
+        if previous is None:
+            previous = await self.store.get_intent(intent.id)
+            if previous is not None and previous.to_transfer() != intent.to_transfer():
+                raise IdempotencyConflictError(
+                    f"transfer id {format_id(intent.id)} was used for another transfer",
+                    code="idempotency_conflict",
+                    details={"transfer_id": format_id(intent.id)},
+                )
+        return previous
+
+    async def _replay(self, intent: TransferIntent, previous: TransferIntent) -> TransferResult:
+        """The original outcome of a replayed request (waiting for it if still in flight)."""
+        waiting = self._inflight.get(previous.id)
+        if waiting is not None:
+            result = await asyncio.shield(waiting)
+            return replace(result, replayed=True)
+        latest = (await self.store.current_status([previous.id])).get(previous.id)
+        if latest is not None and latest.kind not in (
+            EventKind.SUBMITTED,
+            EventKind.OUTCOME_UNKNOWN,
+        ):
+            return _result_from_event(previous.id, latest, replayed=True)
+        # Submitted but never resolved (a crash, a deadline): resolve it now, same id, same fields.
+        (result,) = await self._resolve([previous])
+        return replace(result, replayed=True)
+
+    async def _submit(self, intents: list[TransferIntent]) -> list[TransferResult]:
+        """Submit persisted intents and record their outcomes (steps 3-5)."""
+        transfers = [i.to_transfer() for i in intents]
+
+        def late(task: asyncio.Future[list[tb.CreateTransferResult]]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                return  # left for recovery
+            self._spawn(self._record(intents, task.result()))
+
+        try:
+            await self._breaker.before_call()
+        except CircuitOpenError:
+            # Persisted but never submitted: say so, so that recovery does not submit it later.
+            await self._record_not_submitted(intents)
+            raise
+        try:
+            engine_results = await self._call(
+                lambda: self.batcher.create_transfers(transfers), on_late_result=late
+            )
+        except CircuitOpenError:
+            await self._record_not_submitted(intents)
+            raise
+        except (OutcomeUnknownError, tb.ClientEvictedError, tb.ClientClosedError) as exc:
+            await self._record_unknown(intents, exc)
+            raise
+        return await self._record(intents, engine_results)
+
+    async def _record_not_submitted(self, intents: list[TransferIntent]) -> None:
+        await self.store.append_events(
+            [
+                NewAuditEvent(
+                    kind=EventKind.FAILED,
+                    transfer_id=i.id,
+                    status="circuit_open",
+                    detail={"submitted": False},
+                )
+                for i in intents
+            ]
+        )
+
+    async def _record_unknown(self, intents: list[TransferIntent], exc: BaseException) -> None:
+        self.stats["outcome_unknown"] += len(intents)
+        events = [
+            NewAuditEvent(
+                kind=EventKind.OUTCOME_UNKNOWN,
+                transfer_id=i.id,
+                detail={"error": type(exc).__name__},
+            )
+            for i in intents
+        ]
+        try:
+            await self.store.append_events(events)
+        except Exception:
+            self.stats["audit_write_failures"] += 1
+            log.exception("could not record unknown outcomes; recovery will resolve them")
+        if isinstance(exc, OutcomeUnknownError) and not exc.transfer_ids:
+            exc.transfer_ids = [i.id for i in intents]
+
+    async def _record(
+        self, intents: Sequence[TransferIntent], engine_results: Sequence[tb.CreateTransferResult]
+    ) -> list[TransferResult]:
+        """Append outcome events for engine results, apply status changes, emit events."""
+        self._observe_timestamps(engine_results)
+        results = [
+            TransferResult(i.id, _status_name(r.status), r.timestamp)
+            for i, r in zip(intents, engine_results, strict=True)
+        ]
+        await self._record_results(intents, results)
+        return results
+
+    async def _record_results(
+        self, intents: Sequence[TransferIntent], results: Sequence[TransferResult]
+    ) -> None:
+        events: list[NewAuditEvent] = []
+        ledger_events: list[LedgerEvent] = []
+        resolved_pending: dict[int, tuple[EventKind, TransferIntent, TransferResult]] = {}
+        expired_pending: dict[int, TransferResult] = {}
+        for intent, result in zip(intents, results, strict=True):
+            kind, name = _outcome_kind(intent, result)
+            events.append(
+                NewAuditEvent(
+                    kind=kind,
+                    transfer_id=intent.id,
+                    status=result.status,
+                    engine_timestamp=result.timestamp,
+                )
+            )
+            ledger_events.append(
+                LedgerEvent(name, intent.id, {"status": result.status, "amount": intent.amount})
+            )
+            if result.ok and intent.flags & (_F.POST_PENDING_TRANSFER | _F.VOID_PENDING_TRANSFER):
+                resolved_pending[intent.pending_id] = (kind, intent, result)
+            if result.status == "pending_transfer_expired":
+                expired_pending[intent.pending_id] = result
+        if resolved_pending or expired_pending:
+            known = await self.store.current_status(list(resolved_pending) + list(expired_pending))
+            for pending_id, (kind, intent, result) in resolved_pending.items():
+                latest = known.get(pending_id)
+                if latest is not None and latest.kind not in _RESOLVED_KINDS:
+                    events.append(
+                        NewAuditEvent(
+                            kind=kind,
+                            transfer_id=pending_id,
+                            status=result.status,
+                            engine_timestamp=result.timestamp,
+                            detail={"by": format_id(intent.id), "amount": str(intent.amount)},
+                        )
+                    )
+            for pending_id, result in expired_pending.items():
+                latest = known.get(pending_id)
+                if latest is not None and latest.kind not in _RESOLVED_KINDS:
+                    events.append(
+                        NewAuditEvent(
+                            kind=EventKind.EXPIRED,
+                            transfer_id=pending_id,
+                            status="expired",
+                            engine_timestamp=result.timestamp,
+                            detail={"reported_by": format_id(result.id)},
+                        )
+                    )
+                    ledger_events.append(LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, pending_id))
+        try:
+            await self.store.append_events(events)
+        except Exception:
+            # The engine has applied the transfers: report success, and let recovery write the
+            # outcomes (it finds these intents without outcome and reads the engine first).
+            self.stats["audit_write_failures"] += 1
+            log.exception("could not record outcomes; recovery will")
+            return
+        ok = [i for i, r in zip(intents, results, strict=True) if r.ok]
+        if any(_PURPOSE in i.metadata for i in ok):
+            await self._apply_control_outcomes(ok)
+        self._bus.emit(ledger_events)
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def get_transfer(self, transfer_id: int | str) -> tb.Transfer | None:
+        """The transfer as the engine holds it, or None."""
+        transfer_id = parse_id(transfer_id)
+        found = await self._call(lambda: self.engine.lookup_transfers([transfer_id]))
+        return found[0] if found else None
+
+    async def get_transfer_audit(self, transfer_id: int | str) -> list[AuditEvent]:
+        """The transfer's audit history, oldest first."""
+        return await self.store.transfer_audit(parse_id(transfer_id))
+
+    async def get_transfers_by_event_id(self, event_id: str) -> list[TransferIntent]:
+        """The transfers recorded with this event id."""
+        return await self.store.transfers_by_event_id(event_id)
+
+    async def list_account_transfers(
+        self,
+        account_id: int | str,
+        *,
+        limit: int = 100,
+        cursor: int | None = None,
+        reversed_: bool = False,
+    ) -> TransferPage:
+        """An account's transfers from the engine, oldest first (or newest with `reversed_`).
+
+        `cursor` is the `next_cursor` of the previous page (an engine timestamp).
+        """
+        account = _account_id("account_id", account_id)
+        limit = _uint("limit", limit, BATCH_EVENTS_MAX)
+        if limit == 0:
+            raise ValidationError("limit must be at least 1")
+        ts_min, ts_max = 0, 0
+        if cursor is not None:
+            if reversed_:
+                ts_max = _uint("cursor", cursor, U64_MAX)
+            else:
+                ts_min = _uint("cursor", cursor, U64_MAX)
+        flags = tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS
+        if reversed_:
+            flags |= tb.AccountFilterFlags.REVERSED
+        page_filter = tb.AccountFilter(
+            account_id=account,
+            user_data_128=0,
+            user_data_64=0,
+            user_data_32=0,
+            code=0,
+            timestamp_min=ts_min,
+            timestamp_max=ts_max,
+            limit=limit,
+            flags=flags,
+        )
+        transfers = await self._call(lambda: self.engine.get_account_transfers(page_filter))
+        next_cursor = None
+        if len(transfers) == limit:
+            last = transfers[-1].timestamp
+            next_cursor = last - 1 if reversed_ else last + 1
+        return TransferPage(transfers, next_cursor)
+
+    async def events(
+        self, since: int = 0, *, poll_s: float = 0.5, limit: int = 1000
+    ) -> AsyncIterator[AuditEvent]:
+        """The durable tail of the audit log: every event after cursor `since`, forever.
+
+        Resume after a restart by passing the `seq` of the last event handled.
+        """
+        cursor = since
+        while True:
+            batch = await self.store.events_since(cursor, limit)
+            for event in batch:
+                cursor = event.seq
+                yield event
+            if len(batch) < limit:
+                await asyncio.sleep(poll_s)
+
+    # -- recovery and expiry --------------------------------------------------------------------
+
+    async def recover(self, *, grace_s: float | None = None) -> RecoveryReport:
+        """Resolve every intent without outcome, then record holds the engine has expired.
+
+        For each page of the backlog: look the transfers up in the engine first; those found
+        happened, and their outcome is recorded; the rest are resubmitted with the same ids and
+        fields (chains whole, in order), and whatever the engine answers is recorded.
+        """
+        report = RecoveryReport()
+        grace = self.settings.recovery_grace_s if grace_s is None else grace_s
+        created_before = datetime.now(UTC) - timedelta(seconds=grace)
+        after: int | None = None
+        while True:
+            page = await self.store.intents_without_outcome(
+                STORE_PAGE_ROWS_MAX, after_id=after, created_before=created_before
+            )
+            if not page:
+                break
+            after = page[-1].id
+            page = [i for i in page if i.id not in self._inflight]
+            report.examined += len(page)
+            results = await self._resolve(page, report)
+            report.failed += sum(1 for r in results if not r.ok)
+        report.expired = await self.expire_holds()
+        return report
+
+    async def _resolve(
+        self, intents: list[TransferIntent], report: RecoveryReport | None = None
+    ) -> list[TransferResult]:
+        """Settle intents of unknown outcome: read the engine first, resubmit the rest."""
+        if not intents:
+            return []
+        # Whole chains: bring every member of each chain in.
+        by_id = {i.id: i for i in intents}
+        for chain_id in {i.chain_id for i in intents if i.chain_id is not None}:
+            for member in await self.store.intents_in_chain(chain_id):
+                by_id.setdefault(member.id, member)
+        ids = list(by_id)
+        found: dict[int, tb.Transfer] = {}
+        for start in range(0, len(ids), BATCH_EVENTS_MAX):
+            for t in await self._lookup_transfers(ids[start : start + BATCH_EVENTS_MAX]):
+                found[t.id] = t
+        happened = [by_id[i] for i in ids if i in found]
+        missing = [by_id[i] for i in ids if i not in found]
+        results: dict[int, TransferResult] = {}
+        if happened:
+            done = [TransferResult(i.id, "exists", found[i.id].timestamp) for i in happened]
+            await self._record_results(happened, done)
+            results.update((r.id, r) for r in done)
+        if report is not None:
+            report.found_in_engine += len(happened)
+            report.resubmitted += len(missing)
+        # Resubmit, keeping chains together and in order.
+        missing.sort(key=lambda i: (i.chain_id or i.id, i.chain_index or 0))
+        position = 0
+        while position < len(missing):
+            group = _whole_chains(missing[position:], BATCH_EVENTS_MAX)
+            position += len(group)
+            engine_results = await self._create_transfers([i.to_transfer() for i in group])
+            for r in await self._record(group, engine_results):
+                results[r.id] = r
+        return [results[i.id] for i in intents if i.id in results]
+
+    async def _lookup_transfers(self, ids: list[int]) -> list[tb.Transfer]:
+        return await self._call(lambda: self.engine.lookup_transfers(ids))
+
+    async def _create_transfers(
+        self, transfers: list[tb.Transfer]
+    ) -> list[tb.CreateTransferResult]:
+        return await self._call(lambda: self.batcher.create_transfers(transfers))
+
+    async def engine_now_ns(self) -> int:
+        """The engine's current time: the slot timestamp of a request that changes nothing.
+
+        An account with id 0 is always refused (``id_must_not_be_zero``), and a refused event's
+        result carries its slot: the engine's clock, never this machine's.
+        """
+        (result,) = await self._call(lambda: self.engine.create_accounts([tb.Account(id=0)]))
+        self._engine_now_ns = max(self._engine_now_ns, result.timestamp)
+        return self._engine_now_ns
+
+    async def expire_holds(self) -> int:
+        """Record ``expired`` for holds whose timeout has passed by the engine's clock."""
+        now_ns = await self.engine_now_ns()
+        expired = 0
+        after: int | None = None
+        while True:
+            holds = await self.store.open_holds(STORE_PAGE_ROWS_MAX, after_id=after)
+            if not holds:
+                return expired
+            after = holds[-1][0].id
+            events = []
+            ledger_events = []
+            for intent, created_ns in holds:
+                if created_ns is None:
+                    continue
+                expires_at = created_ns + intent.timeout * 1_000_000_000
+                if expires_at <= now_ns:
+                    events.append(
+                        NewAuditEvent(
+                            kind=EventKind.EXPIRED,
+                            transfer_id=intent.id,
+                            status="expired",
+                            engine_timestamp=expires_at,
+                            detail={"engine_now": str(now_ns)},
+                        )
+                    )
+                    ledger_events.append(LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, intent.id))
+            if events:
+                await self.store.append_events(events)
+                expired += len(events)
+                self._bus.emit(ledger_events)
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.recovery_interval_s)
+            try:
+                await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recovery pass failed; trying again next interval")
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _known_type(account_type: str) -> bool:
+    try:
+        AccountType(account_type)
+    except ValueError:
+        return False
+    return True
+
+
+def _retryable_fault(exc: BaseException) -> bool:
+    """Client faults worth another attempt with the same ids (a new client after eviction)."""
+    return isinstance(exc, tb.ClientEvictedError)
+
+
+def _intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
+    debit = _account_id("debit_account_id", req.debit_account_id)
+    credit = _account_id("credit_account_id", req.credit_account_id)
+    if debit == credit:
+        raise ValidationError("debit and credit accounts must be different")
+    ledger = _uint("ledger", req.ledger, U32_MAX)
+    code = _uint("code", req.code, U16_MAX)
+    if ledger == 0 or code == 0:
+        raise ValidationError("ledger and code must not be 0")
+    timeout = _uint("timeout", req.timeout, U32_MAX)
+    if timeout and not pending:
+        raise ValidationError("only a pending transfer has a timeout")
+    transfer_id = (
+        tb.id() if req.transfer_id is None else _account_id("transfer_id", req.transfer_id)
+    )
+    return TransferIntent(
+        id=transfer_id,
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=_amount(req.amount),
+        ledger=ledger,
+        code=code,
+        timeout=timeout,
+        flags=int(_F.PENDING) if pending else 0,
+        user_data_128=_uint("user_data_128", req.user_data_128, AMOUNT_MAX),
+        user_data_64=_uint("user_data_64", req.user_data_64, U64_MAX),
+        user_data_32=_uint("user_data_32", req.user_data_32, U32_MAX),
+        payment_id=req.payment_id,
+        event_id=req.event_id,
+        chain_tx_hash=req.chain_tx_hash,
+        idempotency_key=req.idempotency_key,
+        metadata=dict(req.metadata),
+    )
+
+
+def _resolution_intent(
+    pending_id: int | str,
+    *,
+    post: bool,
+    amount: int,
+    transfer_id: int | str | None,
+    idempotency_key: str | None,
+    event_id: str | None,
+    payment_id: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> TransferIntent:
+    pid = _account_id("pending_id", pending_id)
+    return TransferIntent(
+        id=tb.id() if transfer_id is None else _account_id("transfer_id", transfer_id),
+        debit_account_id=0,
+        credit_account_id=0,
+        amount=amount,
+        pending_id=pid,
+        ledger=0,
+        code=0,
+        flags=int(_F.POST_PENDING_TRANSFER if post else _F.VOID_PENDING_TRANSFER),
+        idempotency_key=idempotency_key,
+        event_id=event_id,
+        payment_id=payment_id,
+        metadata=dict(metadata or {}),
+    )
+
+
+def _control_intent(
+    *,
+    purpose: str,
+    account_id: int,
+    flags: _F,
+    ledger: int,
+    debit: int = 0,
+    credit: int = 0,
+    pending_id: int = 0,
+    amount: int = 0,
+    code: int = CONTROL_TRANSFER_CODE,
+) -> TransferIntent:
+    resolution = flags & (_F.POST_PENDING_TRANSFER | _F.VOID_PENDING_TRANSFER)
+    return TransferIntent(
+        id=tb.id(),
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=amount,
+        pending_id=pending_id,
+        ledger=0 if resolution else ledger,
+        code=0 if resolution else code,
+        flags=int(flags),
+        metadata={_PURPOSE: purpose, "account_id": format_id(account_id)},
+    )
+
+
+def _link(intents: list[TransferIntent]) -> list[TransferIntent]:
+    """Link intents into one chain: every member but the last carries `linked`."""
+    chain_id = intents[0].id
+    last = len(intents) - 1
+    return [
+        replace(
+            intent,
+            flags=(intent.flags | int(_F.LINKED)) if k < last else (intent.flags & ~int(_F.LINKED)),
+            chain_id=chain_id,
+            chain_index=k,
+        )
+        for k, intent in enumerate(intents)
+    ]
+
+
+def _whole_chains(intents: list[TransferIntent], size_max: int) -> list[TransferIntent]:
+    """A prefix of `intents` of at most `size_max` that does not cut a chain in two."""
+    if len(intents) <= size_max:
+        return intents
+    cut = size_max
+    while (
+        cut > 0
+        and intents[cut].chain_id is not None
+        and (intents[cut].chain_id == intents[cut - 1].chain_id)
+    ):
+        cut -= 1
+    return intents[:cut] if cut else intents[:size_max]
+
+
+def _outcome_kind(
+    intent: TransferIntent, result: TransferResult
+) -> tuple[EventKind, LedgerEventName]:
+    if not result.ok:
+        return EventKind.FAILED, LedgerEventName.TRANSFER_FAILED
+    if intent.flags & _F.VOID_PENDING_TRANSFER:
+        return EventKind.VOIDED, LedgerEventName.TRANSFER_VOIDED
+    if intent.flags & _F.PENDING:
+        return EventKind.PENDING, LedgerEventName.TRANSFER_PENDING
+    return EventKind.POSTED, LedgerEventName.TRANSFER_POSTED
+
+
+def _result_from_event(transfer_id: int, event: AuditEvent, *, replayed: bool) -> TransferResult:
+    if event.kind is EventKind.FAILED:
+        return TransferResult(
+            transfer_id, event.status or "failed", event.engine_timestamp, replayed
+        )
+    status = event.status if event.status in ("created", "exists") else "created"
+    return TransferResult(transfer_id, status, event.engine_timestamp, replayed)
+
+
+def _transfer_error(
+    result: TransferResult, intent: TransferIntent | None, available: int | None
+) -> TigerBeetleError:
+    status = _S.__members__.get(result.status.upper())
+    details: dict[str, object] = {"transfer_id": format_id(result.id), "status": result.status}
+    message = f"transfer {format_id(result.id)} refused by the engine: {result.status}"
+    if status in _INSUFFICIENT and intent is not None:
+        return InsufficientBalanceError(
+            message,
+            available=max(available or 0, 0),
+            requested=intent.amount,
+            code=result.status,
+            details=details,
+        )
+    if status in _CLOSED:
+        return AccountFrozenError(message, code=result.status, details=details)
+    if status in _NOT_FOUND:
+        return AccountNotFoundError(message, code=result.status, details=details)
+    return TransferFailedError(message, code=result.status, details=details)
