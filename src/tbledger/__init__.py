@@ -4,30 +4,93 @@ The public API is what this module exports. The engine port is the official ``ti
 client's API; ``tbledger.embedded`` is a drop-in TigerBeetle twin that runs it in-process.
 """
 
+from tbledger.balances import AccountType, Balance, NormalSide
+from tbledger.config import Settings
 from tbledger.embedded import ClientAsync, ClientSync, ManualClock
 from tbledger.engine import EngineConfig, connect, connect_sync, parse_engine_url
 from tbledger.errors import (
+    AccountFrozenError,
+    AccountNotFoundError,
+    CircuitOpenError,
     ConfigurationError,
+    DuplicateRecordError,
+    IdempotencyConflictError,
+    InsufficientBalanceError,
+    InvalidIdError,
     InvariantViolationError,
     JournalCorruptError,
     JournalError,
+    LimitExceededError,
+    NotConnectedError,
+    OutcomeUnknownError,
+    RecordNotFoundError,
+    StoreError,
+    StoreUnavailableError,
     TbledgerError,
+    TigerBeetleError,
+    TransferFailedError,
+    ValidationError,
 )
+from tbledger.events import LedgerEvent, LedgerEventName
+from tbledger.ids import format_id, new_id, parse_id
+from tbledger.service import (
+    AccountInfo,
+    Health,
+    LedgerService,
+    RecoveryReport,
+    TransferPage,
+    TransferRequest,
+    TransferResult,
+)
+from tbledger.service_sync import LedgerServiceSync
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccountFrozenError",
+    "AccountInfo",
+    "AccountNotFoundError",
+    "AccountType",
+    "Balance",
+    "CircuitOpenError",
     "ClientAsync",
     "ClientSync",
     "ConfigurationError",
+    "DuplicateRecordError",
     "EngineConfig",
+    "Health",
+    "IdempotencyConflictError",
+    "InsufficientBalanceError",
+    "InvalidIdError",
     "InvariantViolationError",
     "JournalCorruptError",
     "JournalError",
+    "LedgerEvent",
+    "LedgerEventName",
+    "LedgerService",
+    "LedgerServiceSync",
+    "LimitExceededError",
     "ManualClock",
+    "NormalSide",
+    "NotConnectedError",
+    "OutcomeUnknownError",
+    "RecordNotFoundError",
+    "RecoveryReport",
+    "Settings",
+    "StoreError",
+    "StoreUnavailableError",
     "TbledgerError",
+    "TigerBeetleError",
+    "TransferFailedError",
+    "TransferPage",
+    "TransferRequest",
+    "TransferResult",
+    "ValidationError",
     "__version__",
     "connect",
     "connect_sync",
+    "format_id",
+    "new_id",
     "parse_engine_url",
+    "parse_id",
 ]

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         description="postgresql://… or sqlite:///path (sqlite:// is in memory)",
     )
     migrate: bool = Field(default=True, description="upgrade the store's schema on connect")
+    audit: bool = Field(
+        default=True,
+        description=(
+            "persist transfer intents and outcomes (write last, read first); off: transfers go "
+            "straight to the engine, with no crash recovery and no idempotency keys"
+        ),
+    )
     request_timeout_ms: int = Field(
         default=5_000,
         gt=0,

@@ -850,6 +850,8 @@ class LedgerService:
         return results
 
     async def _write_chunk(self, intents: list[TransferIntent]) -> list[TransferResult]:
+        if not self.settings.audit:
+            return await self._write_unaudited(intents)
         if self._breaker.state is CircuitState.OPEN:
             # Fail before persisting anything: nothing would be submitted.
             await self._breaker.before_call()
@@ -883,6 +885,23 @@ class LedgerService:
             for intent_id, future in futures.items():
                 if self._inflight.get(intent_id) is future:
                     del self._inflight[intent_id]
+
+    async def _write_unaudited(self, intents: list[TransferIntent]) -> list[TransferResult]:
+        """Audit off: straight to the engine; outcomes are returned and emitted, not stored."""
+        if any(i.idempotency_key is not None for i in intents):
+            raise ValidationError("idempotency keys need the audit trail (audit=True)")
+        engine_results = await self._create_transfers([i.to_transfer() for i in intents])
+        self._observe_timestamps(engine_results)
+        results = [
+            TransferResult(i.id, _status_name(r.status), r.timestamp)
+            for i, r in zip(intents, engine_results, strict=True)
+        ]
+        events = []
+        for intent, result in zip(intents, results, strict=True):
+            _, name = _outcome_kind(intent, result)
+            events.append(LedgerEvent(name, intent.id, {"status": result.status}))
+        self._bus.emit(events)
+        return results
 
     async def _persist(
         self, intents: list[TransferIntent]
