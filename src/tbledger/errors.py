@@ -5,9 +5,13 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
 
     TbledgerError
     ├── ConfigurationError          bad engine URL, bad store URL, bad settings
+    │   └── ChartError              a chart of accounts (TOML) is malformed or inconsistent
     ├── ValidationError             input out of range or malformed (also a ValueError)
     │   ├── InvalidIdError          not a u128 id (int, decimal or "0x" hex string)
-    │   └── LimitExceededError      more rows, bytes or characters than a named limit allows
+    │   ├── LimitExceededError      more rows, bytes or characters than a named limit allows
+    │   ├── AmountError             not an exact, non-negative amount in a ledger's minor units
+    │   ├── UnknownLedgerError      no ledger with this number or name (also a LookupError)
+    │   └── UnknownCodeError        no account or transfer code with this number or name
     ├── JournalError                the embedded engine's journal cannot be used
     │   └── JournalCorruptError     checksum or framing damage before the last record
     ├── StoreError                  the intent/audit store failed (driver error wrapped)
@@ -160,3 +164,19 @@ class IdempotencyConflictError(TigerBeetleError):
 
 class InvariantViolationError(TbledgerError, AssertionError):
     """A money invariant failed. This is a bug; the engine refuses to continue."""
+
+
+class ChartError(ConfigurationError):
+    """A chart of accounts is malformed or inconsistent; the message names the offending entry."""
+
+
+class AmountError(ValidationError):
+    """A value is not an exact, non-negative amount at the ledger's asset scale (never rounded)."""
+
+
+class UnknownLedgerError(ValidationError, LookupError):
+    """The chart of accounts has no ledger with this number or name."""
+
+
+class UnknownCodeError(ValidationError, LookupError):
+    """The chart of accounts has no account code or transfer code with this number or name."""
