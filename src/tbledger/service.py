@@ -116,6 +116,10 @@ class TransferRequest:
     transfer_id: int | str | None = None
     pending: bool = False
     timeout: int = 0
+    # `amount` becomes an upper bound: the engine moves at most what keeps the debit (credit)
+    # account from passing its credit (debit) balance, e.g. AMOUNT_MAX to sweep a balance.
+    balancing_debit: bool = False
+    balancing_credit: bool = False
     user_data_128: int = 0
     user_data_64: int = 0
     user_data_32: int = 0
@@ -1350,6 +1354,11 @@ def _intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
     transfer_id = (
         tb.id() if req.transfer_id is None else _account_id("transfer_id", req.transfer_id)
     )
+    flags = int(_F.PENDING) if pending else 0
+    if req.balancing_debit:
+        flags |= int(_F.BALANCING_DEBIT)
+    if req.balancing_credit:
+        flags |= int(_F.BALANCING_CREDIT)
     return TransferIntent(
         id=transfer_id,
         debit_account_id=debit,
@@ -1358,7 +1367,7 @@ def _intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
         ledger=ledger,
         code=code,
         timeout=timeout,
-        flags=int(_F.PENDING) if pending else 0,
+        flags=flags,
         user_data_128=_uint("user_data_128", req.user_data_128, AMOUNT_MAX),
         user_data_64=_uint("user_data_64", req.user_data_64, U64_MAX),
         user_data_32=_uint("user_data_32", req.user_data_32, U32_MAX),
