@@ -26,7 +26,7 @@ import fcntl
 import hashlib
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -59,21 +59,25 @@ OP_CREATE_TRANSFERS: Final = 2
 OP_PULSE: Final = 3
 _OPERATIONS: Final = frozenset({OP_CREATE_ACCOUNTS, OP_CREATE_TRANSFERS, OP_PULSE})
 
-# TigerBeetle's wire layouts: u128 fields as (low u64, high u64), little-endian, no padding.
-_ACCOUNT: Final = struct.Struct("<QQQQQQQQQQQQQIIIHHQ")
-_TRANSFER: Final = struct.Struct("<QQQQQQQQQQQQQIIIHHQ")
+# TigerBeetle's wire layouts: u128 fields as (low u64, high u64), little-endian, no padding. An
+# Account and a Transfer have the same shape: six u128 fields, then u64, u32, u32, u32, u16, u16,
+# u64 (for an account the third u32 is `reserved`, for a transfer it is `timeout`).
+_EVENT: Final = struct.Struct("<QQQQQQQQQQQQQIIIHHQ")
 _M64: Final = (1 << 64) - 1
-if _ACCOUNT.size != 128 or _TRANSFER.size != 128:  # pragma: no cover - layout guard
+if _EVENT.size != 128:  # pragma: no cover - layout guard
     raise JournalError("wire layout is not 128 bytes")
+
+Event = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def _checksum(data: bytes | memoryview) -> bytes:
     return hashlib.blake2b(data, digest_size=CHECKSUM_SIZE).digest()
 
 
-def pack_accounts(events: Sequence[AccountEvent]) -> bytes:
+def pack_events(events: Sequence[Event]) -> bytes:
+    """Accounts or transfers (as state-machine tuples) in TigerBeetle's 128-byte layout."""
     buf = bytearray(128 * len(events))
-    pack_into = _ACCOUNT.pack_into
+    pack_into = _EVENT.pack_into
     offset = 0
     for e in events:
         pack_into(
@@ -91,7 +95,8 @@ def pack_accounts(events: Sequence[AccountEvent]) -> bytes:
     return bytes(buf)
 
 
-def unpack_accounts(body: bytes) -> list[AccountEvent]:
+def unpack_events(body: bytes) -> list[Event]:
+    """The inverse of `pack_events`."""
     return [
         (
             f[0] | f[1] << 64,
@@ -108,49 +113,15 @@ def unpack_accounts(body: bytes) -> list[AccountEvent]:
             f[17],
             f[18],
         )
-        for f in _ACCOUNT.iter_unpack(body)
+        for f in _EVENT.iter_unpack(body)
     ]
 
 
-def pack_transfers(events: Sequence[TransferEvent]) -> bytes:
-    buf = bytearray(128 * len(events))
-    pack_into = _TRANSFER.pack_into
-    offset = 0
-    for e in events:
-        pack_into(
-            buf,
-            offset,
-            e[0] & _M64, e[0] >> 64,
-            e[1] & _M64, e[1] >> 64,
-            e[2] & _M64, e[2] >> 64,
-            e[3] & _M64, e[3] >> 64,
-            e[4] & _M64, e[4] >> 64,
-            e[5] & _M64, e[5] >> 64,
-            e[6], e[7], e[8], e[9], e[10], e[11], e[12],
-        )  # fmt: skip
-        offset += 128
-    return bytes(buf)
-
-
-def unpack_transfers(body: bytes) -> list[TransferEvent]:
-    return [
-        (
-            f[0] | f[1] << 64,
-            f[2] | f[3] << 64,
-            f[4] | f[5] << 64,
-            f[6] | f[7] << 64,
-            f[8] | f[9] << 64,
-            f[10] | f[11] << 64,
-            f[12],
-            f[13],
-            f[14],
-            f[15],
-            f[16],
-            f[17],
-            f[18],
-        )
-        for f in _TRANSFER.iter_unpack(body)
-    ]
+# The state machine's two event kinds share the layout.
+pack_accounts: Callable[[Sequence[AccountEvent]], bytes] = pack_events
+pack_transfers: Callable[[Sequence[TransferEvent]], bytes] = pack_events
+unpack_accounts: Callable[[bytes], list[AccountEvent]] = unpack_events
+unpack_transfers: Callable[[bytes], list[TransferEvent]] = unpack_events
 
 
 @dataclass(frozen=True, slots=True)
