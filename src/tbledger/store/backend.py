@@ -2,20 +2,24 @@
 
 `Store` is written once against SQLAlchemy Core; a `Backend` supplies only what really differs
 between PostgreSQL and SQLite: how to build the async engine for a URL (driver, pool, per
-connection settings), how to insert a batch in as few statements as the database allows, and how
-to append audit events so that ``seq`` order is commit order (the durable tail depends on it).
-`translate_error` turns driver and SQLAlchemy exceptions into the store's exception tree, keeping
-the original as ``__cause__``: "cannot reach the database" (`StoreUnavailableError`) is kept apart
-from "the database refused this statement" (`StoreError`, `DuplicateRecordError`).
+connection settings), how to insert a validated batch (`tbledger.store.rows`) in as few
+statements as the database allows, and how to append audit events so that ``seq`` order is commit
+order (the durable tail depends on it). Batches are written through the driver itself, below
+SQLAlchemy (its per-value type processing cost more than the database did), inside the
+transaction SQLAlchemy opened. `translate_error` turns driver and SQLAlchemy exceptions, wrapped
+or not, into the store's exception tree, keeping the original as ``__cause__``: "cannot reach the
+database" (`StoreUnavailableError`) is kept apart from "the database refused this statement"
+(`StoreError`, `DuplicateRecordError`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,13 +35,10 @@ from tbledger.limits import (
     STORE_POOL_CONNECTIONS_MAX,
     STORE_STATEMENT_TIMEOUT_S,
 )
+from tbledger.store.rows import Columns
 from tbledger.store.tables import metadata
 
-__all__ = ["Backend", "Row", "StoreOptions", "translate_error"]
-
-# One row to insert, keyed by column name, values already in Python types (the column types
-# convert them for the database).
-Row = Mapping[str, Any]
+__all__ = ["Backend", "StoreOptions", "translate_error"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,13 +72,19 @@ class Backend(Protocol):
         ...
 
     async def insert_rows(
-        self, conn: AsyncConnection, table: sa.Table, rows: Sequence[Row]
+        self, conn: AsyncConnection, table: sa.Table, names: Sequence[str], columns: Columns
     ) -> None:
-        """Insert `rows` (all with the same keys) into `table` inside the caller's transaction."""
+        """Insert a validated batch (`columns`, of `names`) in the caller's transaction."""
         ...
 
-    async def insert_events(self, conn: AsyncConnection, rows: Sequence[Row]) -> list[int]:
-        """Append audit events; return their seqs in input order; seq order is commit order."""
+    async def insert_events(
+        self, conn: AsyncConnection, columns: Columns, *, returning: bool
+    ) -> list[int]:
+        """Append audit events (`columns` of `EVENT_COLUMNS`); seq order is commit order.
+
+        With `returning`, return their seqs in input order; without, return [] and spare the
+        database sending them.
+        """
         ...
 
 
@@ -103,6 +110,15 @@ def translate_error(exc: Exception) -> Exception | None:
         return exc.orig
     if isinstance(exc, sa_exc.DBAPIError):
         return _translate_dbapi(exc)
+    # Batch writes go to the driver directly (COPY, executemany): its exceptions come unwrapped.
+    if isinstance(exc, asyncpg.PostgresError):
+        return _translate_postgres(exc.sqlstate, exc.constraint_name, str(exc))
+    if isinstance(exc, sqlite3.Error):
+        return _translate_sqlite(exc, str(exc))
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        # A closed connection, or one the driver lost step with (a message from a dying server
+        # arrived between statements); the backend has invalidated it, a retry gets a new one.
+        return StoreUnavailableError(f"store connection unusable: {exc!r}")
     if isinstance(exc, sa_exc.TimeoutError):
         return StoreUnavailableError(f"no free store connection in time: {exc}")
     if isinstance(exc, OSError | TimeoutError):
@@ -120,26 +136,35 @@ def _translate_dbapi(exc: sa_exc.DBAPIError) -> StoreError:
         return StoreUnavailableError(f"store connection lost: {message}")
     sqlstate = getattr(orig, "sqlstate", None)
     if isinstance(sqlstate, str):
-        if sqlstate == _PG_UNIQUE_VIOLATION:
-            # SQLAlchemy's asyncpg adapter keeps asyncpg's own exception, which names the index.
-            driver = getattr(orig, "orig", None)
-            constraint = getattr(driver, "constraint_name", None)
-            return DuplicateRecordError(f"duplicate record: {message}", constraint=constraint)
-        if sqlstate.startswith(_PG_UNAVAILABLE_PREFIXES) or sqlstate in _PG_UNAVAILABLE_STATES:
-            return StoreUnavailableError(f"store database unavailable: {message}")
-        return StoreError(f"store statement failed ({sqlstate}): {message}")
+        # SQLAlchemy's asyncpg adapter keeps asyncpg's own exception, which names the index.
+        driver = getattr(orig, "orig", None)
+        return _translate_postgres(sqlstate, getattr(driver, "constraint_name", None), message)
     if isinstance(orig, sqlite3.Error):
-        name = getattr(orig, "sqlite_errorname", "") or ""
-        if name in _SQLITE_UNIQUE:
-            return DuplicateRecordError(
-                f"duplicate record: {message}", constraint=_sqlite_constraint(message)
-            )
-        if name.startswith(_SQLITE_UNAVAILABLE_PREFIXES):
-            return StoreUnavailableError(f"store database unavailable: {message}")
-        return StoreError(f"store statement failed ({name or 'sqlite'}): {message}")
+        return _translate_sqlite(orig, message)
     if isinstance(exc, sa_exc.InterfaceError):
         return StoreUnavailableError(f"store connection unusable: {message}")
     return StoreError(f"store statement failed: {message}")
+
+
+def _translate_postgres(sqlstate: str | None, constraint: str | None, message: str) -> StoreError:
+    if sqlstate == _PG_UNIQUE_VIOLATION:
+        return DuplicateRecordError(f"duplicate record: {message}", constraint=constraint)
+    if sqlstate is not None and (
+        sqlstate.startswith(_PG_UNAVAILABLE_PREFIXES) or sqlstate in _PG_UNAVAILABLE_STATES
+    ):
+        return StoreUnavailableError(f"store database unavailable: {message}")
+    return StoreError(f"store statement failed ({sqlstate}): {message}")
+
+
+def _translate_sqlite(exc: sqlite3.Error, message: str) -> StoreError:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name in _SQLITE_UNIQUE:
+        return DuplicateRecordError(
+            f"duplicate record: {message}", constraint=_sqlite_constraint(message)
+        )
+    if name.startswith(_SQLITE_UNAVAILABLE_PREFIXES):
+        return StoreUnavailableError(f"store database unavailable: {message}")
+    return StoreError(f"store statement failed ({name or 'sqlite'}): {message}")
 
 
 def _sqlite_constraint(message: str) -> str | None:

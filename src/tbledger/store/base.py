@@ -1,12 +1,17 @@
 """The `Store`: account mapping, transfer intents and the append-only audit log, over one URL.
 
-Every method is one statement or one short transaction, and a batch is written with one INSERT
-per table (see the backends), because the store sits on the write path of every transfer
+Every method is one statement or one short transaction, and a batch is written with one COPY or
+INSERT per table (see the backends), because the store sits on the write path of every transfer
 (DESIGN §3: persist the intent, submit to the engine, persist the outcome). Writes validate their
-input first, so bad input fails as a `ValidationError` before any I/O. Database faults come out as
-the store's exceptions with the driver's exception as ``__cause__``: `StoreUnavailableError` when
-the database cannot be reached (so the service can stop before it touches the engine),
-`DuplicateRecordError` for a taken id, name or idempotency key, `StoreError` otherwise.
+input first (`tbledger.store.rows`, a column at a time), so bad input fails as a
+`ValidationError` before any I/O. The batch writes return the audit events they appended, with
+their seqs; a caller that does not read them passes ``returning=False``, which spares reading
+the seqs back and building thousands of `AuditEvent` objects (and the garbage collector's work
+on them).
+Database faults come out as the store's exceptions with the driver's exception as ``__cause__``:
+`StoreUnavailableError` when the database cannot be reached (so the service can stop before it
+touches the engine), `DuplicateRecordError` for a taken id, name or idempotency key,
+`StoreError` otherwise.
 
 The audit log is never updated: a transfer's current status is its latest event, and the
 recovery backlog is the set of transfers whose only events say nothing about the engine's outcome
@@ -22,7 +27,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -38,7 +43,7 @@ from tbledger.errors import (
 )
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
-from tbledger.store.backend import Backend, Row, StoreOptions, translate_error
+from tbledger.store.backend import Backend, StoreOptions, translate_error
 from tbledger.store.connect import open_backend
 from tbledger.store.migrate import upgrade, upgrade_engine
 from tbledger.store.records import (
@@ -46,11 +51,15 @@ from tbledger.store.records import (
     AuditEvent,
     NewAuditEvent,
     TransferIntent,
-    request_hash_of,
-    validate_account,
-    validate_event,
-    validate_intent,
     validate_status_change,
+)
+from tbledger.store.rows import (
+    ACCOUNT_COLUMNS,
+    INTENT_COLUMNS,
+    account_columns,
+    event_columns,
+    intent_columns,
+    submitted_columns,
 )
 from tbledger.store.tables import (
     NO_OUTCOME_KINDS,
@@ -155,13 +164,12 @@ class Store:
     # Accounts.
 
     async def create_accounts(self, rows: Iterable[AccountRecord]) -> list[AccountRecord]:
-        """Insert account mappings (one INSERT) and their ``account_created`` events."""
+        """Insert account mappings and their ``account_created`` events (a statement each)."""
         records = _batch(rows)
         if not records:
             return []
-        for record in records:
-            validate_account(record)
         now = _now()
+        values = account_columns(records, now)
         stored = [
             replace(
                 record,
@@ -172,21 +180,20 @@ class Store:
             )
             for record in records
         ]
-        values = [_account_values(record) for record in stored]
-        events = [
-            _event_values(
+        events = event_columns(
+            [
                 NewAuditEvent(
                     kind=EventKind.ACCOUNT_CREATED,
                     account_id=record.id,
                     status=record.status.value,
-                ),
-                now,
-            )
-            for record in stored
-        ]
+                )
+                for record in stored
+            ],
+            now,
+        )
         async with self._transaction() as conn:
-            await self._backend.insert_rows(conn, accounts, values)
-            await self._backend.insert_events(conn, events)
+            await self._backend.insert_rows(conn, accounts, ACCOUNT_COLUMNS, values)
+            await self._backend.insert_events(conn, events, returning=False)
         return stored
 
     async def get_account(self, account_id: int) -> AccountRecord | None:
@@ -256,35 +263,61 @@ class Store:
             row = (await conn.execute(statement)).first()
             if row is None:
                 raise RecordNotFoundError(f"no account {format_id(account_id)} in the store")
-            await self._backend.insert_events(conn, [_event_values(event, now)])
+            await self._backend.insert_events(conn, event_columns([event], now), returning=False)
         return _account_from_row(row)
 
     # Transfer intents.
 
-    async def insert_intents(self, intents: Iterable[TransferIntent]) -> list[AuditEvent]:
-        """Persist intents (one INSERT) and their ``submitted`` events, in one transaction.
+    @overload
+    async def insert_intents(
+        self, intents: Iterable[TransferIntent], *, returning: Literal[True] = ...
+    ) -> list[AuditEvent]: ...
 
-        Returns the ``submitted`` events in input order. A taken id or idempotency key fails the
-        whole batch with `DuplicateRecordError`; nothing of it is stored.
+    @overload
+    async def insert_intents(
+        self, intents: Iterable[TransferIntent], *, returning: Literal[False]
+    ) -> None: ...
+
+    @overload
+    async def insert_intents(
+        self, intents: Iterable[TransferIntent], *, returning: bool
+    ) -> list[AuditEvent] | None: ...
+
+    async def insert_intents(
+        self, intents: Iterable[TransferIntent], *, returning: bool = True
+    ) -> list[AuditEvent] | None:
+        """Persist intents and their ``submitted`` events (a statement each), in one transaction.
+
+        Returns the ``submitted`` events in input order, or None with ``returning=False`` (the
+        hot path: the events are written all the same, only not read back). A taken id or
+        idempotency key fails the whole batch with `DuplicateRecordError`; nothing of it is
+        stored.
         """
         records = _batch(intents)
         if not records:
-            return []
-        for intent in records:
-            validate_intent(intent)
+            return [] if returning else None
         now = _now()
-        values = []
-        events = []
-        for intent in records:
-            row = _intent_values(intent, now)
-            if intent.idempotency_key is not None and intent.request_hash is None:
-                row["request_hash"] = request_hash_of(intent)
-            values.append(row)
-            events.append(_submitted_values(intent.id, now))
+        values = intent_columns(records, now)
+        ids = values[INTENT_COLUMNS.index("id")]
+        events = submitted_columns(ids, now)
         async with self._transaction() as conn:
-            await self._backend.insert_rows(conn, transfers, values)
-            seqs = await self._backend.insert_events(conn, events)
-        return [_event_from_values(seq, values) for seq, values in zip(seqs, events, strict=True)]
+            await self._backend.insert_rows(conn, transfers, INTENT_COLUMNS, values)
+            seqs = await self._backend.insert_events(conn, events, returning=returning)
+        if not returning:
+            return None
+        return [
+            AuditEvent(
+                seq=seq,
+                kind=EventKind.SUBMITTED,
+                transfer_id=transfer_id,
+                account_id=None,
+                status=None,
+                engine_timestamp=None,
+                detail={},
+                recorded_at=now,
+            )
+            for seq, transfer_id in zip(seqs, ids, strict=True)
+        ]
 
     async def get_intent(self, transfer_id: int) -> TransferIntent | None:
         """The intent with this transfer id, or None."""
@@ -359,18 +392,42 @@ class Store:
 
     # The audit log.
 
-    async def append_events(self, events: Iterable[NewAuditEvent]) -> list[AuditEvent]:
-        """Append events (one INSERT); return them with their seqs, in input order."""
+    @overload
+    async def append_events(
+        self, events: Iterable[NewAuditEvent], *, returning: Literal[True] = ...
+    ) -> list[AuditEvent]: ...
+
+    @overload
+    async def append_events(
+        self, events: Iterable[NewAuditEvent], *, returning: Literal[False]
+    ) -> None: ...
+
+    @overload
+    async def append_events(
+        self, events: Iterable[NewAuditEvent], *, returning: bool
+    ) -> list[AuditEvent] | None: ...
+
+    async def append_events(
+        self, events: Iterable[NewAuditEvent], *, returning: bool = True
+    ) -> list[AuditEvent] | None:
+        """Append events (one batch statement); return them with their seqs, in input order.
+
+        With ``returning=False`` return None: the events are appended all the same, only their
+        seqs are not read back.
+        """
         records = _batch(events)
         if not records:
-            return []
-        for event in records:
-            validate_event(event)
+            return [] if returning else None
         now = _now()
-        values = [_event_values(event, now) for event in records]
+        values = event_columns(records, now)
         async with self._transaction() as conn:
-            seqs = await self._backend.insert_events(conn, values)
-        return [_event_from_values(seq, row) for seq, row in zip(seqs, values, strict=True)]
+            seqs = await self._backend.insert_events(conn, values, returning=returning)
+        if not returning:
+            return None
+        return [
+            _appended(seq, row, record)
+            for seq, row, record in zip(seqs, zip(*values, strict=True), records, strict=True)
+        ]
 
     async def transfer_audit(
         self, transfer_id: int, *, limit: int = STORE_PAGE_ROWS_MAX
@@ -531,73 +588,6 @@ def _bounded(rows: Sequence[_T], limit: int, what: str) -> Sequence[_T]:
     return rows
 
 
-def _account_values(record: AccountRecord) -> Row:
-    return {
-        "id": record.id,
-        "account_type": record.account_type,
-        "owner_id": record.owner_id,
-        "ledger": record.ledger,
-        "code": record.code,
-        "name": record.name,
-        "status": AccountStatus(record.status).value,
-        "freeze_transfer_id": record.freeze_transfer_id,
-        "metadata": dict(record.metadata),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-    }
-
-
-def _intent_values(intent: TransferIntent, now: datetime) -> dict[str, Any]:
-    return {
-        "id": intent.id,
-        "debit_account_id": intent.debit_account_id,
-        "credit_account_id": intent.credit_account_id,
-        "amount": intent.amount,
-        "pending_id": intent.pending_id,
-        "user_data_128": intent.user_data_128,
-        "user_data_64": intent.user_data_64,
-        "user_data_32": intent.user_data_32,
-        "timeout": intent.timeout,
-        "ledger": intent.ledger,
-        "code": intent.code,
-        "flags": intent.flags,
-        "timestamp": intent.timestamp,
-        "payment_id": intent.payment_id,
-        "event_id": intent.event_id,
-        "chain_tx_hash": intent.chain_tx_hash,
-        "idempotency_key": intent.idempotency_key,
-        "request_hash": intent.request_hash,
-        "metadata": dict(intent.metadata),
-        "created_at": now,
-        "chain_id": intent.chain_id,
-        "chain_index": intent.chain_index,
-    }
-
-
-def _event_values(event: NewAuditEvent, now: datetime) -> Row:
-    return {
-        "transfer_id": event.transfer_id,
-        "account_id": event.account_id,
-        "kind": EventKind(event.kind).value,
-        "status": event.status,
-        "engine_timestamp": event.engine_timestamp,
-        "detail": dict(event.detail),
-        "recorded_at": now,
-    }
-
-
-def _submitted_values(transfer_id: int, now: datetime) -> Row:
-    return {
-        "transfer_id": transfer_id,
-        "account_id": None,
-        "kind": EventKind.SUBMITTED.value,
-        "status": None,
-        "engine_timestamp": None,
-        "detail": {},
-        "recorded_at": now,
-    }
-
-
 def _account_from_row(row: sa.Row[Any]) -> AccountRecord:
     m = row._mapping
     return AccountRecord(
@@ -657,14 +647,17 @@ def _event_from_row(row: sa.Row[Any]) -> AuditEvent:
     )
 
 
-def _event_from_values(seq: int, values: Row) -> AuditEvent:
+def _appended(seq: int, row: tuple[Any, ...], event: NewAuditEvent) -> AuditEvent:
+    # The row holds the event's validated, normalised values (rows.EVENT_COLUMNS order); its
+    # detail is JSON text there, so the event's own mapping is copied instead.
+    transfer_id, account_id, kind, status, engine_timestamp, _, recorded_at = row
     return AuditEvent(
         seq=seq,
-        kind=EventKind(values["kind"]),
-        transfer_id=values["transfer_id"],
-        account_id=values["account_id"],
-        status=values["status"],
-        engine_timestamp=values["engine_timestamp"],
-        detail=values["detail"],
-        recorded_at=values["recorded_at"],
+        kind=EventKind(kind),
+        transfer_id=transfer_id,
+        account_id=account_id,
+        status=status,
+        engine_timestamp=engine_timestamp,
+        detail=dict(event.detail),
+        recorded_at=recorded_at,
     )

@@ -1,30 +1,44 @@
-"""The store's PostgreSQL backend: asyncpg, one INSERT per batch, and commit-ordered audit seqs.
+"""The store's PostgreSQL backend: asyncpg, one COPY per batch, and commit-ordered audit seqs.
 
-A batch of any size is one statement: ``INSERT ... SELECT ... FROM unnest($1::numeric[], ...)``
-sends one array per column, so the statement has as many parameters as the table has columns
-(not rows times columns, which would pass asyncpg's 32,767-argument limit at about 1,600 rows)
-and PostgreSQL parses and plans it once. Audit events take a transaction-scoped advisory lock
-before they are inserted: identity values are handed out at insert time but become visible at
-commit, so without it a reader of the tail could see seq 11 commit before seq 10 and move its
-cursor past 10 forever. The lock makes seq order equal commit order; it is held only for the
-events' INSERT and the commit. Each connection sets its schema (``search_path``), role and
-application name in the startup packet, so no extra round trip is spent on them.
+A batch of any size is one statement per table, sent to asyncpg below SQLAlchemy (whose per-value
+type processing cost more than the database did): ``COPY ... FROM STDIN`` in text format, which
+needs nothing but INSERT on the table and fires the same constraints, unique indexes and foreign
+keys as INSERT. The text is built a column at a time from the validated batch: integers (u128
+included) as their exact decimal digits, which NUMERIC parses exactly (asyncpg's binary COPY goes
+through ``Decimal`` per value and cost four times as much), NULL as ``\\N``, datetimes in ISO 8601
+with their offset, and every string (JSON included) with backslash, tab, newline and carriage
+return escaped, so no value can end its field or its row. COPY has no RETURNING: when the caller
+wants the seqs of the events it appended, they are read back by index from just above the
+largest seq visible before the COPY, keeping the rows this transaction wrote (`_SEQS_SINCE`). The
+driver is reached through SQLAlchemy's connection, in the transaction SQLAlchemy opened
+(`_driver` makes sure BEGIN has been sent; SQLAlchemy's adapter sends it lazily).
+
+Audit events take a transaction-scoped advisory lock before they are inserted: identity values
+are handed out at insert time but become visible at commit, so without it a reader of the tail
+could see seq 11 commit before seq 10 and move its cursor past 10 forever. The lock makes seq
+order equal commit order; it is held only for the events' insert and the commit. Each connection
+sets its schema (``search_path``), role and application name in the startup packet, so no extra
+round trip is spent on them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tbledger.errors import ConfigurationError, InvariantViolationError
-from tbledger.store.backend import Row, StoreOptions
+from tbledger.errors import ConfigurationError, InvariantViolationError, ValidationError
+from tbledger.store.backend import StoreOptions
+from tbledger.store.rows import EVENT_COLUMNS, Columns
 from tbledger.store.tables import audit_events
+from tbledger.store.types import U64, U128, UtcDateTime
 
 __all__ = ["PostgresBackend", "check_identifier"]
 
@@ -36,6 +50,22 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # (tests, tenants) do not wait for each other.
 _AUDIT_APPEND_LOCK = sa.text(
     "SELECT pg_advisory_xact_lock(CAST(CAST(CAST('audit_events' AS regclass) AS oid) AS bigint))"
+)
+
+
+# Any statement run through SQLAlchemy opens the transaction on the driver (see `_driver`).
+_OPEN_TRANSACTION = sa.text("SELECT 1")
+
+# The seqs of the events this COPY appends. Every seq already visible was drawn before the COPY
+# starts, and identity values only grow, so the new rows lie above the visible maximum; among
+# the rows above it, ours are those written by this transaction (xmin), which leaves out rows
+# another writer may commit meanwhile, and rows this transaction wrote before the floor was read.
+# COPY inserts rows in input order and draws their seqs as it goes: ascending seqs are input
+# order. (pg_current_xact_id: PostgreSQL 13 or later.)
+_SEQ_FLOOR = 'SELECT coalesce(max(seq), 0) FROM "audit_events"'
+_SEQS_SINCE = (
+    'SELECT seq FROM "audit_events" WHERE seq > $1 AND xmin = pg_current_xact_id()::xid '
+    "ORDER BY seq"
 )
 
 
@@ -86,33 +116,149 @@ class PostgresBackend:
         )
 
     async def insert_rows(
-        self, conn: AsyncConnection, table: sa.Table, rows: Sequence[Row]
+        self, conn: AsyncConnection, table: sa.Table, names: Sequence[str], columns: Columns
     ) -> None:
-        await conn.execute(_unnest_insert(table, rows))
+        data = _copy_text(table, names, columns)
+        driver = await _driver(conn)
+        async with _guarded(conn, driver):
+            await _copy(driver, table, names, data)
 
-    async def insert_events(self, conn: AsyncConnection, rows: Sequence[Row]) -> list[int]:
+    async def insert_events(
+        self, conn: AsyncConnection, columns: Columns, *, returning: bool
+    ) -> list[int]:
+        data = _copy_text(audit_events, EVENT_COLUMNS, columns)
         await conn.execute(_AUDIT_APPEND_LOCK)
-        statement = _unnest_insert(audit_events, rows).returning(audit_events.c.seq)
-        seqs = sorted((await conn.execute(statement)).scalars().all())
-        # The rows are selected in input order (ORDER BY ordinality), and identity values are
-        # drawn as rows are inserted, so the ascending seqs belong to the rows in input order.
-        if len(seqs) != len(rows):
-            raise InvariantViolationError(f"inserted {len(seqs)} audit events for {len(rows)} rows")
-        return [int(seq) for seq in seqs]
+        driver = await _driver(conn)
+        async with _guarded(conn, driver):
+            if not returning:
+                await _copy(driver, audit_events, EVENT_COLUMNS, data)
+                return []
+            floor = await driver.fetchval(_SEQ_FLOOR)
+            await _copy(driver, audit_events, EVENT_COLUMNS, data)
+            seqs = [record[0] for record in await driver.fetch(_SEQS_SINCE, floor)]
+        count = len(columns[0])
+        if len(seqs) != count:
+            raise InvariantViolationError(f"found {len(seqs)} audit seqs for {count} events")
+        return seqs
 
 
-def _unnest_insert(table: sa.Table, rows: Sequence[Row]) -> sa.Insert:
-    names = list(rows[0].keys())
-    arrays: list[Any] = [
-        sa.bindparam(
-            f"a_{name}",
-            value=[row[name] for row in rows],
-            type_=postgresql.ARRAY(table.c[name].type),
-        )
-        for name in names
-    ]
-    source = (
-        sa.func.unnest(*arrays).table_valued(*names, with_ordinality="ordinality").render_derived()
+async def _copy(driver: Any, table: sa.Table, names: Sequence[str], data: bytes) -> None:
+    # A memoryview: asyncpg would take bytes for a file name. It goes out as one CopyData message.
+    await driver.copy_to_table(
+        table.name, source=memoryview(data), columns=list(names), format="text"
     )
-    select = sa.select(*[source.c[name] for name in names]).order_by(source.c.ordinality)
-    return sa.insert(table).from_select(names, select)
+
+
+@contextlib.asynccontextmanager
+async def _guarded(conn: AsyncConnection, driver: Any) -> AsyncIterator[None]:
+    """Invalidate `conn` when a call straight to its driver leaves the connection unusable.
+
+    SQLAlchemy never sees these calls fail, so it cannot tell a refused statement (the
+    transaction is only aborted, and rolled back as usual) from a lost connection or one left
+    mid-protocol (cancelled, timed out); returned to the pool, such a connection would fail the
+    next caller. A statement error on a live connection keeps it.
+    """
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if driver.is_closed() or _lost(exc.sqlstate):
+            await conn.invalidate(exc)
+        raise
+    except BaseException as exc:
+        await conn.invalidate(exc)
+        raise
+
+
+def _lost(sqlstate: str | None) -> bool:
+    # Connection exceptions, and the server shutting down or terminating this backend.
+    return sqlstate is not None and (
+        sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    )
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, inside the transaction `conn` has begun."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None or not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs, not when
+        # the transaction is begun; a COPY sent to the driver before that would commit alone.
+        await conn.execute(_OPEN_TRANSACTION)
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is None or not driver.is_in_transaction():
+            raise InvariantViolationError("the store's batch write is not in a transaction")
+    return driver
+
+
+# COPY text format: fields split by tab, rows by newline, NULL spelled \N; a backslash, tab,
+# newline or carriage return inside a value is written as a backslash escape.
+_NULL = "\\N"
+_SPECIAL = re.compile(r"[\\\t\n\r]")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+_Encoder = Callable[[Sequence[Any]], list[Any]]
+
+
+def _digits(values: Sequence[Any]) -> list[str]:
+    # int.__repr__ refuses anything but an int (a float included), and spells it exactly.
+    distinct = set(values)
+    if len(distinct) * 4 > len(values):
+        if None in distinct:
+            return [_NULL if value is None else int.__repr__(value) for value in values]
+        return list(map(int.__repr__, values))
+    # Most columns of a batch hold a few distinct values (zeros, one ledger): spell each once.
+    # (A set merges True into 1, but rows.py lets exact ints through only.)
+    return _each_once(values, distinct, int.__repr__)
+
+
+def _escaped(values: Sequence[Any]) -> list[str]:
+    present = [value for value in values if value is not None] if None in values else values
+    if not present:
+        return [_NULL] * len(values)
+    # str.join refuses anything but str.
+    if _SPECIAL.search("".join(present)):
+        escape = _ESCAPES
+        return [_NULL if value is None else value.translate(escape) for value in values]
+    if present is values:
+        return list(values)
+    return [_NULL if value is None else value for value in values]
+
+
+def _instants(values: Sequence[Any]) -> list[str]:
+    # A batch has one or two distinct datetimes.
+    return _each_once(values, set(values), _instant)
+
+
+def _instant(value: datetime) -> str:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvariantViolationError(f"a batch timestamp must be an aware datetime: {value!r}")
+    return value.isoformat()
+
+
+def _each_once(values: Sequence[Any], distinct: set[Any], spell: Callable[[Any], str]) -> list[str]:
+    spelled = {value: _NULL if value is None else spell(value) for value in distinct}
+    if len(spelled) == 1:
+        return list(spelled.values()) * len(values)
+    return list(map(spelled.__getitem__, values))
+
+
+def _text_encoder(column: sa.Column[Any]) -> _Encoder:
+    kind = column.type
+    if isinstance(kind, U128 | U64 | sa.Integer):
+        return _digits
+    if isinstance(kind, UtcDateTime):
+        return _instants
+    if isinstance(kind, sa.String | sa.JSON):
+        # JSON columns hold the text rows.py encoded.
+        return _escaped
+    raise InvariantViolationError(f"no COPY text encoding for column {column.name!r} ({kind})")
+
+
+def _copy_text(table: sa.Table, names: Sequence[str], columns: Columns) -> bytes:
+    fields = [
+        _text_encoder(table.c[name])(values) for name, values in zip(names, columns, strict=True)
+    ]
+    text = "\n".join(map("\t".join, zip(*fields, strict=True)))
+    try:
+        return (text + "\n").encode()
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"text is not valid Unicode (a lone surrogate?): {exc}") from None

@@ -36,16 +36,22 @@ from tbledger.store.tables import (
 )
 
 __all__ = [
+    "I32_MAX",
     "AccountRecord",
     "AuditEvent",
     "NewAuditEvent",
     "TransferIntent",
+    "encode_document",
+    "is_unicode_text",
     "request_hash_of",
     "validate_account",
     "validate_event",
     "validate_intent",
     "validate_status_change",
 ]
+
+# chain_index is an INTEGER column: a position in a chain, so never negative.
+I32_MAX = (1 << 31) - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,9 +153,23 @@ class TransferIntent:
             timeout=self.timeout,
             ledger=self.ledger,
             code=self.code,
-            flags=tigerbeetle.TransferFlags(self.flags),
+            flags=_transfer_flags(self.flags),
             timestamp=self.timestamp,
         )
+
+
+# Calling an IntFlag class costs microseconds; a batch converts thousands of flags, nearly all
+# alike. At most 2^16 entries, and flag members are immutable.
+_TRANSFER_FLAGS: dict[int, tigerbeetle.TransferFlags] = {}
+
+
+def _transfer_flags(value: int) -> tigerbeetle.TransferFlags:
+    flags = _TRANSFER_FLAGS.get(value)
+    if flags is None:
+        flags = tigerbeetle.TransferFlags(value)
+        if 0 <= value <= U16_MAX:
+            _TRANSFER_FLAGS[value] = flags
+    return flags
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +267,10 @@ def validate_intent(intent: TransferIntent) -> None:
     ):
         raise ValidationError("request_hash must be 64 lowercase hex digits (a sha256)")
     _metadata("metadata", intent.metadata)
+    if intent.chain_id is not None:
+        _u128("chain_id", intent.chain_id)
+    if intent.chain_index is not None:
+        _uint("chain_index", intent.chain_index, I32_MAX)
 
 
 def validate_event(event: NewAuditEvent) -> None:
@@ -305,6 +329,17 @@ def _text(name: str, value: object, *, required: bool = False) -> None:
         raise LimitExceededError(
             f"{name} has {len(value)} characters; STORE_TEXT_CHARS_MAX is {STORE_TEXT_CHARS_MAX}"
         )
+    if not value.isascii() and not is_unicode_text(value):
+        raise ValidationError(f"{name} is not valid Unicode text (it holds a lone surrogate)")
+
+
+def is_unicode_text(text: str) -> bool:
+    """False when `text` holds a lone surrogate (Python allows one; no database encoding does)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _status(status: object, freeze_transfer_id: int | None) -> None:
@@ -326,17 +361,29 @@ def _status(status: object, freeze_transfer_id: int | None) -> None:
 def _metadata(name: str, value: object) -> None:
     if type(value) is dict and not value:
         return
+    encode_document(name, value)
+
+
+def encode_document(name: str, value: object) -> str:
+    """`value` (metadata, detail) as compact JSON text; refuse a non-mapping or an oversized one.
+
+    This is the text the store writes, so validating a document and encoding it are one step.
+    """
+    if type(value) is dict and not value:
+        return "{}"
     if not isinstance(value, Mapping):
         raise ValidationError(f"{name} must be a mapping, not {type(value).__name__}")
     try:
-        encoded = json.dumps(dict(value), separators=(",", ":"), allow_nan=False).encode()
+        text = json.dumps(dict(value), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{name} is not a JSON document: {exc}") from exc
-    if len(encoded) > STORE_METADATA_BYTES_MAX:
+    # ensure_ascii (the default) makes the text ASCII: its length is its size in bytes.
+    if len(text) > STORE_METADATA_BYTES_MAX:
         raise LimitExceededError(
-            f"{name} is {len(encoded)} bytes as JSON; "
+            f"{name} is {len(text)} bytes as JSON; "
             f"STORE_METADATA_BYTES_MAX is {STORE_METADATA_BYTES_MAX}"
         )
+    return text
 
 
 def _is_lower_hex(text: str) -> bool:

@@ -3,30 +3,36 @@
 SQLite runs in-process, so the round trips that make PostgreSQL want one statement per batch do
 not exist here; a batch is one prepared INSERT executed for every row (``executemany``) inside
 one transaction, which measures about ten times faster than SQLAlchemy's multi-row VALUES for a
-full 8189-row batch (compiling the giant statement dominates). Every connection is set up for a
-money log: foreign keys on; WAL journal with ``synchronous=FULL`` so a commit is on disk before
-the intent is acknowledged (the engine must never see a transfer the store could lose); a busy
-timeout instead of immediate "database is locked" errors; and transactions begun by SQLAlchemy
-with an explicit ``BEGIN`` (the driver's own implicit transactions would leave reads and DDL
-outside them). Only one writer runs at a time, so audit seqs are assigned in commit order. An
-in-memory database (``sqlite://``) lives in one connection shared by every call; the `Store`
-serialises calls on it.
+full 8189-row batch (compiling the giant statement dominates). It goes to the driver directly,
+in the transaction SQLAlchemy began, once the types SQLite lacks are converted a column at a
+time (u128/u64 to the hex text of `tbledger.store.types`, datetimes to SQLAlchemy's text):
+SQLAlchemy's per-value type processing cost more than SQLite itself.
+
+Every connection is set up for a money log: foreign keys on; WAL journal with
+``synchronous=FULL`` so a commit is on disk before the intent is acknowledged (the engine must
+never see a transfer the store could lose); a busy timeout instead of immediate "database is
+locked" errors; and transactions begun by SQLAlchemy with an explicit ``BEGIN`` (the driver's own
+implicit transactions would leave reads and DDL outside them). Only one writer runs at a time, so
+audit seqs are assigned in commit order. An in-memory database (``sqlite://``) lives in one
+connection shared by every call; the `Store` serialises calls on it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, pool
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tbledger.errors import ConfigurationError, InvariantViolationError, StoreUnavailableError
-from tbledger.store.backend import Row, StoreOptions
+from tbledger.store.backend import StoreOptions
+from tbledger.store.rows import EVENT_COLUMNS, Columns
 from tbledger.store.tables import audit_events
+from tbledger.store.types import U64, U128, UtcDateTime
 
 __all__ = ["SqliteBackend"]
 
@@ -92,24 +98,81 @@ class SqliteBackend:
         return engine
 
     async def insert_rows(
-        self, conn: AsyncConnection, table: sa.Table, rows: Sequence[Row]
+        self, conn: AsyncConnection, table: sa.Table, names: Sequence[str], columns: Columns
     ) -> None:
-        await conn.execute(sa.insert(table), list(rows))
+        await _insert(conn, table, names, columns)
 
-    async def insert_events(self, conn: AsyncConnection, rows: Sequence[Row]) -> list[int]:
-        await conn.execute(sa.insert(audit_events), list(rows))
+    async def insert_events(
+        self, conn: AsyncConnection, columns: Columns, *, returning: bool
+    ) -> list[int]:
+        await _insert(conn, audit_events, EVENT_COLUMNS, columns)
+        if not returning:
+            return []
+        count = len(columns[0])
         # This transaction holds SQLite's only write lock since its first INSERT, so the last
-        # len(rows) seqs up to last_insert_rowid() are exactly the rows just inserted.
+        # `count` seqs up to last_insert_rowid() are exactly the rows just inserted.
         seq = audit_events.c.seq
         query = (
             sa.select(seq)
             .where(seq <= sa.func.last_insert_rowid())
             .order_by(seq.desc())
-            .limit(len(rows))
+            .limit(count)
         )
         seqs = sorted((await conn.execute(query)).scalars().all())
-        if len(seqs) != len(rows):
-            raise InvariantViolationError(
-                f"found {len(seqs)} audit seqs for {len(rows)} inserted events"
-            )
+        if len(seqs) != count:
+            raise InvariantViolationError(f"found {len(seqs)} audit seqs for {count} events")
         return [int(s) for s in seqs]
+
+
+async def _insert(
+    conn: AsyncConnection, table: sa.Table, names: Sequence[str], columns: Columns
+) -> None:
+    dialect = conn.dialect
+    converted = [
+        values if convert is None else convert(values)
+        for convert, values in zip(
+            (_converter(table.c[name], dialect) for name in names), columns, strict=True
+        )
+    ]
+    quote = dialect.identifier_preparer.quote
+    statement = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None or not driver.in_transaction:
+        # The "begin" listener above sends BEGIN when SQLAlchemy begins; never write outside it.
+        raise InvariantViolationError("the store's batch write is not in a transaction")
+    cursor = await driver.executemany(statement, zip(*converted, strict=True))
+    await cursor.close()
+
+
+_Converter = Callable[[Sequence[Any]], Sequence[Any]]
+
+
+def _converter(column: sa.Column[Any], dialect: Dialect) -> _Converter | None:
+    """How a column of validated Python values becomes what SQLite stores, or None: as is."""
+    kind = column.type
+    if isinstance(kind, U128 | U64):
+        # The canonical fixed-width hex of tbledger.store.types (checked by its reader).
+        spell = f"0x%0{kind.bits // 4}x".__mod__
+        return lambda values: _spelled(values, spell)
+    if isinstance(kind, UtcDateTime):
+        # SQLAlchemy's own text for the value.
+        process = kind.bind_processor(dialect)
+        if process is None:
+            raise InvariantViolationError("UtcDateTime has no bind processor for SQLite")
+        return lambda values: _spelled(values, process)
+    return None
+
+
+def _spelled(values: Sequence[Any], spell: Callable[[Any], Any]) -> list[Any]:
+    distinct = set(values)
+    if len(distinct) * 4 > len(values):
+        if None in distinct:
+            return [None if value is None else spell(value) for value in values]
+        return list(map(spell, values))
+    # Most columns of a batch hold a few distinct values (zeros, the batch's time): spell each
+    # once. (A set merges True into 1, but rows.py lets exact ints through only.)
+    spelled = {value: None if value is None else spell(value) for value in distinct}
+    return list(map(spelled.__getitem__, values))

@@ -1,0 +1,584 @@
+"""The batch write path: COPY (PostgreSQL) / executemany (SQLite), ``returning=False``, and the
+column-wise validation in front of it.
+
+Batches go to the driver below SQLAlchemy, so these check what that must not lose: exact u128 and
+u64 values at their limits, strings that would break a COPY text row if they were not escaped,
+duplicate keys reported with the same constraint names, one transaction per call (a failure after
+the transfers went out leaves nothing), and input refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import tigerbeetle
+
+from tbledger.errors import (
+    DuplicateRecordError,
+    InvalidIdError,
+    StoreUnavailableError,
+    ValidationError,
+)
+from tbledger.ids import new_id
+from tbledger.limits import STORE_BATCH_ROWS_MAX, U16_MAX, U32_MAX, U64_MAX, U128_MAX
+from tbledger.store import (
+    DEFAULT_APP_ROLE,
+    AccountRecord,
+    EventKind,
+    NewAuditEvent,
+    Store,
+    TransferIntent,
+    postgres,
+    rows,
+)
+from tbledger.store.records import I32_MAX
+from tests.store.conftest import StoreCase
+
+# Values that end a field or a row, or mean NULL or end-of-data, in COPY's text format, and
+# characters outside ASCII.
+AWKWARD = ["a\tb", "line\nbreak", "cr\rlf\r\n", "back\\slash", "\\N", "\\.", "", "é€😀", "\\\\t"]
+
+
+def intent(**values: Any) -> TransferIntent:
+    fields_: dict[str, Any] = {
+        "id": new_id(),
+        "debit_account_id": 1,
+        "credit_account_id": 2,
+        "amount": 100,
+        "ledger": 1,
+        "code": 1,
+    }
+    fields_.update(values)
+    return TransferIntent(**fields_)
+
+
+def extremes(**values: Any) -> TransferIntent:
+    """An intent with every numeric field at its largest value."""
+    fields_: dict[str, Any] = {
+        "id": U128_MAX - new_id() % 1000,
+        "debit_account_id": U128_MAX,
+        "credit_account_id": U128_MAX - 1,
+        "amount": U128_MAX,
+        "pending_id": U128_MAX,
+        "user_data_128": U128_MAX,
+        "user_data_64": U64_MAX,
+        "user_data_32": U32_MAX,
+        "timeout": U32_MAX,
+        "ledger": U32_MAX,
+        "code": U16_MAX,
+        "flags": U16_MAX,
+        "timestamp": U64_MAX,
+        "chain_id": U128_MAX,
+        "chain_index": I32_MAX,
+    }
+    fields_.update(values)
+    return TransferIntent(**fields_)
+
+
+def without_created_at(record: TransferIntent | None) -> TransferIntent | None:
+    return None if record is None else replace(record, created_at=None)
+
+
+# returning=False: written all the same, nothing read back.
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_insert_intents_writes_the_same_either_way(store: Store, returning: bool) -> None:
+    batch = [intent(event_id=f"e-{i}") for i in range(300)]
+    result = await store.insert_intents(batch, returning=returning)
+    tail = await store.events_since(0, 1000)
+    if returning:
+        assert result == tail
+    else:
+        assert result is None
+    # Seq order is input order: the submitted events come back in the batch's order.
+    assert [e.transfer_id for e in tail] == [i.id for i in batch]
+    assert {e.kind for e in tail} == {EventKind.SUBMITTED}
+    assert all(e.detail == {} and e.status is None for e in tail)
+    for item in batch[::50]:
+        assert without_created_at(await store.get_intent(item.id)) == item
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_append_events_writes_the_same_either_way(store: Store, returning: bool) -> None:
+    batch = [intent() for _ in range(200)]
+    await store.insert_intents(batch, returning=False)
+    events = [
+        NewAuditEvent(
+            kind=EventKind.POSTED if n % 2 else EventKind.FAILED,
+            transfer_id=i.id,
+            status=None if n % 2 else "exceeds_credits",
+            engine_timestamp=U64_MAX - n,
+            detail={} if n % 3 else {"n": n, "by": "0x01"},
+        )
+        for n, i in enumerate(batch)
+    ]
+    result = await store.append_events(events, returning=returning)
+    tail = (await store.events_since(0, 1000))[len(batch) :]
+    if returning:
+        assert result == tail
+    else:
+        assert result is None
+    assert [
+        (e.kind, e.transfer_id, e.status, e.engine_timestamp, dict(e.detail)) for e in tail
+    ] == [(e.kind, e.transfer_id, e.status, e.engine_timestamp, dict(e.detail)) for e in events]
+    seqs = [e.seq for e in tail]
+    assert seqs == sorted(seqs)
+
+
+async def test_empty_batches_without_returning_are_no_ops(store: Store) -> None:
+    assert await store.insert_intents([], returning=False) is None
+    assert await store.append_events([], returning=False) is None
+    assert await store.events_since(0, 10) == []
+
+
+async def test_a_full_batch_goes_in_one_call(store: Store) -> None:
+    batch = [intent() for _ in range(STORE_BATCH_ROWS_MAX)]
+    await store.insert_intents(batch, returning=False)
+    await store.append_events(
+        [NewAuditEvent(kind=EventKind.POSTED, transfer_id=i.id) for i in batch], returning=False
+    )
+    tail = await store.events_since(0, STORE_BATCH_ROWS_MAX)
+    assert [e.transfer_id for e in tail] == [i.id for i in batch]
+    last = await store.events_since(tail[-1].seq, STORE_BATCH_ROWS_MAX)
+    assert [e.transfer_id for e in last] == [i.id for i in batch]
+    assert {e.kind for e in last} == {EventKind.POSTED}
+
+
+# Exact values at the limits.
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_every_field_at_its_limit_round_trips(store: Store, returning: bool) -> None:
+    edge = extremes(metadata={"big": U128_MAX, "neg": -1}, request_hash="f" * 64)
+    zero = intent(chain_id=0, chain_index=0, amount=0, debit_account_id=0, credit_account_id=0)
+    await store.insert_intents([edge, zero], returning=returning)
+    got = await store.get_intent(edge.id)
+    assert without_created_at(got) == edge
+    assert got is not None and type(got.amount) is int and got.metadata["big"] == U128_MAX
+    assert without_created_at(await store.get_intent(zero.id)) == zero
+    appended = await store.append_events(
+        [
+            NewAuditEvent(
+                kind=EventKind.PENDING, transfer_id=edge.id, engine_timestamp=U64_MAX, status="x"
+            )
+        ],
+        returning=returning,
+    )
+    [latest] = (await store.current_status([edge.id])).values()
+    assert latest.engine_timestamp == U64_MAX and latest.transfer_id == edge.id
+    if returning:
+        assert appended == [latest]
+
+
+async def test_recovery_rebuilds_the_exact_engine_transfer(store: Store) -> None:
+    transfer = tigerbeetle.Transfer(
+        id=new_id(),
+        debit_account_id=U128_MAX,
+        credit_account_id=U128_MAX - 1,
+        amount=U128_MAX,
+        user_data_64=U64_MAX,
+        user_data_32=U32_MAX,
+        ledger=U32_MAX,
+        code=U16_MAX,
+        flags=tigerbeetle.TransferFlags.LINKED | tigerbeetle.TransferFlags.PENDING,
+        timeout=U32_MAX,
+    )
+    await store.insert_intents([TransferIntent.from_transfer(transfer)], returning=False)
+    got = await store.get_intent(transfer.id)
+    assert got is not None and got.to_transfer() == transfer
+
+
+# Strings that COPY's text format would misread if they were not escaped.
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_awkward_strings_round_trip_and_add_no_rows(store: Store, returning: bool) -> None:
+    batch = [
+        intent(
+            payment_id=text,
+            event_id=f"evt{text}",
+            chain_tx_hash=f"{text}end",
+            idempotency_key=f"key-{n}-{text}",
+            metadata={"memo": text, text: [text, {"nested": text}], "n": n},
+        )
+        for n, text in enumerate(AWKWARD)
+    ]
+    await store.insert_intents(batch, returning=returning)
+    for item in batch:
+        got = await store.get_intent(item.id)
+        assert got is not None
+        assert without_created_at(replace(got, request_hash=None)) == item
+        assert got.metadata == item.metadata
+    events = [
+        NewAuditEvent(
+            kind=EventKind.FAILED, transfer_id=item.id, status=text, detail={"why": text, text: 1}
+        )
+        for item, text in zip(batch, AWKWARD, strict=True)
+    ]
+    await store.append_events(events, returning=returning)
+    tail = await store.events_since(0, 100)
+    # Exactly one submitted and one failed event per intent: no value split a row in two.
+    assert len(tail) == 2 * len(batch)
+    assert [(e.status, dict(e.detail)) for e in tail[len(batch) :]] == [
+        (e.status, dict(e.detail)) for e in events
+    ]
+    assert (await store.transfers_by_event_id("evt\\N"))[0].id == batch[AWKWARD.index("\\N")].id
+
+
+async def test_text_with_a_lone_surrogate_is_refused_before_any_write(store: Store) -> None:
+    good = intent()
+    with pytest.raises(ValidationError, match="surrogate"):
+        await store.insert_intents([good, intent(event_id="bad\ud800")], returning=False)
+    with pytest.raises(ValidationError, match="surrogate"):
+        await store.append_events(
+            [NewAuditEvent(kind=EventKind.POSTED, transfer_id=good.id, status="\udfff")]
+        )
+    assert await store.get_intent(good.id) is None
+
+
+# Duplicates through the driver: the same errors and constraint names as before.
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_duplicate_id_in_a_batch_write_names_the_primary_key(
+    store: Store, returning: bool
+) -> None:
+    first = extremes()
+    await store.insert_intents([first], returning=returning)
+    fresh = intent()
+    with pytest.raises(DuplicateRecordError) as raised:
+        await store.insert_intents([fresh, replace(first, amount=1)], returning=returning)
+    assert raised.value.constraint == "pk_transfers"
+    assert raised.value.__cause__ is not None
+    assert await store.get_intent(fresh.id) is None
+    assert await store.transfer_audit(fresh.id) == []
+    # The store is still usable afterwards (the failed transaction was rolled back).
+    await store.insert_intents([fresh], returning=returning)
+    assert await store.get_intent(fresh.id) is not None
+
+
+async def test_duplicate_id_within_one_batch_is_refused(store: Store) -> None:
+    twin = intent()
+    with pytest.raises(DuplicateRecordError) as raised:
+        await store.insert_intents([twin, intent(), twin], returning=False)
+    assert raised.value.constraint == "pk_transfers"
+    assert await store.events_since(0, 10) == []
+
+
+async def test_duplicate_idempotency_key_without_returning(store: Store) -> None:
+    await store.insert_intents([intent(idempotency_key="order-1")], returning=False)
+    retry = intent(idempotency_key="order-1")
+    with pytest.raises(DuplicateRecordError) as raised:
+        await store.insert_intents([retry], returning=False)
+    assert raised.value.constraint == "ux_transfers_idempotency_key"
+    assert await store.get_intent(retry.id) is None
+
+
+async def test_duplicate_account_ids_name_the_primary_key(store: Store) -> None:
+    record = AccountRecord(id=U128_MAX, account_type="user", ledger=1, code=1)
+    await store.create_accounts([record])
+    with pytest.raises(DuplicateRecordError) as raised:
+        await store.create_accounts([replace(record, owner_id="other")])
+    assert raised.value.constraint == "pk_accounts"
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_an_event_for_an_unknown_transfer_fails_the_batch(
+    store: Store, returning: bool
+) -> None:
+    known = intent()
+    await store.insert_intents([known], returning=False)
+    with pytest.raises(Exception) as raised:
+        await store.append_events(
+            [
+                NewAuditEvent(kind=EventKind.POSTED, transfer_id=known.id),
+                NewAuditEvent(kind=EventKind.POSTED, transfer_id=new_id()),
+            ],
+            returning=returning,
+        )
+    assert not isinstance(raised.value, DuplicateRecordError)
+    assert [e.kind for e in await store.transfer_audit(known.id)] == [EventKind.SUBMITTED]
+
+
+# One transaction per call.
+
+
+async def test_a_failure_after_the_transfers_were_sent_leaves_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = store._backend
+    sent = []
+
+    async def failing_events(*args: Any, **kwargs: Any) -> list[int]:
+        sent.append(True)
+        raise RuntimeError("the events insert failed")
+
+    monkeypatch.setattr(backend, "insert_events", failing_events)
+    batch = [intent() for _ in range(20)]
+    with pytest.raises(RuntimeError):
+        await store.insert_intents(batch, returning=False)
+    assert sent
+    monkeypatch.undo()
+    # The transfers went out first; they were rolled back with the transaction.
+    for item in batch:
+        assert await store.get_intent(item.id) is None
+    await store.insert_intents(batch, returning=False)
+    assert await store.get_intent(batch[0].id) is not None
+
+
+async def test_batch_writes_run_as_the_application_role(postgres_case: StoreCase) -> None:
+    store = postgres_case.store
+    async with store.engine.connect() as conn:
+        role = (await conn.execute(sa.text("SELECT current_user"))).scalar_one()
+    assert role == DEFAULT_APP_ROLE
+    batch = [extremes(), intent()]
+    await store.insert_intents(batch, returning=False)
+    await store.append_events(
+        [NewAuditEvent(kind=EventKind.POSTED, transfer_id=i.id) for i in batch], returning=False
+    )
+    await store.create_accounts([AccountRecord(id=new_id(), account_type="u", ledger=1, code=1)])
+    async with postgres_case.admin.connect() as conn:
+        count = await conn.execute(sa.text("SELECT count(*) FROM audit_events"))
+        assert count.scalar_one() == 5
+
+
+# Validation before anything is sent, and normalisation of what only the slow check accepts.
+
+
+class Color(enum.IntEnum):
+    RED = 7
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"chain_id": -1}, InvalidIdError),
+        ({"chain_id": U128_MAX + 1}, InvalidIdError),
+        ({"chain_index": -1}, ValidationError),
+        ({"chain_index": I32_MAX + 1}, ValidationError),
+        ({"chain_index": "1"}, ValidationError),
+        ({"amount": 1.0}, InvalidIdError),
+        ({"amount": True}, InvalidIdError),
+        ({"ledger": True}, ValidationError),
+        ({"code": 2.0}, ValidationError),
+        ({"request_hash": "A" * 64}, ValidationError),
+        ({"metadata": {"x": float("nan")}}, ValidationError),
+        ({"metadata": {"x": "y" * 5000}}, ValidationError),
+    ],
+)
+@pytest.mark.parametrize("returning", [True, False])
+async def test_bad_fields_are_refused_before_any_write(
+    store: Store, values: dict[str, Any], error: type[Exception], returning: bool
+) -> None:
+    good = intent()
+    with pytest.raises(error):
+        await store.insert_intents([good, intent(**values)], returning=returning)
+    assert await store.get_intent(good.id) is None
+    assert await store.events_since(0, 10) == []
+
+
+async def test_the_first_bad_record_is_the_one_reported(store: Store) -> None:
+    # Record order first, then field order, as a record-by-record check reports it.
+    with pytest.raises(ValidationError, match="metadata"):
+        await store.insert_intents([intent(metadata={"x": {1, 2}}), intent(user_data_32=-1)])
+    with pytest.raises(ValidationError, match="user_data_32"):
+        await store.insert_intents([intent(user_data_32=-1), intent(metadata={"x": {1, 2}})])
+
+
+async def test_int_and_mapping_subclasses_are_stored_as_plain_values(store: Store) -> None:
+    item = intent(
+        flags=tigerbeetle.TransferFlags.LINKED,
+        code=Color.RED,
+        metadata=MappingProxyType({"a": 1}),
+        chain_id=Color.RED,
+        chain_index=Color.RED,
+    )
+    [submitted] = await store.insert_intents([item])
+    assert type(submitted.transfer_id) is int
+    got = await store.get_intent(item.id)
+    assert got is not None
+    assert (got.flags, got.code, got.chain_id, got.chain_index) == (1, 7, 7, 7)
+    assert got.metadata == {"a": 1}
+    [appended] = await store.append_events(
+        [NewAuditEvent(kind=EventKind.POSTED, transfer_id=item.id, engine_timestamp=Color.RED)]
+    )
+    assert type(appended.engine_timestamp) is int
+
+
+async def test_a_batch_may_mix_transfer_and_account_events(store: Store) -> None:
+    account = AccountRecord(id=new_id(), account_type="u", ledger=1, code=1)
+    await store.create_accounts([account])
+    item = intent()
+    await store.insert_intents([item], returning=False)
+    appended = await store.append_events(
+        [
+            NewAuditEvent(kind=EventKind.POSTED, transfer_id=item.id),
+            NewAuditEvent(
+                kind=EventKind.ACCOUNT_STATUS_CHANGED, account_id=account.id, status="frozen"
+            ),
+        ]
+    )
+    assert [(e.kind, e.transfer_id, e.account_id) for e in appended] == [
+        (EventKind.POSTED, item.id, None),
+        (EventKind.ACCOUNT_STATUS_CHANGED, None, account.id),
+    ]
+    with pytest.raises(ValidationError, match="needs an account_id"):
+        await store.append_events(
+            [
+                NewAuditEvent(kind=EventKind.POSTED, transfer_id=item.id),
+                NewAuditEvent(kind=EventKind.ACCOUNT_CREATED, transfer_id=item.id),
+            ]
+        )
+
+
+# The column layout itself (no database).
+
+
+def test_the_column_extractors_follow_the_column_lists() -> None:
+    item = extremes(payment_id="p", event_id="e", chain_tx_hash="c", idempotency_key="k")
+    values = dict(zip(rows.INTENT_COLUMNS, rows._intent_fields(item), strict=False))
+    assert values == {name: getattr(item, name) for name in rows.INTENT_COLUMNS[:-1]}
+    assert rows.INTENT_COLUMNS[-1] == "created_at"
+    assert set(rows.INTENT_COLUMNS) == {f.name for f in fields(TransferIntent)}
+    event = NewAuditEvent(
+        kind=EventKind.PENDING, transfer_id=1, account_id=2, status="s", engine_timestamp=3
+    )
+    values = dict(zip(rows.EVENT_COLUMNS, rows._event_fields(event), strict=False))
+    assert values == {name: getattr(event, name) for name in rows.EVENT_COLUMNS[:-1]}
+
+
+def test_columns_hold_plain_values_and_json_text() -> None:
+    now = datetime.now(UTC)
+    batch = [intent(metadata={"k": "v"}), intent(idempotency_key="key")]
+    columns = dict(zip(rows.INTENT_COLUMNS, rows.intent_columns(batch, now), strict=True))
+    assert list(columns["metadata"]) == ['{"k":"v"}', "{}"]
+    assert columns["request_hash"][0] is None and len(columns["request_hash"][1]) == 64
+    assert list(columns["created_at"]) == [now, now]
+    events = rows.submitted_columns([1, 2], now)
+    assert [list(c) for c in events] == [
+        [1, 2],
+        [None, None],
+        ["submitted", "submitted"],
+        [None, None],
+        [None, None],
+        ["{}", "{}"],
+        [now, now],
+    ]
+
+
+async def test_returned_seqs_leave_out_rows_another_writer_commits_meanwhile(
+    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # COPY has no RETURNING; the seqs are read back afterwards. A writer that does not take the
+    # store's lock (a person with psql, another tool) may commit a row in between, above ours.
+    store = postgres_case.store
+    item = intent()
+    await store.insert_intents([item], returning=False)
+    copy = postgres._copy
+
+    async def copy_then_interleave(*args: Any) -> None:
+        await copy(*args)
+        async with postgres_case.admin.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO audit_events (transfer_id, kind, detail) "
+                    "VALUES (:t, 'voided', '{}')"
+                ),
+                {"t": item.id},
+            )
+
+    monkeypatch.setattr(postgres, "_copy", copy_then_interleave)
+    appended = await store.append_events(
+        [NewAuditEvent(kind=EventKind.POSTED, transfer_id=item.id) for _ in range(3)]
+    )
+    monkeypatch.undo()
+    audit = await store.transfer_audit(item.id)
+    kinds = [EventKind.SUBMITTED, *[EventKind.POSTED] * 3, EventKind.VOIDED]
+    assert [e.kind for e in audit] == kinds
+    assert appended == audit[1:4]
+
+
+async def test_a_connection_lost_during_a_batch_is_unavailable_and_replaced(
+    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = postgres_case.store
+    copy = postgres._copy
+
+    async def copy_on_a_dead_connection(driver: Any, *args: Any) -> None:
+        async with postgres_case.admin.connect() as conn:
+            await conn.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()}
+            )
+        await copy(driver, *args)
+
+    monkeypatch.setattr(postgres, "_copy", copy_on_a_dead_connection)
+    batch = [intent() for _ in range(10)]
+    with pytest.raises(StoreUnavailableError):
+        await store.insert_intents(batch, returning=False)
+    monkeypatch.undo()
+    await store.insert_intents(batch, returning=False)
+    assert await store.get_intent(batch[0].id) is not None
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.005, 0.02, 0.05])
+async def test_a_cancelled_batch_is_all_or_nothing_and_the_store_goes_on(
+    store: Store, delay_s: float
+) -> None:
+    # Cancelled wherever it happens to be (validation, COPY, commit): either every intent of the
+    # batch and its submitted event are stored, or none; the next call works.
+    batch = [intent() for _ in range(STORE_BATCH_ROWS_MAX)]
+    task = asyncio.create_task(store.insert_intents(batch, returning=False))
+    await asyncio.sleep(delay_s)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    stored = [await store.get_intent(i.id) is not None for i in (batch[0], batch[-1])]
+    submitted = await store.events_since(0, STORE_BATCH_ROWS_MAX)
+    assert stored in ([True, True], [False, False])
+    assert len(submitted) == (len(batch) if stored[0] else 0)
+    after = [intent() for _ in range(100)]
+    await store.insert_intents(after, returning=False)
+    await store.append_events(
+        [NewAuditEvent(kind=EventKind.POSTED, transfer_id=i.id) for i in after], returning=False
+    )
+    assert len(await store.transfer_audit(after[-1].id)) == 2
+
+
+@pytest.mark.parametrize("which", [1, 2])
+@pytest.mark.parametrize("returning", [True, False])
+async def test_a_batch_cancelled_mid_copy_leaves_nothing_and_the_store_goes_on(
+    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch, which: int, returning: bool
+) -> None:
+    # The caller's deadline cancels the call while the driver is sending a COPY (the transfers,
+    # or the submitted events): the connection is in the middle of the COPY protocol.
+    store = postgres_case.store
+    copy = postgres._copy
+    calls = []
+
+    async def copy_then_cancelled(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == which:
+            task = asyncio.current_task()
+            assert task is not None
+            asyncio.get_running_loop().call_later(0.001, task.cancel)
+        await copy(*args)
+
+    monkeypatch.setattr(postgres, "_copy", copy_then_cancelled)
+    batch = [intent() for _ in range(STORE_BATCH_ROWS_MAX)]
+    with pytest.raises(asyncio.CancelledError):
+        await store.insert_intents(batch, returning=returning)
+    monkeypatch.undo()
+    assert len(calls) == which
+    assert await store.get_intent(batch[0].id) is None
+    assert await store.events_since(0, 10) == []
+    await store.insert_intents(batch[:10], returning=returning)
+    assert len(await store.events_since(0, 100)) == 10
