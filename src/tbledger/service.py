@@ -265,7 +265,10 @@ class LedgerService:
         )
         # Transfers submitted by this process and not yet resolved: a replay of the same id or
         # idempotency key waits for the original instead of submitting it a second time.
-        self._inflight: dict[int, asyncio.Future[TransferResult]] = {}
+        self._inflight: dict[int, _Inflight] = {}
+        # Calls waiting for the writer (`_enqueue`), and the writer task itself.
+        self._write_queue: list[_WriteCall] = []
+        self._writer: asyncio.Task[None] | None = None
         self._account_sides: dict[int, NormalSide] = {}
         self._control_accounts: dict[int, int] = {}
         self._engine_now_ns = 0
@@ -614,7 +617,12 @@ class LedgerService:
           transfer, and close the account with a closing transfer that is never voided.
         """
         account_id = parse_id(account_id)
-        target = AccountStatus(status)
+        try:
+            target = AccountStatus(status)
+        except ValueError as exc:
+            raise ValidationError(
+                f"unknown account status {status!r}: use active, frozen or closed"
+            ) from exc
         record = await self.store.get_account(account_id)
         if record is None:
             raise AccountNotFoundError(
@@ -699,9 +707,14 @@ class LedgerService:
         Runs for every recorded outcome, in the normal path and in recovery, so a crash between
         the engine and the store is repaired by `recover()`.
         """
+        closing = {
+            i.metadata.get("account_id") for i in intents if i.metadata.get(_PURPOSE) == "close"
+        }
         for intent in intents:
             purpose = intent.metadata.get(_PURPOSE)
             account = intent.metadata.get("account_id")
+            if purpose == "unfreeze" and account in closing:
+                continue  # the first link of a close: the account goes from frozen to closed
             if purpose not in ("freeze", "unfreeze", "close") or not isinstance(account, str):
                 continue
             account_id = parse_id(account)
@@ -714,7 +727,7 @@ class LedgerService:
                 status, freeze_id = AccountStatus.CLOSED, intent.id
             else:
                 if record.status is AccountStatus.CLOSED:
-                    continue  # the unfreeze was the first link of a close
+                    continue  # recovery of a close whose status was already recorded
                 status, freeze_id = AccountStatus.ACTIVE, None
             if (record.status, record.freeze_transfer_id) == (status, freeze_id):
                 continue
@@ -859,25 +872,38 @@ class LedgerService:
         if self._breaker.state is CircuitState.OPEN:
             # Fail before persisting anything: nothing would be submitted.
             await self._breaker.before_call()
-        # Claim the ids before the intents become visible in the store, so that a concurrent
-        # replay (same id or idempotency key) waits for this submission instead of resolving it.
+        intents = [_hashed(i) for i in intents]
+        # Claim the ids before the intents become visible in the store, so that a concurrent call
+        # with the same id waits for this one instead of submitting or resolving it again.
         loop = asyncio.get_running_loop()
+        own: list[TransferIntent] = []
+        claimed: list[tuple[TransferIntent, _Inflight]] = []
         futures: dict[int, asyncio.Future[TransferResult]] = {}
         for intent in intents:
-            if intent.id not in self._inflight:
-                futures[intent.id] = self._inflight[intent.id] = loop.create_future()
+            entry = self._inflight.get(intent.id)
+            if entry is None:
+                future: asyncio.Future[TransferResult] = loop.create_future()
+                self._inflight[intent.id] = _Inflight(intent, future)
+                futures[intent.id] = future
+                own.append(intent)
+            else:
+                claimed.append((intent, entry))
         try:
-            fresh, replays = await self._persist(intents)
+            if own and claimed and intents[0].chain_id is not None:
+                raise IdempotencyConflictError(
+                    "part of this atomic batch is being submitted by another call",
+                    code="idempotency_conflict",
+                )
+            for intent, entry in claimed:
+                _check_same_request(intent, entry.intent)
             outcomes: dict[int, TransferResult] = {}
-            if fresh:
-                for result in await self._submit(fresh):
-                    outcomes[result.id] = result
-                    futures[result.id].set_result(result)
-            for intent, previous in replays:
-                own = futures.pop(intent.id, None)
-                if own is not None and self._inflight.get(intent.id) is own:
-                    del self._inflight[intent.id]
-                outcomes[intent.id] = await self._replay(intent, previous)
+            if own:
+                # In order; a replayed key's result carries the original transfer's id.
+                for intent, result in zip(own, await self._enqueue(own), strict=True):
+                    outcomes[intent.id] = result
+                    futures[intent.id].set_result(result)
+            for intent, entry in claimed:
+                outcomes[intent.id] = replace(await asyncio.shield(entry.future), replayed=True)
             return [outcomes[i.id] for i in intents]
         except BaseException as exc:
             for future in futures.values():
@@ -887,8 +913,68 @@ class LedgerService:
             raise
         finally:
             for intent_id, future in futures.items():
-                if self._inflight.get(intent_id) is future:
+                entry = self._inflight.get(intent_id)
+                if entry is not None and entry.future is future:
                     del self._inflight[intent_id]
+
+    async def _enqueue(self, intents: list[TransferIntent]) -> list[TransferResult]:
+        """Queue one call's intents for the writer; concurrent calls are written as one group.
+
+        While the writer persists, submits and records one group, new calls queue; the next group
+        takes every queued call that fits in one engine request. So concurrent single calls share
+        one INSERT, one engine request and one outcome INSERT (DESIGN §6).
+        """
+        future: asyncio.Future[list[TransferResult]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_observe)
+        self._write_queue.append(_WriteCall(intents, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain_writes())
+        return await asyncio.shield(future)
+
+    async def _drain_writes(self) -> None:
+        queue = self._write_queue
+        while queue:
+            group = [queue.pop(0)]
+            size = len(group[0].intents)
+            while queue and size + len(queue[0].intents) <= BATCH_EVENTS_MAX:
+                size += len(queue[0].intents)
+                group.append(queue.pop(0))
+            if len(group) == 1:
+                await _settle(group[0].future, self._write_isolated(group[0].intents))
+                continue
+            intents = [i for call in group for i in call.intents]
+            try:
+                await self.store.insert_intents(intents, returning=False)
+            except DuplicateRecordError:
+                # A call in the group replays a stored id or key: settle each call on its own.
+                for call in group:
+                    await _settle(call.future, self._write_isolated(call.intents))
+                continue
+            except Exception as exc:
+                for call in group:
+                    _fail(call.future, exc)
+                continue
+            try:
+                results = await self._submit(intents)
+            except Exception as exc:
+                for call in group:
+                    _fail(call.future, exc)
+                continue
+            by_id = {r.id: r for r in results}
+            for call in group:
+                if not call.future.done():
+                    call.future.set_result([by_id[i.id] for i in call.intents])
+
+    async def _write_isolated(self, intents: list[TransferIntent]) -> list[TransferResult]:
+        """One call on its own: persist (telling replays apart), submit, record."""
+        fresh, replays = await self._persist(intents)
+        outcomes: dict[int, TransferResult] = {}
+        if fresh:
+            for result in await self._submit(fresh):
+                outcomes[result.id] = result
+        for intent, previous in replays:
+            outcomes[intent.id] = await self._replay(intent, previous)
+        return [outcomes[i.id] for i in intents]
 
     async def _write_unaudited(self, intents: list[TransferIntent]) -> list[TransferResult]:
         """Audit off: straight to the engine; outcomes are returned and emitted, not stored."""
@@ -916,30 +1002,27 @@ class LedgerService:
         request; the same key or id with a different request is an `IdempotencyConflictError`.
         """
         store = self.store
-        hashed = [
-            replace(i, request_hash=request_hash_of(i)) if i.idempotency_key else i for i in intents
-        ]
         try:
-            await store.insert_intents(hashed)
-            return hashed, []
+            await store.insert_intents(intents, returning=False)
+            return intents, []
         except DuplicateRecordError:
             pass
         fresh: list[TransferIntent] = []
         replays: list[tuple[TransferIntent, TransferIntent]] = []
-        for intent in hashed:
+        for intent in intents:
             previous = await self._stored_twin(intent)
             if previous is None:
                 fresh.append(intent)
             else:
                 replays.append((intent, previous))
-        if fresh and replays and any(i.chain_id is not None for i in hashed):
+        if fresh and replays and any(i.chain_id is not None for i in intents):
             raise IdempotencyConflictError(
                 "part of this atomic batch was already submitted with other transfers",
                 code="idempotency_conflict",
             )
         if fresh:
             try:
-                await store.insert_intents(fresh)
+                await store.insert_intents(fresh, returning=False)
             except DuplicateRecordError as exc:
                 raise IdempotencyConflictError(
                     "a concurrent request took one of these ids or keys; retry the call",
@@ -960,26 +1043,22 @@ class LedgerService:
                 )
         if previous is None:
             previous = await self.store.get_intent(intent.id)
-            if previous is not None and previous.to_transfer() != intent.to_transfer():
-                raise IdempotencyConflictError(
-                    f"transfer id {format_id(intent.id)} was used for another transfer",
-                    code="idempotency_conflict",
-                    details={"transfer_id": format_id(intent.id)},
-                )
+            if previous is not None:
+                _check_same_request(intent, previous)
         return previous
 
     async def _replay(self, intent: TransferIntent, previous: TransferIntent) -> TransferResult:
         """The original outcome of a replayed request (waiting for it if still in flight)."""
         waiting = self._inflight.get(previous.id)
-        if waiting is not None:
-            result = await asyncio.shield(waiting)
+        # Same id: this call holds the claim itself (the original submission is over).
+        if waiting is not None and previous.id != intent.id:
+            result = await asyncio.shield(waiting.future)
             return replace(result, replayed=True)
-        latest = (await self.store.current_status([previous.id])).get(previous.id)
-        if latest is not None and latest.kind not in (
-            EventKind.SUBMITTED,
-            EventKind.OUTCOME_UNKNOWN,
-        ):
-            return _result_from_event(previous.id, latest, replayed=True)
+        # The transfer's own outcome: its first outcome event (a hold's later events record
+        # its resolution, not the outcome of creating it).
+        own = _own_outcome(await self.store.transfer_audit(previous.id))
+        if own is not None:
+            return _result_from_event(previous.id, own, replayed=True)
         # Submitted but never resolved (a crash, a deadline): resolve it now, same id, same fields.
         (result,) = await self._resolve([previous])
         return replace(result, replayed=True)
@@ -991,7 +1070,8 @@ class LedgerService:
         def late(task: asyncio.Future[list[tb.CreateTransferResult]]) -> None:
             if task.cancelled() or task.exception() is not None:
                 return  # left for recovery
-            self._spawn(self._record(intents, task.result()))
+            # Recovery or a replay may have recorded the outcome meanwhile: record the rest only.
+            self._spawn(self._record(intents, task.result(), only_unresolved=True))
 
         try:
             await self._breaker.before_call()
@@ -1035,7 +1115,7 @@ class LedgerService:
             for i in intents
         ]
         try:
-            await self.store.append_events(events)
+            await self.store.append_events(events, returning=False)
         except Exception:
             self.stats["audit_write_failures"] += 1
             log.exception("could not record unknown outcomes; recovery will resolve them")
@@ -1043,7 +1123,11 @@ class LedgerService:
             exc.transfer_ids = [i.id for i in intents]
 
     async def _record(
-        self, intents: Sequence[TransferIntent], engine_results: Sequence[tb.CreateTransferResult]
+        self,
+        intents: Sequence[TransferIntent],
+        engine_results: Sequence[tb.CreateTransferResult],
+        *,
+        only_unresolved: bool = False,
     ) -> list[TransferResult]:
         """Append outcome events for engine results, apply status changes, emit events."""
         self._observe_timestamps(engine_results)
@@ -1051,12 +1135,57 @@ class LedgerService:
             TransferResult(i.id, _status_name(r.status), r.timestamp)
             for i, r in zip(intents, engine_results, strict=True)
         ]
-        await self._record_results(intents, results)
+        await self._record_results(intents, results, only_unresolved=only_unresolved)
         return results
 
-    async def _record_results(
+    async def _unresolved(
         self, intents: Sequence[TransferIntent], results: Sequence[TransferResult]
+    ) -> tuple[list[TransferIntent], list[TransferResult]]:
+        """The pairs whose transfer has no outcome recorded yet."""
+        latest = await self.store.current_status([i.id for i in intents])
+        keep = [
+            (i, r)
+            for i, r in zip(intents, results, strict=True)
+            if (event := latest.get(i.id)) is None or event.kind in _NO_OUTCOME
+        ]
+        return [i for i, _ in keep], [r for _, r in keep]
+
+    async def _resolved_amounts(
+        self, intents: Sequence[TransferIntent], results: Sequence[TransferResult]
+    ) -> dict[int, int]:
+        """Amounts the engine actually moved, where the request did not say it exactly.
+
+        A full post (AMOUNT_MAX), a void (0) and a balancing transfer (an upper bound) name a
+        sentinel or a bound; the engine's record of the transfer holds the amount.
+        """
+        ids = [
+            i.id
+            for i, r in zip(intents, results, strict=True)
+            if r.ok
+            and (
+                (i.flags & _F.POST_PENDING_TRANSFER and i.amount == AMOUNT_MAX)
+                or i.flags & (_F.VOID_PENDING_TRANSFER | _F.BALANCING_DEBIT | _F.BALANCING_CREDIT)
+            )
+        ]
+        amounts = {i.id: i.amount for i in intents}
+        if ids:
+            with contextlib.suppress(Exception):
+                for t in await self._lookup_transfers(ids):
+                    amounts[t.id] = t.amount
+        return amounts
+
+    async def _record_results(
+        self,
+        intents: Sequence[TransferIntent],
+        results: Sequence[TransferResult],
+        *,
+        only_unresolved: bool = False,
     ) -> None:
+        if only_unresolved:
+            intents, results = await self._unresolved(intents, results)
+            if not intents:
+                return
+        amounts = await self._resolved_amounts(intents, results)
         events: list[NewAuditEvent] = []
         ledger_events: list[LedgerEvent] = []
         resolved_pending: dict[int, tuple[EventKind, TransferIntent, TransferResult]] = {}
@@ -1072,7 +1201,9 @@ class LedgerService:
                 )
             )
             ledger_events.append(
-                LedgerEvent(name, intent.id, {"status": result.status, "amount": intent.amount})
+                LedgerEvent(
+                    name, intent.id, {"status": result.status, "amount": amounts[intent.id]}
+                )
             )
             if result.ok and intent.flags & (_F.POST_PENDING_TRANSFER | _F.VOID_PENDING_TRANSFER):
                 resolved_pending[intent.pending_id] = (kind, intent, result)
@@ -1089,7 +1220,7 @@ class LedgerService:
                             transfer_id=pending_id,
                             status=result.status,
                             engine_timestamp=result.timestamp,
-                            detail={"by": format_id(intent.id), "amount": str(intent.amount)},
+                            detail={"by": format_id(intent.id), "amount": str(amounts[intent.id])},
                         )
                     )
             for pending_id, result in expired_pending.items():
@@ -1106,7 +1237,7 @@ class LedgerService:
                     )
                     ledger_events.append(LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, pending_id))
         try:
-            await self.store.append_events(events)
+            await self.store.append_events(events, returning=False)
         except Exception:
             # The engine has applied the transfers: report success, and let recovery write the
             # outcomes (it finds these intents without outcome and reads the engine first).
@@ -1246,7 +1377,8 @@ class LedgerService:
         results: dict[int, TransferResult] = {}
         if happened:
             done = [TransferResult(i.id, "exists", found[i.id].timestamp) for i in happened]
-            await self._record_results(happened, done)
+            # Members of a chain may have outcomes already; record only what is missing.
+            await self._record_results(happened, done, only_unresolved=True)
             results.update((r.id, r) for r in done)
         if report is not None:
             report.found_in_engine += len(happened)
@@ -1258,7 +1390,7 @@ class LedgerService:
             group = _whole_chains(missing[position:], BATCH_EVENTS_MAX)
             position += len(group)
             engine_results = await self._create_transfers([i.to_transfer() for i in group])
-            for r in await self._record(group, engine_results):
+            for r in await self._record(group, engine_results, only_unresolved=True):
                 results[r.id] = r
         return [results[i.id] for i in intents if i.id in results]
 
@@ -1308,7 +1440,7 @@ class LedgerService:
                     )
                     ledger_events.append(LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, intent.id))
             if events:
-                await self.store.append_events(events)
+                await self.store.append_events(events, returning=False)
                 expired += len(events)
                 self._bus.emit(ledger_events)
 
@@ -1502,3 +1634,70 @@ def _transfer_error(
     if status in _NOT_FOUND:
         return AccountNotFoundError(message, code=result.status, details=details)
     return TransferFailedError(message, code=result.status, details=details)
+
+
+_NO_OUTCOME = frozenset({EventKind.SUBMITTED, EventKind.OUTCOME_UNKNOWN})
+
+
+@dataclass(frozen=True, slots=True)
+class _Inflight:
+    """A transfer this process is submitting: its intent and the future of its outcome."""
+
+    intent: TransferIntent
+    future: asyncio.Future[TransferResult]
+
+
+@dataclass(frozen=True, slots=True)
+class _WriteCall:
+    """One call's intents waiting for the writer, and the future of their results."""
+
+    intents: list[TransferIntent]
+    future: asyncio.Future[list[TransferResult]]
+
+
+def _hashed(intent: TransferIntent) -> TransferIntent:
+    if intent.idempotency_key is None or intent.request_hash is not None:
+        return intent
+    return replace(intent, request_hash=request_hash_of(intent))
+
+
+def _check_same_request(intent: TransferIntent, previous: TransferIntent) -> None:
+    """Refuse an id reused for a different transfer (IdempotencyConflictError)."""
+    if previous.to_transfer() != intent.to_transfer():
+        raise IdempotencyConflictError(
+            f"transfer id {format_id(intent.id)} was used for another transfer",
+            code="idempotency_conflict",
+            details={"transfer_id": format_id(intent.id)},
+        )
+
+
+def _own_outcome(events: Sequence[AuditEvent]) -> AuditEvent | None:
+    """The event that recorded the outcome of creating the transfer itself."""
+    for event in events:
+        if event.kind in _NO_OUTCOME or event.kind is EventKind.EXPIRED:
+            continue
+        if "by" in event.detail:
+            continue  # a hold's resolution, recorded on the hold
+        return event
+    return None
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+async def _settle(future: asyncio.Future[_T], work: Awaitable[_T]) -> None:
+    """Run `work` and hand its result or exception to `future`."""
+    try:
+        result = await work
+    except Exception as exc:
+        _fail(future, exc)
+    else:
+        if not future.done():
+            future.set_result(result)
