@@ -11,7 +11,8 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     │   ├── LimitExceededError      more rows, bytes or characters than a named limit allows
     │   ├── AmountError             not an exact, non-negative amount in a ledger's minor units
     │   ├── UnknownLedgerError      no ledger with this number or name (also a LookupError)
-    │   └── UnknownCodeError        no account or transfer code with this number or name
+    │   ├── UnknownCodeError        no account or transfer code with this number or name
+    │   └── UnknownReferenceError   a flow named a payment, contract, settlement or hold not found
     ├── JournalError                the embedded engine's journal cannot be used
     │   └── JournalCorruptError     checksum or framing damage before the last record
     ├── StoreError                  the intent/audit store failed (driver error wrapped)
@@ -21,7 +22,9 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     ├── TigerBeetleError            the engine refused or could not be asked (`code`, `details`)
     │   ├── TransferFailedError     the engine refused a transfer; `code` is its status name
     │   │   ├── InsufficientBalanceError  exceeds_credits/exceeds_debits (`available`, `requested`)
-    │   │   └── AccountFrozenError  a frozen or closed account was refused by the engine
+    │   │   ├── AccountFrozenError  a frozen or closed account was refused by the engine
+    │   │   ├── RefundExceedsPaymentError  refunds past the payment's amount (`refundable`)
+    │   │   └── InsufficientLiquidityError  the platform's float cannot pay out an exchange
     │   ├── AccountNotFoundError    no such account (also a LookupError)
     │   ├── NotConnectedError       the service is not connected (call `connect()`)
     │   ├── OutcomeUnknownError     the deadline passed; the request may still be applied
@@ -180,3 +183,58 @@ class UnknownLedgerError(ValidationError, LookupError):
 
 class UnknownCodeError(ValidationError, LookupError):
     """The chart of accounts has no account code or transfer code with this number or name."""
+
+
+class RefundExceedsPaymentError(TransferFailedError):
+    """A refund would return more in total than the payment's amount; the engine refused it.
+
+    The payment's refundable account (``refundable:<payment id>``) cannot be overdrawn, so the
+    ceiling holds across concurrent refunds. `refundable` is what was left when read (it may have
+    changed since), `requested` the amount asked for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        refundable: int,
+        requested: int,
+        code: str = "exceeds_credits",
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.refundable = refundable
+        self.requested = requested
+
+
+class InsufficientLiquidityError(TransferFailedError):
+    """An exchange would pay out more than the platform's liquidity account on the target ledger
+    holds; nothing moved (the user's side of the exchange is in the same linked chain).
+
+    `available` is what the liquidity account held when read, `requested` the payout asked for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        available: int,
+        requested: int,
+        code: str = "exceeds_credits",
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.available = available
+        self.requested = requested
+
+
+class UnknownReferenceError(ValidationError, LookupError):
+    """A flow named a payment, escrow contract, settlement or anchor authorization that the store
+    does not have. `code` says which (``"payment_not_found"``, ...); `details` carries the id."""
+
+    def __init__(
+        self, message: str, *, code: str = "not_found", details: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details: dict[str, object] = dict(details or {})

@@ -1,0 +1,147 @@
+"""Escrow: one account per contract; lock, release to a merchant, void back to the payer.
+
+The escrow account cannot be overdrawn, so the engine itself refuses releasing or voiding more
+than was locked, whatever the interleaving of calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import tigerbeetle as tb
+
+from tbledger.errors import (
+    AccountFrozenError,
+    AccountNotFoundError,
+    AmountError,
+    IdempotencyConflictError,
+    InsufficientBalanceError,
+    UnknownReferenceError,
+    ValidationError,
+)
+from tests.flows.conftest import World
+
+
+async def test_lock_then_release_part_and_void_the_rest(world: World) -> None:
+    lock = await world.spend.escrow_lock("c-1", world.alice, "60.00", ledger="USD")
+    assert (lock.amount, lock.payer_id, lock.contract_id) == (6_000, world.alice, "c-1")
+    assert (await world.balance(world.alice)).posted == 4_000
+    assert (await world.balance(lock.escrow_account_id)).posted == 6_000
+    record = await world.service.store.get_account(lock.escrow_account_id)
+    assert record is not None and (record.name, record.account_type) == ("escrow:c-1", "escrow")
+    released = await world.spend.escrow_release("c-1", world.shop, "25.00")
+    assert (released.amount, released.merchant_id) == (2_500, world.shop)
+    voided = await world.spend.escrow_void("c-1")
+    assert (voided.amount, voided.payer_id) == (3_500, world.alice)
+    assert (await world.balance(world.shop)).posted == 2_500
+    assert (await world.balance(world.alice)).posted == 7_500
+    assert (await world.balance(lock.escrow_account_id)).posted == 0
+    legs = await world.service.get_transfers_by_event_id(released.event_id)
+    assert [(leg.code, leg.metadata["contract_id"]) for leg in legs] == [(21, "c-1")]
+
+
+async def test_more_locks_add_up_and_a_full_release_takes_everything(world: World) -> None:
+    await world.spend.escrow_lock("c-2", world.alice, 1_000, ledger="USD")
+    await world.spend.escrow_lock("c-2", world.alice, 500, ledger="USD")
+    released = await world.spend.escrow_release("c-2", world.shop)
+    assert released.amount == 1_500
+    with pytest.raises(ValidationError):
+        await world.spend.escrow_release("c-2", world.shop)  # nothing left
+
+
+async def test_a_contract_belongs_to_one_payer(world: World) -> None:
+    await world.spend.deposit(world.bob, 100, ledger="USD")
+    await world.spend.escrow_lock("c-3", world.alice, 100, ledger="USD")
+    with pytest.raises(ValidationError):
+        await world.spend.escrow_lock("c-3", world.bob, 100, ledger="USD")
+
+
+async def test_a_lock_beyond_the_balance_is_refused(world: World) -> None:
+    with pytest.raises(InsufficientBalanceError):
+        await world.spend.escrow_lock("c-4", world.alice, 10_001, ledger="USD")
+    assert (await world.balance(world.alice)).posted == 10_000
+
+
+async def test_the_engine_refuses_releasing_more_than_was_locked(world: World) -> None:
+    lock = await world.spend.escrow_lock("c-5", world.alice, 1_000, ledger="USD")
+    with pytest.raises(InsufficientBalanceError) as caught:
+        await world.spend.escrow_release("c-5", world.shop, 1_001)
+    assert caught.value.details["debit_account_id"] == f"0x{lock.escrow_account_id:032x}"
+    assert caught.value.available == 1_000
+    with pytest.raises(InsufficientBalanceError):
+        await world.spend.escrow_void("c-5", 1_001)
+    # Concurrent releases: the engine lets through exactly what was locked.
+    outcomes = await asyncio.gather(
+        *(world.spend.escrow_release("c-5", world.shop, 400) for _ in range(4)),
+        return_exceptions=True,
+    )
+    assert sum(1 for o in outcomes if not isinstance(o, BaseException)) == 2
+    assert all(
+        isinstance(o, InsufficientBalanceError) for o in outcomes if isinstance(o, Exception)
+    )
+    assert (await world.balance(world.shop)).posted == 800
+
+
+async def test_frozen_accounts_are_refused(world: World) -> None:
+    await world.spend.escrow_lock("c-6", world.alice, 1_000, ledger="USD")
+    await world.freeze(world.shop)
+    with pytest.raises(AccountFrozenError):
+        await world.spend.escrow_release("c-6", world.shop, 100)
+    await world.freeze(world.alice)
+    with pytest.raises(AccountFrozenError):
+        await world.spend.escrow_lock("c-6", world.alice, 100, ledger="USD")
+    with pytest.raises(AccountFrozenError):
+        await world.spend.escrow_void("c-6")
+
+
+async def test_unknown_accounts_and_contracts_are_refused(world: World) -> None:
+    with pytest.raises(AccountNotFoundError):
+        await world.spend.escrow_lock("c-7", tb.id(), 100, ledger="USD")
+    await world.spend.escrow_lock("c-8", world.alice, 100, ledger="USD")
+    with pytest.raises(AccountNotFoundError):
+        await world.spend.escrow_release("c-8", tb.id(), 100)
+    before = await world.intents()
+    with pytest.raises(UnknownReferenceError) as caught:
+        await world.spend.escrow_release("no-such-contract", world.shop, 1)
+    assert caught.value.code == "contract_not_found"
+    with pytest.raises(UnknownReferenceError):
+        await world.spend.escrow_void("no-such-contract")
+    assert await world.intents() == before
+
+
+@pytest.mark.parametrize("amount", [0, -1, 0.5, "1.001", True, "1e2"])
+async def test_bad_amounts_are_refused_before_anything_is_written(
+    world: World, amount: object
+) -> None:
+    await world.spend.escrow_lock("c-9", world.alice, 100, ledger="USD")
+    before = await world.intents()
+    with pytest.raises(AmountError):
+        await world.spend.escrow_lock("c-9", world.alice, amount, ledger="USD")  # type: ignore[arg-type]
+    with pytest.raises(AmountError):
+        await world.spend.escrow_release("c-9", world.shop, amount)  # type: ignore[arg-type]
+    with pytest.raises(AmountError):
+        await world.spend.escrow_void("c-9", amount)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        await world.spend.escrow_lock("", world.alice, 1, ledger="USD")
+    assert await world.intents() == before
+
+
+async def test_replayed_escrow_flows_move_money_once(world: World) -> None:
+    lock = await world.spend.escrow_lock(
+        "c-10", world.alice, 900, ledger="USD", idempotency_key="l"
+    )
+    relock = await world.spend.escrow_lock(
+        "c-10", world.alice, 900, ledger="USD", idempotency_key="l"
+    )
+    assert relock.replayed and relock.transfer_ids == lock.transfer_ids
+    release = await world.spend.escrow_release("c-10", world.shop, 300, idempotency_key="r")
+    again = await world.spend.escrow_release("c-10", world.shop, 300, idempotency_key="r")
+    assert again.replayed and again.transfer_ids == release.transfer_ids
+    void = await world.spend.escrow_void("c-10", idempotency_key="v")
+    # The escrow is empty now; the replay replays the amount it voided.
+    revoid = await world.spend.escrow_void("c-10", idempotency_key="v")
+    assert revoid.replayed and (revoid.amount, revoid.transfer_ids) == (600, void.transfer_ids)
+    assert (await world.balance(world.alice)).posted == 10_000 - 300
+    with pytest.raises(IdempotencyConflictError):
+        await world.spend.escrow_release("c-10", world.bob, 300, idempotency_key="r")
