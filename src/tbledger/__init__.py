@@ -16,6 +16,7 @@ from tbledger.errors import (
     DuplicateRecordError,
     IdempotencyConflictError,
     InsufficientBalanceError,
+    InsufficientLiquidityError,
     InvalidIdError,
     InvariantViolationError,
     JournalCorruptError,
@@ -24,14 +25,17 @@ from tbledger.errors import (
     NotConnectedError,
     OutcomeUnknownError,
     RecordNotFoundError,
+    RefundExceedsPaymentError,
     StoreError,
     StoreUnavailableError,
     TbledgerError,
     TigerBeetleError,
     TransferFailedError,
+    UnknownReferenceError,
     ValidationError,
 )
 from tbledger.events import LedgerEvent, LedgerEventName
+from tbledger.flows import SpendEngine
 from tbledger.ids import format_id, new_id, parse_id
 from tbledger.service import (
     AccountInfo,
@@ -61,6 +65,7 @@ __all__ = [
     "Health",
     "IdempotencyConflictError",
     "InsufficientBalanceError",
+    "InsufficientLiquidityError",
     "InvalidIdError",
     "InvariantViolationError",
     "JournalCorruptError",
@@ -76,7 +81,9 @@ __all__ = [
     "OutcomeUnknownError",
     "RecordNotFoundError",
     "RecoveryReport",
+    "RefundExceedsPaymentError",
     "Settings",
+    "SpendEngine",
     "StoreError",
     "StoreUnavailableError",
     "TbledgerError",
@@ -85,6 +92,7 @@ __all__ = [
     "TransferPage",
     "TransferRequest",
     "TransferResult",
+    "UnknownReferenceError",
     "ValidationError",
     "__version__",
     "connect",
