@@ -97,12 +97,10 @@ Flows and the legs they write (``a -> b`` debits a, credits b; codes are the cha
   computed exactly in integers: always down, so the platform never pays out more than the rate
   allows; b == 0 is refused. `fund_liquidity`: treasury -> liquidity (DEPOSIT).
 
-Settlement reads the balance, then transfers exactly that amount (one plain transfer, not a
-balancing one): the intent then records the exact amount moved, so the audit trail alone can
-rebuild every balance and a reversal knows what to give back. A balancing transfer's request holds
-only an upper bound, and the store does not record what the engine actually moved. Money that
-arrives between the read and the transfer stays with the merchant for the next sweep; money that
-leaves in between makes the engine refuse the transfer (the merchant's flag), never overdraw.
+Settlement sweeps with one balancing transfer (``balancing_debit``, amount AMOUNT_MAX): the
+engine moves exactly the merchant's available balance at that instant, race-free. The service
+records the amount actually moved in the outcome event's detail, so the audit trail alone can
+rebuild every balance, and a reversal gives back what the engine recorded for the settlement.
 
 Resolving several holds atomically (anchor fulfillment and release) needs a linked chain of post
 or void transfers, which `LedgerService` offers only one at a time; `_resolve_holds` reaches the
@@ -436,6 +434,8 @@ class _Leg:
     pending: bool = False
     timeout_s: int = 0
     shortfall: _Shortfall = _Shortfall.FUNDS
+    # `amount` is an upper bound: the engine moves at most the debit account's balance.
+    balancing_debit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1086,28 +1086,22 @@ class SpendEngine:
         event_id: str | None = None,
         payment_id: str | None = None,
     ) -> SettlementResult:
-        """Sweep a merchant's available balance (or `amount` of it) to the treasury (SETTLEMENT).
+        """Sweep a merchant's whole available balance (or `amount` of it) to the treasury.
 
-        Reads the balance, then transfers exactly that (see the module docstring for why not a
-        balancing transfer). Nothing available: a result with amount 0 and no transfer.
+        Without `amount`: one balancing transfer (SETTLEMENT, ``balancing_debit``, amount
+        AMOUNT_MAX): the engine moves exactly what the merchant has at that instant, race-free; the
+        amount moved is read back from the engine (and kept in the audit trail). Nothing
+        available: the settlement moves 0.
         """
         book = self._money_ledger(ledger)
         merchant_id = _account_id("merchant", merchant)
         key = self._key(idempotency_key)
-        if amount is not None:
-            minor = _minor(book, amount, "amount")
-        else:
-            replayed = await self._replayed_amount(key)
-            if replayed is not None:
-                minor = replayed
-            else:
-                # Unknown accounts raise AccountNotFoundError here, before anything moves.
-                minor = max(_credit_available(await self.service.get_balance(merchant_id)), 0)
+        sweep = amount is None
+        minor = tb.AMOUNT_MAX if sweep else _minor(book, amount, "amount")
+        if sweep:
+            # Unknown accounts raise AccountNotFoundError here, before anything moves.
+            await self.service.get_balance(merchant_id)
         ctx = self._context("settlement", key, event_id, payment_id)
-        if minor == 0:
-            return SettlementResult(
-                **self._base(ctx, book, 0, ()), merchant_id=merchant_id, settlement_id=None
-            )
         system = await self._system(book)
         leg = _Leg(
             "settlement",
@@ -1116,13 +1110,22 @@ class SpendEngine:
             minor,
             book.code,
             self._tc("SETTLEMENT"),
+            balancing_debit=sweep,
         )
         results = await self._submit(ctx, [leg])
+        moved = await self._moved(results[0].id) if sweep else minor
         return SettlementResult(
-            **self._base(ctx, book, minor, results),
+            **self._base(ctx, book, moved, results),
             merchant_id=merchant_id,
             settlement_id=results[0].id,
         )
+
+    async def _moved(self, transfer_id: int) -> int:
+        """The amount the engine recorded for a transfer (a balancing transfer's actual move)."""
+        found = await self.service.get_transfer(transfer_id)
+        if found is None:  # pragma: no cover - it was just created
+            raise UnknownReferenceError(f"no transfer {format_id(transfer_id)} in the engine")
+        return int(found.amount)
 
     async def reverse_settlement(
         self, settlement_id: int | str, *, event_id: str | None = None
@@ -1142,17 +1145,18 @@ class SpendEngine:
         book = self.chart.ledger(intent.ledger)
         key = await self._reversal_key(settlement)
         ctx = self._context("settlement_reversal", key, event_id, intent.payment_id)
+        settled = await self._moved(settlement)
         leg = _Leg(
             "settlement_reversal",
             intent.credit_account_id,
             intent.debit_account_id,
-            intent.amount,
+            settled,
             book.code,
             self._tc("SETTLEMENT_REVERSAL"),
         )
         results = await self._submit(ctx, [leg], {"settlement_id": format_id(settlement)})
         return SettlementReversalResult(
-            **self._base(ctx, book, intent.amount, results),
+            **self._base(ctx, book, settled, results),
             merchant_id=intent.debit_account_id,
             settlement_id=settlement,
             reversal_id=results[0].id,
@@ -1488,6 +1492,7 @@ class SpendEngine:
                 code=leg.code,
                 pending=leg.pending,
                 timeout=leg.timeout_s,
+                balancing_debit=leg.balancing_debit,
                 event_id=ctx.event_id,
                 payment_id=ctx.payment_id,
                 idempotency_key=ctx.leg_key(index),

@@ -1192,12 +1192,16 @@ class LedgerService:
         expired_pending: dict[int, TransferResult] = {}
         for intent, result in zip(intents, results, strict=True):
             kind, name = _outcome_kind(intent, result)
+            moved = amounts[intent.id]
             events.append(
                 NewAuditEvent(
                     kind=kind,
                     transfer_id=intent.id,
                     status=result.status,
                     engine_timestamp=result.timestamp,
+                    # Where the request named a bound or a sentinel (a balancing transfer, a full
+                    # post), the audit trail keeps the amount the engine actually moved.
+                    detail={} if moved == intent.amount else {"amount": str(moved)},
                 )
             )
             ledger_events.append(

@@ -349,8 +349,9 @@ async def engine_accounts(world: World) -> list[tb.Account]:
     return found
 
 
-async def audit_trail(world: World) -> tuple[list[Any], dict[int, EventKind]]:
-    """Every intent and the kind of its latest audit event, straight from the store's tables."""
+async def audit_trail(world: World) -> tuple[list[Any], dict[int, tuple[EventKind, int | None]]]:
+    """Every intent, the kind of its latest audit event and the amount the engine moved when the
+    request only bounded it (a balancing transfer), straight from the store's tables."""
     async with world.store.engine.connect() as conn:
         intents = list((await conn.execute(sa.select(transfers))).all())
         latest_seq = (
@@ -361,22 +362,30 @@ async def audit_trail(world: World) -> tuple[list[Any], dict[int, EventKind]]:
         )
         rows = (
             await conn.execute(
-                sa.select(audit_events.c.transfer_id, audit_events.c.kind).join(
-                    latest_seq, audit_events.c.seq == latest_seq.c.seq
-                )
+                sa.select(
+                    audit_events.c.transfer_id, audit_events.c.kind, audit_events.c.detail
+                ).join(latest_seq, audit_events.c.seq == latest_seq.c.seq)
             )
         ).all()
-    return intents, {int(row.transfer_id): EventKind(row.kind) for row in rows}
+    return intents, {
+        int(row.transfer_id): (
+            EventKind(row.kind),
+            int(row.detail["amount"]) if "amount" in (row.detail or {}) else None,
+        )
+        for row in rows
+    }
 
 
-def recompute(intents: list[Any], latest: dict[int, EventKind]) -> dict[int, list[int]]:
+def recompute(
+    intents: list[Any], latest: dict[int, tuple[EventKind, int | None]]
+) -> dict[int, list[int]]:
     """Each account's [debits_pending, debits_posted, credits_pending, credits_posted], rebuilt
     from the audit trail alone: a plain transfer counts when its latest event is posted, a hold
     while it is pending, and a post (partial or whole) moves its hold's accounts."""
     counters: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_id = {int(row.id): row for row in intents}
     for row in intents:
-        flags, kind = int(row.flags), latest.get(int(row.id))
+        flags, (kind, moved) = int(row.flags), latest.get(int(row.id), (None, None))
         if flags & _F.POST_PENDING_TRANSFER:
             if kind is EventKind.POSTED:
                 hold = by_id[int(row.pending_id)]
@@ -390,8 +399,9 @@ def recompute(intents: list[Any], latest: dict[int, EventKind]) -> dict[int, lis
                 counters[int(row.debit_account_id)][0] += int(row.amount)
                 counters[int(row.credit_account_id)][2] += int(row.amount)
         elif kind is EventKind.POSTED:
-            counters[int(row.debit_account_id)][1] += int(row.amount)
-            counters[int(row.credit_account_id)][3] += int(row.amount)
+            amount = int(row.amount) if moved is None else moved
+            counters[int(row.debit_account_id)][1] += amount
+            counters[int(row.credit_account_id)][3] += amount
     return counters
 
 
@@ -448,10 +458,11 @@ async def test_a_day_of_mixed_flows_keeps_the_books(world: World) -> None:
     holds = [row for row in intents if int(row.flags) & _F.PENDING]
     assert len(holds) > 100
     ended = {EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED}
-    unresolved = [row for row in holds if latest.get(int(row.id)) not in ended]
+    kinds = {transfer_id: kind for transfer_id, (kind, _) in latest.items()}
+    unresolved = [row for row in holds if kinds.get(int(row.id)) not in ended]
     # A hold refused by the engine never existed; only holds that were created must end.
-    assert all(latest.get(int(row.id)) is EventKind.FAILED for row in unresolved)
-    assert {latest[int(row.id)] for row in holds} >= ended
+    assert all(kinds.get(int(row.id)) is EventKind.FAILED for row in unresolved)
+    assert {kinds[int(row.id)] for row in holds} >= ended
 
     elapsed = time.monotonic() - started
     print(f"{OPERATIONS} operations in {elapsed:.1f} s: {dict(sorted(day.outcomes.items()))}")
