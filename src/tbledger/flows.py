@@ -895,7 +895,9 @@ class SpendEngine:
                 timeout_s=timeout_s,
             ),
         ]
-        results = await self._submit(ctx, legs)
+        # A hold that times out creates no transfer; the service's expiry event carries this label
+        # so the audit trail names it ANCHOR_EXPIRY, like an explicit release.
+        results = await self._submit(ctx, legs, {"expiry_code": "ANCHOR_EXPIRY"})
         return AnchorAuthorization(
             **self._base(ctx, fiat, minor, results),
             user_id=user_id,

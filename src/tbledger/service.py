@@ -1439,7 +1439,7 @@ class LedgerService:
                             transfer_id=intent.id,
                             status="expired",
                             engine_timestamp=expires_at,
-                            detail={"engine_now": str(now_ns)},
+                            detail=_expiry_detail(intent, now_ns),
                         )
                     )
                     ledger_events.append(LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, intent.id))
@@ -1705,3 +1705,12 @@ async def _settle(future: asyncio.Future[_T], work: Awaitable[_T]) -> None:
     else:
         if not future.done():
             future.set_result(result)
+
+
+def _expiry_detail(intent: TransferIntent, now_ns: int) -> dict[str, str]:
+    """An expiry creates no transfer; a hold's `expiry_code` metadata names it in the audit."""
+    detail = {"engine_now": str(now_ns)}
+    label = intent.metadata.get("expiry_code")
+    if isinstance(label, str):
+        detail["transfer_code"] = label
+    return detail

@@ -118,6 +118,10 @@ async def test_a_timeout_expires_both_holds_and_reads_as_anchor_expiry(world: Wo
     assert await world.spend.expire_holds() == 2
     status = await world.spend.anchor_status(auth)
     assert (status.state, status.transfer_code) == (AnchorState.EXPIRED, "ANCHOR_EXPIRY")
+    # The audit trail itself names the timeout ANCHOR_EXPIRY on both holds.
+    for hold_id in (auth.hold_id, auth.obligation_hold_id):
+        last = (await world.service.get_transfer_audit(hold_id))[-1]
+        assert (last.kind, last.detail.get("transfer_code")) == (EventKind.EXPIRED, "ANCHOR_EXPIRY")
     assert (await world.balance(world.alice)).available == 10_000
     _, obligation = await anchors(world)
     assert (await world.balance(obligation)).credits_pending == 0
