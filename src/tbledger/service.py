@@ -1074,16 +1074,12 @@ class LedgerService:
             self._spawn(self._record(intents, task.result(), only_unresolved=True))
 
         try:
-            await self._breaker.before_call()
-        except CircuitOpenError:
-            # Persisted but never submitted: say so, so that recovery does not submit it later.
-            await self._record_not_submitted(intents)
-            raise
-        try:
             engine_results = await self._call(
                 lambda: self.batcher.create_transfers(transfers), on_late_result=late
             )
         except CircuitOpenError:
+            # The breaker refused before submitting: persisted but never submitted. Say so, so
+            # that recovery does not submit it later.
             await self._record_not_submitted(intents)
             raise
         except (OutcomeUnknownError, tb.ClientEvictedError, tb.ClientClosedError) as exc:
