@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: the real TigerBeetle server, when one can be had."""
+"""Fixtures shared by every test: a real TigerBeetle server and PostgreSQL, when they exist."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.database import (
+    PostgresServer,
+    SessionDatabase,
+    create_test_database,
+    drop_test_database,
+    postgres_server,
+)
 from tests.support.tbserver import RealServer, real_server, real_server_reason
 
 
@@ -17,3 +24,22 @@ def tb_real_server() -> Iterator[RealServer]:
         pytest.skip(reason)
     with real_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server, or a skip saying why there is none."""
+    with postgres_server() as server:
+        if isinstance(server, str):
+            pytest.skip(server)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres: PostgresServer) -> Iterator[SessionDatabase]:
+    """A database of this session's own, dropped at the end; tests take schemas in it."""
+    database = create_test_database(postgres)
+    try:
+        yield database
+    finally:
+        drop_test_database(postgres, database)

@@ -256,6 +256,13 @@ class Chart:
             raise UnknownCodeError(self._account_index.unknown(key))
         return found
 
+    def account_code_for(self, account_type: AccountType | str) -> AccountCode:
+        """The first account code of `account_type` (`UnknownCodeError` if the chart has none)."""
+        for entry in self.account_codes:
+            if entry.account_type == account_type:
+                return entry
+        raise UnknownCodeError(f"the chart has no account code of type {account_type}")
+
     def transfer_code(self, key: int | str) -> TransferCode:
         """The transfer code with this number or name (ignoring case)."""
         found = self._transfer_index.find(key)

@@ -1283,10 +1283,7 @@ class SpendEngine:
             return self._tc("PAYMENT")
 
     def _account_code(self, account_type: AccountType) -> int:
-        for entry in self.chart.account_codes:
-            if entry.account_type is account_type:
-                return entry.code
-        raise UnknownCodeError(f"the chart has no account code of type {account_type}")
+        return self.chart.account_code_for(account_type).code
 
     # -- ids and context ------------------------------------------------------------------------
 

@@ -76,3 +76,27 @@ RETRY_DELAY_MAX_S: Final = 30.0
 # Why: a health probe is one small read, and callers waiting on a half-open circuit wait for it, so
 # it gets a deadline like any engine request; a probe slower than this counts as a failure.
 CIRCUIT_PROBE_TIMEOUT_S: Final = 5.0
+
+# Why: the largest legitimate body is a batch of 8189 transfers (about 400 bytes of JSON each,
+# ~3.2 MiB); anything larger is refused with 413 before it is read into memory.
+HTTP_BODY_BYTES_MAX: Final = 4 * 1024 * 1024
+
+# Why: a page of accounts or transfers is rendered to JSON in one response; 1000 rows keeps a
+# response under a megabyte and a slow client from pinning the server on one request.
+HTTP_PAGE_LIMIT_MAX: Final = 1000
+
+# Why: an owner's key serves one user's app; 50 requests/s (bursts of 100) is far above a person's
+# pace and keeps one leaked key from starving everyone else. Admin keys serve back offices and
+# load generators.
+API_KEY_RATE_PER_S_DEFAULT: Final = 50
+API_KEY_BURST_DEFAULT: Final = 100
+API_ADMIN_RATE_PER_S_DEFAULT: Final = 100_000
+API_ADMIN_BURST_DEFAULT: Final = 100_000
+
+# Why: verified keys are cached so a request costs no store read; a revoked key stops working
+# within this many seconds in every process.
+API_KEY_CACHE_TTL_S: Final = 2.0
+
+# Why: the rate limiter keeps one bucket per key in memory; bounding the table keeps a flood of
+# distinct (valid) keys from growing it without limit.
+API_RATE_BUCKETS_MAX: Final = 100_000

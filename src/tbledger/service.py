@@ -415,7 +415,9 @@ class LedgerService:
             return
         log.warning("engine client evicted; connecting a new one")
         self._engine = await connect(self.settings.engine_config().url)
+        observer = None if self._batcher is None else self._batcher.observer
         self._batcher = Batcher(self._engine)
+        self._batcher.observer = observer
 
     def _observe_timestamps(self, results: Iterable[tb.CreateTransferResult]) -> None:
         for result in results:
@@ -573,11 +575,13 @@ class LedgerService:
     async def _sides(self, ids: Sequence[int]) -> dict[int, NormalSide]:
         """Normal sides by account id; account types never change, so they are cached."""
         missing = [i for i in ids if i not in self._account_sides]
-        for account_id in missing:
-            record = await self.store.get_account(account_id)
-            self._account_sides[account_id] = (
-                NormalSide.CREDIT if record is None else normal_side(record.account_type)
-            )
+        if missing:
+            records = await self.store.get_accounts(missing)
+            for account_id in missing:
+                record = records.get(account_id)
+                self._account_sides[account_id] = (
+                    NormalSide.CREDIT if record is None else normal_side(record.account_type)
+                )
         return {i: self._account_sides[i] for i in ids}
 
     async def _control_account(self, ledger: int) -> int:
@@ -1261,6 +1265,15 @@ class LedgerService:
         transfer_id = parse_id(transfer_id)
         found = await self._call(lambda: self.engine.lookup_transfers([transfer_id]))
         return found[0] if found else None
+
+    async def get_transfers(self, transfer_ids: Sequence[int | str]) -> list[tb.Transfer]:
+        """The transfers the engine holds among `transfer_ids` (one request), in its order."""
+        ids = [parse_id(t) for t in transfer_ids]
+        if len(ids) > BATCH_EVENTS_MAX:
+            raise ValidationError(f"at most {BATCH_EVENTS_MAX} transfers per call")
+        if not ids:
+            return []
+        return await self._call(lambda: self.engine.lookup_transfers(ids))
 
     async def get_transfer_audit(self, transfer_id: int | str) -> list[AuditEvent]:
         """The transfer's audit history, oldest first."""

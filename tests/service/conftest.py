@@ -21,7 +21,7 @@ import concurrent.futures
 import contextlib
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,7 @@ from tbledger.embedded import ClientAsync, ManualClock
 from tbledger.service import LedgerService
 from tbledger.store import DEFAULT_APP_ROLE, Store, StoreOptions
 from tests.support.database import (
-    PostgresServer,
     SessionDatabase,
-    create_test_database,
-    drop_test_database,
-    postgres_server,
 )
 
 STORES = ["sqlite", "postgresql"]
@@ -48,25 +44,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "retry_delay_ms": 1,
     "retry_delay_max_ms": 10,
 }
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server, or a skip saying why there is none."""
-    with postgres_server() as server:
-        if isinstance(server, str):
-            pytest.skip(server)
-        yield server
-
-
-@pytest.fixture(scope="session")
-def postgres_database(postgres: PostgresServer) -> Iterator[SessionDatabase]:
-    """A database of this session's own, dropped at the end."""
-    database = create_test_database(postgres)
-    try:
-        yield database
-    finally:
-        drop_test_database(postgres, database)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tbledger.store import DEFAULT_APP_ROLE, Store, StoreOptions, upgrade
 from tbledger.store.connect import open_backend
 from tests.support.database import (
-    PostgresServer,
     SessionDatabase,
-    create_test_database,
-    drop_test_database,
-    postgres_server,
 )
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -41,25 +37,6 @@ class StoreCase:
     schema: str | None
     store: Store
     admin: AsyncEngine
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server, or a skip saying why there is none."""
-    with postgres_server() as server:
-        if isinstance(server, str):
-            pytest.skip(server)
-        yield server
-
-
-@pytest.fixture(scope="session")
-def postgres_database(postgres: PostgresServer) -> Iterator[SessionDatabase]:
-    """A database of this session's own, dropped at the end."""
-    database = create_test_database(postgres)
-    try:
-        yield database
-    finally:
-        drop_test_database(postgres, database)
 
 
 def sqlite_url(path: Path) -> str:

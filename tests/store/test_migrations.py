@@ -25,7 +25,7 @@ from tbledger.store.tables import metadata
 from tests.store.conftest import BACKENDS, sqlite_url
 from tests.support.database import SessionDatabase
 
-TABLES = {"accounts", "transfers", "audit_events"}
+TABLES = {"accounts", "transfers", "audit_events", "api_keys"}
 
 
 @dataclass

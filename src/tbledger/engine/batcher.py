@@ -20,6 +20,7 @@ is what the engine would have done with them anyway.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -64,6 +65,7 @@ class _Call(Generic[_E, _R]):
 class _Lane(Generic[_E, _R]):
     """One operation's queue and its single in-flight request."""
 
+    name: str
     send: Callable[[list[_E]], Any]
     linked: int
     imported: int
@@ -93,11 +95,13 @@ class Batcher:
         self._max = batch_events_max
         self._on_request = on_request
         self.stats = BatcherStats()
+        # Told of every request that returned: (operation, events, seconds). For metrics.
+        self.observer: Callable[[str, int, float], None] | None = None
         self._transfers: _Lane[tb.Transfer, tb.CreateTransferResult] = _Lane(
-            client.create_transfers, _T_LINKED, _T_IMPORTED
+            "create_transfers", client.create_transfers, _T_LINKED, _T_IMPORTED
         )
         self._accounts: _Lane[tb.Account, tb.CreateAccountResult] = _Lane(
-            client.create_accounts, _A_LINKED, _A_IMPORTED
+            "create_accounts", client.create_accounts, _A_LINKED, _A_IMPORTED
         )
 
     async def create_transfers(
@@ -162,6 +166,7 @@ class Batcher:
             self.stats.largest_request = max(self.stats.largest_request, len(events))
             if self._on_request is not None:
                 self._on_request(len(events))
+            started = time.perf_counter()
             try:
                 results: list[_R] = await lane.send(events)
             except Exception as exc:  # handed to every caller of the request
@@ -169,6 +174,8 @@ class Batcher:
                     if not call.future.done():
                         call.future.set_exception(exc)
                 continue
+            if self.observer is not None:
+                self.observer(lane.name, len(events), time.perf_counter() - started)
             offset = 0
             for call in calls:
                 n = len(call.events)

@@ -15,6 +15,7 @@ from tbledger.store.base import Store
 from tbledger.store.migrate import DEFAULT_APP_ROLE, downgrade, upgrade, upgrade_sync
 from tbledger.store.records import (
     AccountRecord,
+    ApiKeyRecord,
     AuditEvent,
     NewAuditEvent,
     TransferIntent,
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_APP_ROLE",
     "AccountRecord",
     "AccountStatus",
+    "ApiKeyRecord",
     "AuditEvent",
     "EventKind",
     "NewAuditEvent",

@@ -48,6 +48,7 @@ from tbledger.store.connect import open_backend
 from tbledger.store.migrate import upgrade, upgrade_engine
 from tbledger.store.records import (
     AccountRecord,
+    ApiKeyRecord,
     AuditEvent,
     NewAuditEvent,
     TransferIntent,
@@ -66,6 +67,7 @@ from tbledger.store.tables import (
     AccountStatus,
     EventKind,
     accounts,
+    api_keys,
     audit_events,
     transfers,
 )
@@ -204,6 +206,18 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _account_from_row(row)
 
+    async def get_accounts(self, account_ids: Iterable[int]) -> dict[int, AccountRecord]:
+        """The accounts mapped to these ids (one query), by id; unknown ids are left out."""
+        ids = sorted({_id("account_id", a) for a in account_ids})
+        if len(ids) > STORE_BATCH_ROWS_MAX:
+            raise LimitExceededError(f"at most {STORE_BATCH_ROWS_MAX} accounts per lookup")
+        if not ids:
+            return {}
+        query = sa.select(accounts).where(accounts.c.id.in_(ids))
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r.id: r for r in (_account_from_row(row) for row in rows)}
+
     async def get_accounts_by_owner(
         self, owner_id: str, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[AccountRecord]:
@@ -326,6 +340,18 @@ class Store:
         async with self._connection() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _intent_from_row(row)
+
+    async def get_intents(self, transfer_ids: Iterable[int]) -> dict[int, TransferIntent]:
+        """The intents with these transfer ids (one query), by id; unknown ids are left out."""
+        ids = sorted({_id("transfer_id", t) for t in transfer_ids})
+        if len(ids) > STORE_BATCH_ROWS_MAX:
+            raise LimitExceededError(f"at most {STORE_BATCH_ROWS_MAX} transfers per lookup")
+        if not ids:
+            return {}
+        query = sa.select(transfers).where(transfers.c.id.in_(ids))
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return {i.id: i for i in (_intent_from_row(row) for row in rows)}
 
     async def intents_in_chain(self, chain_id: int) -> list[TransferIntent]:
         """Every member of the linked chain `chain_id`, in chain order."""
@@ -518,6 +544,55 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_event_from_row(row) for row in rows]
 
+    # API keys.
+
+    async def create_api_key(self, record: ApiKeyRecord) -> ApiKeyRecord:
+        """Store a new key; `DuplicateRecordError` if its id is taken."""
+        values = {
+            "id": record.id,
+            "secret_hash": record.secret_hash,
+            "name": record.name,
+            "scopes": " ".join(record.scopes),
+            "owner_id": record.owner_id,
+            "rate_per_s": record.rate_per_s,
+            "burst": record.burst,
+            "created_at": _now(),
+        }
+        async with self._transaction() as conn:
+            row = (
+                await conn.execute(api_keys.insert().values(values).returning(*api_keys.c))
+            ).one()
+        return _key_from_row(row)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The key with this public id (revoked or not), or None."""
+        query = sa.select(api_keys).where(api_keys.c.id == key_id)
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _key_from_row(row)
+
+    async def list_api_keys(self, *, limit: int = STORE_PAGE_ROWS_MAX) -> list[ApiKeyRecord]:
+        """Every key, oldest first; more than `limit` is a `LimitExceededError`."""
+        _check_limit(limit)
+        query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id).limit(limit + 1)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_key_from_row(row) for row in _bounded(rows, limit, "API keys")]
+
+    async def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
+        """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
+        statement = (
+            sa.update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .values(revoked_at=sa.func.coalesce(api_keys.c.revoked_at, _now()))
+            .returning(*api_keys.c)
+        )
+        async with self._transaction() as conn:
+            row = (await conn.execute(statement)).first()
+        if row is None:
+            raise RecordNotFoundError(f"no API key {key_id!r}")
+        return _key_from_row(row)
+
     # Connections.
 
     @contextlib.asynccontextmanager
@@ -630,6 +705,20 @@ def _intent_from_row(row: sa.Row[Any]) -> TransferIntent:
         chain_id=m["chain_id"],
         chain_index=m["chain_index"],
         created_at=m["created_at"],
+    )
+
+
+def _key_from_row(row: sa.Row[Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row.id,
+        secret_hash=row.secret_hash,
+        name=row.name,
+        scopes=tuple(row.scopes.split()),
+        owner_id=row.owner_id,
+        rate_per_s=row.rate_per_s,
+        burst=row.burst,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
     )
 
 

@@ -38,6 +38,7 @@ from tbledger.store.tables import (
 __all__ = [
     "I32_MAX",
     "AccountRecord",
+    "ApiKeyRecord",
     "AuditEvent",
     "NewAuditEvent",
     "TransferIntent",
@@ -388,3 +389,22 @@ def encode_document(name: str, value: object) -> str:
 
 def _is_lower_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKeyRecord:
+    """An HTTP API key as stored: its public id, the hash of its secret, what it may do."""
+
+    id: str
+    secret_hash: str
+    name: str
+    scopes: tuple[str, ...]
+    owner_id: str | None = None
+    rate_per_s: int
+    burst: int
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -1,9 +1,10 @@
 """The store's schema as SQLAlchemy Core tables: account mapping, transfer intents, audit log.
 
-Three tables, one per kind of fact. ``accounts`` maps a TigerBeetle account id to what the engine
-does not hold (type, owner, a unique name for system accounts, a freeze status and the closing
-transfer that enforces it); it is the only table rows are updated in. ``transfers`` holds one row
-per transfer intent, written before the engine sees the transfer, with every engine field so that
+Three tables, one per kind of fact, and ``api_keys`` for the HTTP API's callers. ``accounts``
+maps a TigerBeetle account id to what the engine does not hold (type, owner, a unique name for
+system accounts, a freeze status and the closing transfer that enforces it); with ``api_keys``
+(revoked, never deleted) it is the only table rows are updated in. ``transfers`` holds one row per
+transfer intent, written before the engine sees the transfer, with every engine field so that
 recovery can resubmit it byte for byte, plus the caller's metadata; it is insert-only.
 ``audit_events`` is the append-only log: a transfer's current status is its latest event, and
 ``seq`` is the cursor of the durable tail. There are no foreign keys from transfers to accounts:
@@ -29,6 +30,7 @@ __all__ = [
     "AccountStatus",
     "EventKind",
     "accounts",
+    "api_keys",
     "audit_events",
     "metadata",
     "transfers",
@@ -179,4 +181,22 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_transfer_id_seq", "transfer_id", "seq"),
     sa.Index("ix_audit_events_account_id", "account_id"),
     sqlite_autoincrement=True,
+)
+
+# The HTTP API's keys. Only a hash of the secret is kept: a leaked table does not let anyone call
+# the API. A key is never deleted, so the audit of who could do what stays; revoking sets
+# ``revoked_at``.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    # Space-separated scopes ("admin", "owner"); an owner key is bound to `owner_id`.
+    sa.Column("scopes", sa.String(255), nullable=False),
+    sa.Column("owner_id", sa.String(255), nullable=True),
+    sa.Column("rate_per_s", sa.Integer(), nullable=False),
+    sa.Column("burst", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
 )

@@ -1,0 +1,90 @@
+"""The FastAPI application: `create_app` wires the service, flows, keys, limits and metrics.
+
+The app owns its `LedgerService` unless one is passed in (tests, embedders): on start-up it
+connects (migrating the store, running recovery, then recovery and hold expiry in the background)
+and creates the chart's system accounts; on shutdown it closes what it opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from tbledger.api.context import ApiContext
+from tbledger.api.errors import ERROR_RESPONSES, install_error_handlers
+from tbledger.api.keys import KeyRing, RateLimiter
+from tbledger.api.metrics import Metrics, MetricsMiddleware
+from tbledger.api.routes import accounts, flows, ops, transfers
+from tbledger.api.strict import BodyLimitMiddleware
+from tbledger.chart import Chart
+from tbledger.config import Settings
+from tbledger.flows import SpendEngine
+from tbledger.limits import HTTP_BODY_BYTES_MAX
+from tbledger.service import LedgerService
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("tbledger.api")
+
+API_VERSION = "1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    service: LedgerService | None = None,
+    chart: Chart | None = None,
+    body_bytes_max: int = HTTP_BODY_BYTES_MAX,
+    background: bool = True,
+) -> FastAPI:
+    """The API app. Pass `service` (connected or not) to share one; else it is built from
+    `settings` (default: the environment)."""
+    metrics = Metrics()
+    book = chart if chart is not None else Chart.default()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = service is None
+        svc = service if service is not None else LedgerService(settings)
+        await svc.connect(background=background and owned)
+        try:
+            spend = SpendEngine(svc, book)
+            await spend.ensure_system_accounts()
+            svc.batcher.observer = metrics.observe_engine
+            unsubscribe = svc.on("transfer_failed", metrics.observe_event)
+            app.state.ctx = ApiContext(
+                service=svc,
+                flows=spend,
+                chart=book,
+                keys=KeyRing(svc.store),
+                limiter=RateLimiter(),
+                metrics=metrics,
+            )
+            yield
+            unsubscribe()
+        finally:
+            if owned:
+                await svc.close()
+
+    app = FastAPI(
+        title="tbledger",
+        version=f"{API_VERSION}.0",
+        summary="Accounts, balances, transfers and payment flows on TigerBeetle",
+        lifespan=lifespan,
+        responses=_shared_responses(),
+    )
+    install_error_handlers(app)
+    for module in (ops, accounts, transfers, flows):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, bytes_max=body_bytes_max)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.metrics = metrics
+    return app
+
+
+def _shared_responses() -> dict[int | str, dict[str, Any]]:
+    return dict(ERROR_RESPONSES)

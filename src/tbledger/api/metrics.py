@@ -1,0 +1,145 @@
+"""Prometheus metrics of one API process, in a registry of its own (so tests can run many apps).
+
+Names (all prefixed ``tbledger_``), documented with the alert rules in ``monitoring/``:
+
+* ``http_request_duration_seconds{route,method}`` and ``http_requests_total{route,method,status}``;
+* ``engine_request_duration_seconds{operation}`` and ``engine_events_per_request{operation}``:
+  how long each engine request took and how full it was (the batcher's coalescing at work);
+* ``circuit_breaker_state`` (0 closed, 1 half-open, 2 open);
+* ``recovery_backlog`` (intents past the grace period with no engine outcome, capped at one page)
+  and ``audit_lag_seconds`` (age of the oldest of them; 0 when there is none);
+* ``transfer_errors_total{status}``: transfers the engine refused, by its status name;
+* ``rate_limited_total``: requests answered 429.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from tbledger.events import LedgerEvent, LedgerEventName
+from tbledger.limits import STORE_PAGE_ROWS_MAX
+from tbledger.resilience import CircuitState
+
+__all__ = ["Metrics", "MetricsMiddleware"]
+
+_BREAKER = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8189)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_duration = Histogram(
+            "tbledger_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "tbledger_http_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.engine_duration = Histogram(
+            "tbledger_engine_request_duration_seconds",
+            "engine request latency",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.engine_events = Histogram(
+            "tbledger_engine_events_per_request",
+            "events carried by each engine request",
+            ["operation"],
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.breaker = Gauge(
+            "tbledger_circuit_breaker_state", "0 closed, 1 half-open, 2 open", registry=r
+        )
+        self.backlog = Gauge(
+            "tbledger_recovery_backlog", "intents with no engine outcome past the grace period",
+            registry=r,
+        )  # fmt: skip
+        self.audit_lag = Gauge(
+            "tbledger_audit_lag_seconds", "age of the oldest intent with no outcome", registry=r
+        )
+        self.transfer_errors = Counter(
+            "tbledger_transfer_errors", "transfers refused by the engine", ["status"], registry=r
+        )
+        self.rate_limited = Counter("tbledger_rate_limited", "requests answered 429", registry=r)
+
+    def observe_engine(self, operation: str, events: int, seconds: float) -> None:
+        self.engine_duration.labels(operation).observe(seconds)
+        self.engine_events.labels(operation).observe(events)
+
+    def observe_event(self, event: LedgerEvent) -> None:
+        if event.name is LedgerEventName.TRANSFER_FAILED:
+            status = event.data.get("status")
+            self.transfer_errors.labels(str(status or "unknown")).inc()
+
+    async def render(self, service: Any) -> bytes:
+        """The exposition text, after reading the gauges that need the service or the store."""
+        self.breaker.set(_BREAKER[service.breaker.state])
+        grace = timedelta(seconds=service.settings.recovery_grace_s)
+        try:
+            backlog = await service.store.intents_without_outcome(
+                STORE_PAGE_ROWS_MAX, created_before=datetime.now(UTC) - grace
+            )
+        except Exception:  # a scrape must answer even when the store does not
+            backlog = None
+        if backlog is not None:
+            self.backlog.set(len(backlog))
+            oldest = min((i.created_at for i in backlog if i.created_at), default=None)
+            self.audit_lag.set(0 if oldest is None else _age_s(oldest))
+        return generate_latest(self.registry)
+
+
+def _age_s(when: datetime) -> float:
+    return max(0.0, (datetime.now(UTC) - when).total_seconds())
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class MetricsMiddleware:
+    """Times every HTTP request by its route template (``/v1/accounts/{account_id}``)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.http_duration.labels(path, method).observe(time.perf_counter() - started)
+            self.metrics.http_requests.labels(path, method, str(status)).inc()

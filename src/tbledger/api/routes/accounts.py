@@ -1,0 +1,161 @@
+"""Accounts and balances: create, read, list by owner, freeze / unfreeze / close."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query
+
+from tbledger.api.context import (
+    Admin,
+    Caller,
+    Ctx,
+    IdempotencyKey,
+    account_id_of,
+    derived_id,
+    may_see,
+)
+from tbledger.api.errors import ApiError
+from tbledger.api.keys import Principal
+from tbledger.api.render import account_out, balance_out
+from tbledger.api.routing import router_for
+from tbledger.api.schemas import (
+    ID_PATTERN,
+    AccountCreate,
+    AccountList,
+    AccountOut,
+    AccountStatusChange,
+    BalanceList,
+    BalanceOut,
+)
+from tbledger.balances import AccountType
+from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
+
+__all__ = ["router"]
+
+router = router_for("/v1", tags=["accounts"])
+
+AccountIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=39)]
+
+# What an owner key may open for its owner; system accounts are opened by admins.
+_OWNER_TYPES = frozenset({AccountType.USER.value, AccountType.MERCHANT.value})
+
+
+@router.post("/accounts", response_model=AccountOut, status_code=201)
+async def create_account(
+    body: AccountCreate, ctx: Ctx, caller: Caller, key: IdempotencyKey
+) -> AccountOut:
+    """Open an account. Owner keys open user and merchant accounts for their own owner only.
+
+    With an ``Idempotency-Key`` the account's id is derived from it, so a retry returns the same
+    account (and a different body with the same key is a 409).
+    """
+    owner_id = body.owner_id
+    if not caller.is_admin:
+        if owner_id is None:
+            owner_id = caller.owner_id
+        if owner_id != caller.owner_id or body.account_type not in _OWNER_TYPES:
+            raise ApiError(
+                403, "forbidden", "owner keys open user or merchant accounts of their own owner"
+            )
+        if body.name is not None:
+            raise ApiError(403, "forbidden", "only admin keys name accounts")
+    book = ctx.ledger(body.ledger)
+    account_type = AccountType(body.account_type)
+    code = ctx.account_code(account_type)
+    info = await ctx.service.create_account(
+        owner_id=owner_id,
+        account_type=account_type,
+        ledger=book.code,
+        code=code,
+        name=body.name,
+        metadata=body.metadata,
+        account_id=None if key is None else derived_id(key, "account"),
+    )
+    return account_out(ctx, info.record)
+
+
+@router.get("/accounts/{account_id}", response_model=AccountOut)
+async def get_account(account_id: AccountIdPath, ctx: Ctx, caller: Caller) -> AccountOut:
+    """An account with its balance."""
+    record = await ctx.visible_account(caller, account_id_of(account_id))
+    (balance,) = await ctx.service.get_balances([record.id])
+    return account_out(ctx, record, balance)
+
+
+@router.get("/accounts", response_model=AccountList)
+async def list_accounts(
+    ctx: Ctx,
+    caller: Caller,
+    owner_id: Annotated[str, Query(min_length=1, max_length=STORE_TEXT_CHARS_MAX)],
+    limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = 100,
+) -> AccountList:
+    """An owner's accounts with balances (an owner key sees only its own owner's)."""
+    if not caller.is_admin and owner_id != caller.owner_id:
+        return AccountList(accounts=[])
+    records = await ctx.service.store.get_accounts_by_owner(owner_id, limit=limit)
+    records = [r for r in records if may_see(caller, r)]
+    balances = await ctx.service.get_balances([r.id for r in records]) if records else []
+    return AccountList(
+        accounts=[account_out(ctx, r, b) for r, b in zip(records, balances, strict=True)]
+    )
+
+
+async def _set_status(
+    ctx: Ctx, caller: Principal, account_id: str, status: str, sweep_to: str | None = None
+) -> AccountOut:
+    target = account_id_of(account_id)
+    # Existence first (404), then the change.
+    await ctx.visible_account(caller, target)
+    info = await ctx.service.update_account_status(
+        target, status, sweep_to=None if sweep_to is None else account_id_of(sweep_to, "sweep_to")
+    )
+    ctx.forget_account(target)
+    return account_out(ctx, info.record)
+
+
+@router.post("/accounts/{account_id}/freeze", response_model=AccountOut)
+async def freeze(account_id: AccountIdPath, ctx: Ctx, admin: Admin) -> AccountOut:
+    """Freeze: the engine refuses every new transfer touching the account (admin key)."""
+    return await _set_status(ctx, admin, account_id, "frozen")
+
+
+@router.post("/accounts/{account_id}/unfreeze", response_model=AccountOut)
+async def unfreeze(account_id: AccountIdPath, ctx: Ctx, admin: Admin) -> AccountOut:
+    """Unfreeze a frozen account (admin key)."""
+    return await _set_status(ctx, admin, account_id, "active")
+
+
+@router.post("/accounts/{account_id}/close", response_model=AccountOut)
+async def close(
+    account_id: AccountIdPath, ctx: Ctx, admin: Admin, body: AccountStatusChange | None = None
+) -> AccountOut:
+    """Close for good: the balance is swept to `sweep_to` (default: the ledger's control
+    account) and the engine refuses every later transfer (admin key)."""
+    return await _set_status(
+        ctx, admin, account_id, "closed", None if body is None else body.sweep_to
+    )
+
+
+@router.get("/balances/{account_id}", response_model=BalanceOut)
+async def get_balance(account_id: AccountIdPath, ctx: Ctx, caller: Caller) -> BalanceOut:
+    """One account's balance: posted, available (holds deducted), pending, on its normal side."""
+    record = await ctx.visible_account(caller, account_id_of(account_id))
+    (balance,) = await ctx.service.get_balances([record.id])
+    return balance_out(ctx, balance)
+
+
+@router.get("/balances", response_model=BalanceList)
+async def get_balances(
+    ctx: Ctx,
+    caller: Caller,
+    account_id: Annotated[
+        list[str],
+        Query(min_length=1, max_length=HTTP_PAGE_LIMIT_MAX, description="repeat for each account"),
+    ],
+) -> BalanceList:
+    """Several balances in one engine request (``?account_id=…&account_id=…``)."""
+    ids = [account_id_of(a) for a in account_id]
+    await ctx.visible_accounts(caller, ids)
+    balances = await ctx.service.get_balances(ids)
+    return BalanceList(balances=[balance_out(ctx, b) for b in balances])

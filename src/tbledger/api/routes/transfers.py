@@ -1,0 +1,311 @@
+"""Transfers: single, pending (holds), post / partial post, void, batches, reads and listings.
+
+Before anything reaches the engine, the request is checked against the account mappings: both
+accounts exist, they differ, they are on the transfer's ledger, and an owner key owns the debit
+account (it moves its own money; the credit account may be anyone's). The engine still decides
+everything about money (balances, limits, freezes); these checks give a clear 4xx for requests
+that cannot be right, and keep owner keys inside their own accounts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query
+
+from tbledger.api.context import (
+    ApiContext,
+    Caller,
+    Ctx,
+    IdempotencyKey,
+    account_id_of,
+    check_batch_size,
+    may_see,
+)
+from tbledger.api.errors import not_found
+from tbledger.api.keys import Principal
+from tbledger.api.render import result_out, transfer_out
+from tbledger.api.routing import router_for
+from tbledger.api.schemas import (
+    ID_PATTERN,
+    BatchIn,
+    BatchOut,
+    PostIn,
+    TransferIn,
+    TransferList,
+    TransferOut,
+    TransferResultOut,
+    VoidIn,
+)
+from tbledger.errors import ValidationError
+from tbledger.ids import format_id, parse_id
+from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
+from tbledger.service import TransferRequest
+from tbledger.store import AccountRecord
+
+__all__ = ["router"]
+
+router = router_for("/v1", tags=["transfers"])
+
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=39)]
+
+
+def _request(
+    ctx: ApiContext,
+    body: TransferIn,
+    accounts: dict[int, AccountRecord],
+    *,
+    pending: bool,
+    key: str | None,
+) -> TransferRequest:
+    debit = account_id_of(body.debit_account_id, "debit_account_id")
+    credit = account_id_of(body.credit_account_id, "credit_account_id")
+    book = ctx.ledger(body.ledger)
+    for account_id in (debit, credit):
+        if accounts[account_id].ledger != book.code:
+            raise ValidationError(
+                f"account {format_id(account_id)} is on ledger {accounts[account_id].ledger}, "
+                f"not {book.name} ({book.code})"
+            )
+    if body.timeout_s and not pending:
+        raise ValidationError("timeout_s applies to pending transfers only")
+    return TransferRequest(
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=ctx.minor(book, body.amount, body.amount_unit),
+        ledger=book.code,
+        code=ctx.transfer_code(body.code),
+        transfer_id=None if body.transfer_id is None else parse_id(body.transfer_id),
+        pending=pending,
+        timeout=body.timeout_s,
+        user_data_128=0 if body.user_data_128 is None else parse_id(body.user_data_128),
+        user_data_64=body.user_data_64,
+        user_data_32=body.user_data_32,
+        payment_id=body.payment_id,
+        event_id=body.event_id,
+        chain_tx_hash=body.chain_tx_hash,
+        idempotency_key=key,
+        metadata=body.metadata,
+    )
+
+
+async def _checked_accounts(
+    ctx: ApiContext, caller: Principal, bodies: list[TransferIn]
+) -> dict[int, AccountRecord]:
+    """Both accounts of every transfer exist and differ; an owner key owns every debit account."""
+    debits, credits = [], []
+    for body in bodies:
+        debit = account_id_of(body.debit_account_id, "debit_account_id")
+        credit = account_id_of(body.credit_account_id, "credit_account_id")
+        if debit == credit:
+            raise ValidationError("debit and credit accounts must be different")
+        debits.append(debit)
+        credits.append(credit)
+    found = await ctx.accounts([*debits, *credits])
+    for debit, credit in zip(debits, credits, strict=True):
+        record = found.get(debit)
+        if record is None or not may_see(caller, record):
+            raise not_found("account", format_id(debit))
+        if credit not in found:
+            raise not_found("account", format_id(credit))
+    return found
+
+
+async def _create(
+    ctx: ApiContext, caller: Principal, body: TransferIn, key: str | None, *, pending: bool
+) -> TransferResultOut:
+    accounts = await _checked_accounts(ctx, caller, [body])
+    request = _request(ctx, body, accounts, pending=pending, key=key)
+    if pending:
+        return result_out(await ctx.service.create_pending_transfer(request))
+    return result_out(await ctx.service.create_transfer(request))
+
+
+@router.post("/transfers", response_model=TransferResultOut, status_code=201)
+async def create_transfer(
+    body: TransferIn, ctx: Ctx, caller: Caller, key: IdempotencyKey
+) -> TransferResultOut:
+    """Move money now. A refusal by the engine is a 409 whose code is the engine's status."""
+    return await _create(ctx, caller, body, key, pending=False)
+
+
+@router.post("/transfers/pending", response_model=TransferResultOut, status_code=201)
+async def create_pending_transfer(
+    body: TransferIn, ctx: Ctx, caller: Caller, key: IdempotencyKey
+) -> TransferResultOut:
+    """Place a hold (two-phase transfer); `timeout_s` makes it expire."""
+    return await _create(ctx, caller, body, key, pending=True)
+
+
+async def _pending_for(
+    ctx: ApiContext, caller: Principal, pending_id: int, *, post: bool
+) -> tuple[int, int]:
+    """The hold's ledger and, for visibility, check the caller may resolve it: a post by either
+    party, a void only by the receiving side (a payer cannot take back its authorization)."""
+    intent = await ctx.service.store.get_intent(pending_id)
+    if intent is not None:
+        ledger, debit, credit = intent.ledger, intent.debit_account_id, intent.credit_account_id
+    else:
+        found = await ctx.service.get_transfers([pending_id])
+        if not found:
+            raise not_found("transfer", format_id(pending_id))
+        ledger, debit, credit = (
+            found[0].ledger,
+            found[0].debit_account_id,
+            found[0].credit_account_id,
+        )
+    if not caller.is_admin:
+        records = await ctx.accounts([debit, credit])
+        sides = [credit] if not post else [debit, credit]
+        if not any(a in records and may_see(caller, records[a]) for a in sides):
+            raise not_found("transfer", format_id(pending_id))
+    return ledger, pending_id
+
+
+@router.post("/transfers/{transfer_id}/post", response_model=TransferResultOut, status_code=201)
+async def post_pending_transfer(
+    transfer_id: IdPath, ctx: Ctx, caller: Caller, key: IdempotencyKey, body: PostIn | None = None
+) -> TransferResultOut:
+    """Post a hold in full, or `amount` of it (the rest is released)."""
+    body = body or PostIn()
+    ledger, pending_id = await _pending_for(ctx, caller, parse_id(transfer_id), post=True)
+    amount = None
+    if body.amount is not None:
+        amount = ctx.minor(ctx.ledger(ledger), body.amount, body.amount_unit)
+    result = await ctx.service.post_pending_transfer(
+        pending_id,
+        amount,
+        idempotency_key=key,
+        event_id=body.event_id,
+        payment_id=body.payment_id,
+        metadata=body.metadata,
+    )
+    return result_out(result)
+
+
+@router.post("/transfers/{transfer_id}/void", response_model=TransferResultOut, status_code=201)
+async def void_pending_transfer(
+    transfer_id: IdPath, ctx: Ctx, caller: Caller, key: IdempotencyKey, body: VoidIn | None = None
+) -> TransferResultOut:
+    """Void a hold: release all of it."""
+    body = body or VoidIn()
+    _, pending_id = await _pending_for(ctx, caller, parse_id(transfer_id), post=False)
+    result = await ctx.service.void_pending_transfer(
+        pending_id,
+        idempotency_key=key,
+        event_id=body.event_id,
+        payment_id=body.payment_id,
+        metadata=body.metadata,
+    )
+    return result_out(result)
+
+
+@router.post("/transfers/batch", response_model=BatchOut)
+async def create_transfers(
+    body: BatchIn, ctx: Ctx, caller: Caller, key: IdempotencyKey
+) -> BatchOut:
+    """Many transfers in one engine request: one result per transfer, in order.
+
+    With `atomic`, all or nothing. A malformed transfer refuses the whole batch (422) before the
+    engine sees any of it; refusals by the engine are per-transfer results."""
+    check_batch_size(len(body.transfers))
+    accounts = await _checked_accounts(ctx, caller, body.transfers)
+    requests = [
+        _request(
+            ctx,
+            one,
+            accounts,
+            pending=body.pending,
+            key=None if key is None else f"{key}:{index}",
+        )
+        for index, one in enumerate(body.transfers)
+    ]
+    if body.pending:
+        results = await ctx.service.create_pending_transfers(requests, atomic=body.atomic)
+    else:
+        results = await ctx.service.create_transfers(requests, atomic=body.atomic)
+    created = sum(1 for r in results if r.ok)
+    return BatchOut(
+        results=[result_out(r) for r in results], created=created, failed=len(results) - created
+    )
+
+
+@router.get("/transfers/{transfer_id}", response_model=TransferOut)
+async def get_transfer(transfer_id: IdPath, ctx: Ctx, caller: Caller) -> TransferOut:
+    """A transfer as the engine holds it, with its audit history."""
+    ident = parse_id(transfer_id)
+    intent = await ctx.service.store.get_intent(ident)
+    found = await ctx.service.get_transfers([ident])
+    engine = found[0] if found else None
+    source = engine if engine is not None else intent
+    if source is None:
+        raise not_found("transfer", format_id(ident))
+    if not caller.is_admin:
+        records = await ctx.accounts([source.debit_account_id, source.credit_account_id])
+        if not any(may_see(caller, r) for r in records.values()):
+            raise not_found("transfer", format_id(ident))
+    audit = await ctx.service.get_transfer_audit(ident) if intent is not None else []
+    return transfer_out(ctx, engine=engine, intent=intent, audit=audit)
+
+
+@router.get("/transfers", response_model=TransferList)
+async def list_transfers_by_event(
+    ctx: Ctx,
+    caller: Caller,
+    event_id: Annotated[str, Query(min_length=1, max_length=STORE_TEXT_CHARS_MAX)],
+    limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = 100,
+) -> TransferList:
+    """The transfers recorded with this event id (the caller's own, for owner keys)."""
+    intents = await ctx.service.store.transfers_by_event_id(event_id, limit=limit)
+    if not caller.is_admin:
+        records = await ctx.accounts(
+            [a for i in intents for a in (i.debit_account_id, i.credit_account_id)]
+        )
+        intents = [
+            i
+            for i in intents
+            if any(
+                a in records and may_see(caller, records[a])
+                for a in (i.debit_account_id, i.credit_account_id)
+            )
+        ]
+    engine = {t.id: t for t in await ctx.service.get_transfers([i.id for i in intents])}
+    latest = await ctx.service.store.current_status(i.id for i in intents)
+    return TransferList(
+        transfers=[
+            transfer_out(ctx, engine=engine.get(i.id), intent=i, latest=latest.get(i.id))
+            for i in intents
+        ]
+    )
+
+
+@router.get("/accounts/{account_id}/transfers", response_model=TransferList)
+async def list_account_transfers(
+    account_id: IdPath,
+    ctx: Ctx,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = 100,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,20}$", description="next_cursor of the last page")
+    ] = None,
+    reverse: Annotated[bool, Query(description="newest first")] = False,
+) -> TransferList:
+    """An account's transfers from the engine, oldest first (newest with `reverse`), paged."""
+    record = await ctx.visible_account(caller, account_id_of(account_id))
+    if cursor is not None and int(cursor) >= 1 << 64:
+        raise ValidationError("cursor is out of range")
+    page = await ctx.service.list_account_transfers(
+        record.id,
+        limit=limit,
+        cursor=None if cursor is None else int(cursor),
+        reversed_=reverse,
+    )
+    intents = await ctx.service.store.get_intents(t.id for t in page.transfers)
+    latest = await ctx.service.store.current_status(t.id for t in page.transfers)
+    return TransferList(
+        transfers=[
+            transfer_out(ctx, engine=t, intent=intents.get(t.id), latest=latest.get(t.id))
+            for t in page.transfers
+        ],
+        next_cursor=None if page.next_cursor is None else str(page.next_cursor),
+    )
