@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The HTTP API on http://127.0.0.1:8000 (docs at /docs): the embedded engine and SQLite, with
+# their data in ./.tbledger. TBLEDGER_ENGINE_URL or TIGERBEETLE_ADDRESSES, and
+# TBLEDGER_DATABASE_URL, point it at a TigerBeetle cluster and PostgreSQL instead.
 run: $(STAMP)
-	$(BIN)/python -m tbledger demo
+	$(BIN)/tbledger serve
+
+demo: $(STAMP)
+	$(BIN)/tbledger demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

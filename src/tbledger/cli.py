@@ -1,0 +1,1174 @@
+"""The ``tbledger`` command line (Typer + Rich).
+
+Three kinds of command:
+
+* ``serve`` runs the HTTP API (uvicorn) on the embedded engine and SQLite by default, with the
+  data under ``./.tbledger``; ``TBLEDGER_ENGINE_URL`` / ``TIGERBEETLE_ADDRESSES`` and
+  ``TBLEDGER_DATABASE_URL`` (or the options) point it at a TigerBeetle cluster and PostgreSQL.
+* ``db upgrade`` and ``keys create|list|revoke`` work on the store directly, no server needed.
+* ``accounts``, ``balance``, ``transfer``, ``hold``, ``post``, ``void``, ``audit`` and ``recover``
+  talk to a running service over HTTP (``--url`` / ``TBLEDGER_API_URL``, ``--api-key`` /
+  ``TBLEDGER_API_KEY``).
+
+Output is a Rich table by default and JSON with ``--json`` (before or after the command name);
+errors go to stderr (in JSON mode, an error object on stdout) with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["app", "main"]
+
+log = logging.getLogger("tbledger.cli")
+
+DEFAULT_DATA_DIR = Path(".tbledger")
+ENGINE_FILE = "engine.tbj"
+DATABASE_FILE = "tbledger.db"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+HTTP_TIMEOUT_S = 30.0
+OUTPUT_WIDTH_PIPED = 200
+_AMOUNT = re.compile(r"[0-9]{1,39}(\.[0-9]{1,38})?")
+
+app = typer.Typer(
+    name="tbledger",
+    help="A ledger service on TigerBeetle: run the API, manage keys, move money.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="The store's database.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys, managed directly in the store (no server needed).", no_args_is_help=True
+)
+accounts_app = typer.Typer(help="Accounts, through a running service.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(accounts_app, name="accounts")
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where results go: Rich tables on stdout, or JSON for scripts; notes and errors on stderr."""
+
+    json: bool
+
+    @property
+    def out(self) -> Console:
+        console = Console(highlight=False)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            # Piped or captured: tables keep their full width instead of wrapping at 80 columns.
+            console = Console(highlight=False, width=OUTPUT_WIDTH_PIPED)
+        return console
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False)
+
+    def result(self, data: Any, render: Callable[[], RenderableType]) -> None:
+        if self.json:
+            typer.echo(json.dumps(data, indent=2))
+        else:
+            self.out.print(render())
+
+    def note(self, text: str) -> None:
+        """A line for people (suppressed in JSON mode, which prints only the result)."""
+        if not self.json:
+            self.err.print(text)
+
+    def fail(self, failure: ServiceError) -> None:
+        if self.json:
+            body: dict[str, Any] = {
+                "error": {
+                    "code": failure.code,
+                    "message": failure.message,
+                    "details": failure.details,
+                },
+                "status": failure.status,
+            }
+            typer.echo(json.dumps(body, indent=2))
+            return
+        where = f"HTTP {failure.status} " if failure.status is not None else ""
+        self.err.print(
+            Text.assemble(("error: ", "bold red"), f"{where}{failure.code}: {failure.message}")
+        )
+        for key, value in failure.details.items():
+            self.err.print(f"  {key}: {json.dumps(value)}", markup=False)
+        if failure.status == 401:
+            self.err.print(
+                "  pass --api-key or set TBLEDGER_API_KEY; create a key with "
+                "`tbledger keys create --admin --name NAME`",
+                markup=False,
+            )
+
+    def progress(self, total: int) -> Progress:
+        err = self.err
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=self.json or total < 2 or not err.is_terminal,
+        )
+
+
+def _output(ctx: typer.Context, json_flag: bool) -> Output:
+    root = ctx.find_root().obj
+    return Output(json=json_flag or (isinstance(root, Output) and root.json))
+
+
+def _die(message: str, code: int = 1) -> typer.Exit:
+    Console(stderr=True, highlight=False).print(Text.assemble(("error: ", "bold red"), message))
+    return typer.Exit(code)
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+
+
+class ServiceError(Exception):
+    """An error answer from the service (or none at all: `status` is None)."""
+
+    def __init__(
+        self, status: int | None, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class Remote:
+    """A running tbledger service, reached with one API key."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        try:
+            response = self._http.request(method, path, json=body, params=params, headers=headers)
+        except httpx.TransportError as exc:
+            raise ServiceError(
+                None, "unreachable", f"cannot reach the service at {self._http.base_url}: {exc}"
+            ) from exc
+        if response.is_success:
+            return response.json()
+        try:
+            error = response.json()["error"]
+            raise ServiceError(
+                response.status_code,
+                str(error["code"]),
+                str(error["message"]),
+                error.get("details") or {},
+            )
+        except (ValueError, KeyError, TypeError):
+            raise ServiceError(
+                response.status_code, "http_error", response.text[:500] or response.reason_phrase
+            ) from None
+
+
+@contextlib.contextmanager
+def _remote(url: str, api_key: str | None, out: Output) -> Iterator[Remote]:
+    """A client for the service; an `ServiceError` inside prints and exits with status 1."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=HTTP_TIMEOUT_S) as http:
+        try:
+            yield Remote(http)
+        except ServiceError as failure:
+            out.fail(failure)
+            raise typer.Exit(1) from None
+
+
+# -- shared options -------------------------------------------------------------------------------
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+UrlOpt = Annotated[
+    str,
+    typer.Option("--url", envvar="TBLEDGER_API_URL", help="The running service's base URL."),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="TBLEDGER_API_KEY",
+        help="API key (tbl_<id>_<secret>).",
+        show_default=False,
+    ),
+]
+IdemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="Retry safely: the same key replays the first outcome (with --count/--repeat, "
+        "suffixed per item).",
+    ),
+]
+DataDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="TBLEDGER_DATA_DIR",
+        help="Where the embedded engine's journal and the SQLite store live by default.",
+    ),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="TBLEDGER_DATABASE_URL",
+        help="The store: sqlite:///path or postgresql://... (default: sqlite in the data dir)",
+        show_default=False,
+    ),
+]
+MinorFlag = Annotated[
+    bool, typer.Option("--minor", help="The amount is an integer count of minor units.")
+]
+
+
+def _amount(value: str | None) -> str | None:
+    if value is not None and not _AMOUNT.fullmatch(value):
+        raise typer.BadParameter(f"{value!r} is not a decimal amount like 12.50")
+    return value
+
+
+AmountArg = Annotated[
+    str, typer.Argument(help="A decimal string in the ledger's units (12.50).", callback=_amount)
+]
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def _database_url(database_url: str | None, data_dir: Path) -> str:
+    """The store's URL: the option or environment, else SQLite in the data dir."""
+    url = database_url or _sqlite_url(data_dir / DATABASE_FILE)
+    _make_parent(url)
+    return url
+
+
+def _make_parent(url: str) -> None:
+    """Create the directory of a SQLite file or embedded journal named by `url`."""
+    path: str | None = None
+    if url.startswith("embedded://"):
+        path = url.removeprefix("embedded://").split("?", 1)[0]
+    elif url.startswith(("sqlite://", "sqlite+aiosqlite://")):
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (only for SQLite URLs)
+
+        with contextlib.suppress(Exception):
+            path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _shown(url: str) -> str:
+    """A URL fit to print: any password hidden."""
+    if "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 (only for URLs with credentials)
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<hidden>"
+
+
+# -- root -----------------------------------------------------------------------------------------
+
+
+@app.callback()
+def _root(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """A ledger service on TigerBeetle: run the API, manage keys, move money."""
+    ctx.obj = Output(json=json_output)
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    engine_url: Annotated[
+        str | None,
+        typer.Option(
+            "--engine-url",
+            envvar="TBLEDGER_ENGINE_URL",
+            help="tigerbeetle://host:port?cluster_id=0, embedded:///path or memory:// "
+            "(default: TIGERBEETLE_ADDRESSES, else an embedded journal in the data dir)",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseOpt = None,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info, warning or error.", case_sensitive=False)
+    ] = "info",
+) -> None:
+    """Run the HTTP API (docs at /docs); system accounts are created on start-up."""
+    import uvicorn  # noqa: PLC0415 (keeps the client commands' start-up fast)
+    from pydantic import ValidationError as SettingsError  # noqa: PLC0415
+
+    from tbledger.api import create_app  # noqa: PLC0415
+    from tbledger.config import Settings  # noqa: PLC0415
+
+    level = log_level.lower()
+    if level not in {"debug", "info", "warning", "error"}:
+        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    _configure_logging(level)
+    options: dict[str, Any] = {"database_url": _database_url(database_url, data_dir)}
+    if engine_url:
+        options["engine_url"] = engine_url
+    elif not os.environ.get("TIGERBEETLE_ADDRESSES"):
+        options["engine_url"] = f"embedded://{(data_dir / ENGINE_FILE).resolve()}"
+    if "engine_url" in options:
+        _make_parent(options["engine_url"])
+    try:
+        settings = Settings(**options)
+        engine = settings.engine_config()
+    except (SettingsError, ValueError) as exc:
+        raise _die(f"invalid settings: {exc}", 2) from None
+    engine_shown = options.get("engine_url") or (
+        f"tigerbeetle cluster {engine.cluster_id} at {','.join(engine.addresses or ())}"
+    )
+    _banner(host, port, str(engine_shown), settings.database_url, database_url, data_dir)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=level,
+        log_config=None,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)
+
+
+def _configure_logging(level: str) -> None:
+    """Every log line (tbledger's, uvicorn's, the migrations') through one root handler: Rich on
+    a terminal, plain lines otherwise (files, journald)."""
+    err = Console(stderr=True)
+    handler: logging.Handler
+    if err.is_terminal:
+        from rich.logging import RichHandler  # noqa: PLC0415
+
+        handler = RichHandler(console=err, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
+def _banner(
+    host: str,
+    port: int,
+    engine_url: str,
+    database_url: str,
+    database_option: str | None,
+    data_dir: Path,
+) -> None:
+    base = f"http://{host}:{port}"
+    if database_option:
+        same = f" --database-url '{_shown(database_url)}'"
+    elif data_dir != DEFAULT_DATA_DIR:
+        same = f" --data-dir '{data_dir}'"
+    else:
+        same = ""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("API", f"{base}/v1")
+    grid.add_row("docs", f"{base}/docs")
+    grid.add_row("health", f"{base}/healthz, {base}/readyz")
+    grid.add_row("engine", _shown(engine_url))
+    grid.add_row("database", _shown(database_url))
+    hint = Text.assemble(
+        "An admin key, in another terminal (the token is shown once):\n  ",
+        (f"tbledger keys create --admin --name NAME{same}", "cyan"),
+        "\nthen, for example:\n  ",
+        (
+            f"curl -H 'Authorization: Bearer <token>' \\\n    '{base}/v1/accounts?owner_id=alice'",
+            "cyan",
+        ),
+    )
+    Console(stderr=True, highlight=False).print(
+        Panel(Group(grid, Text(""), hint), title="tbledger", expand=False)
+    )
+
+
+# -- db -------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    database_url: DatabaseOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Migrate the store's schema to the latest version (safe to repeat)."""
+    from tbledger.store import upgrade  # noqa: PLC0415
+
+    out = _output(ctx, json_output)
+    url = _database_url(database_url, data_dir)
+    try:
+        asyncio.run(upgrade(url))
+    except Exception as exc:
+        raise _die(f"cannot upgrade {_shown(url)}: {exc}") from None
+    out.result(
+        {"database_url": _shown(url), "upgraded": True},
+        lambda: Text(f"upgraded {_shown(url)} to the latest schema"),
+    )
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+def _key_json(record: Any, token: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": record.id,
+        "name": record.name,
+        "scopes": list(record.scopes),
+        "owner_id": record.owner_id,
+        "rate_per_s": record.rate_per_s,
+        "burst": record.burst,
+        "created_at": None if record.created_at is None else record.created_at.isoformat(),
+        "revoked_at": None if record.revoked_at is None else record.revoked_at.isoformat(),
+        "active": record.revoked_at is None,
+    }
+    if token is not None:
+        data["token"] = token
+    return data
+
+
+def _keys_table(keys: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in ("id", "name", "scope", "owner", "rate/s", "burst", "created", "revoked"):
+        table.add_column(column, no_wrap=column == "id")
+    for key in keys:
+        table.add_row(
+            key["id"],
+            key["name"],
+            ",".join(key["scopes"]),
+            key["owner_id"] or "",
+            str(key["rate_per_s"]),
+            str(key["burst"]),
+            (key["created_at"] or "")[:19],
+            (key["revoked_at"] or "")[:19] or "[green]active[/green]",
+        )
+    return table
+
+
+def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
+    """Run `work(store)` on the store at `url` (migrated first), then close it."""
+    from tbledger.errors import TbledgerError  # noqa: PLC0415
+    from tbledger.store import Store  # noqa: PLC0415
+
+    async def run() -> Any:
+        store = await Store.connect(url, migrate=True)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except TbledgerError as exc:
+        raise _die(str(exc)) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="What the key is for (shown in lists).")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin key: may do everything.")
+    ] = False,
+    owner: Annotated[
+        str | None,
+        typer.Option("--owner", help="An owner key bound to this owner id.", show_default=False),
+    ] = None,
+    rate: Annotated[
+        int | None, typer.Option(min=1, help="Requests a second.", show_default=False)
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(min=1, help="Requests saved up.", show_default=False)
+    ] = None,
+    database_url: DatabaseOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Create an API key and print its token (once: only its hash is stored)."""
+    from tbledger.api.keys import Scope, mint_key  # noqa: PLC0415
+    from tbledger.errors import ValidationError  # noqa: PLC0415
+
+    out = _output(ctx, json_output)
+    if admin == (owner is not None):
+        raise typer.BadParameter("pass exactly one of --admin or --owner OWNER")
+    try:
+        minted = mint_key(
+            name=name,
+            scope=Scope.ADMIN if admin else Scope.OWNER,
+            owner_id=owner,
+            rate_per_s=rate,
+            burst=burst,
+        )
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    url = _database_url(database_url, data_dir)
+    record = _with_store(url, lambda store: store.create_api_key(minted.record))
+    data = _key_json(record, minted.token)
+
+    def render() -> RenderableType:
+        return Group(
+            _keys_table([data], title="API key created"),
+            Panel(
+                Text(minted.token, style="bold"),
+                title="token: shown once, keep it secret",
+                expand=False,
+            ),
+            Text(f"use it: export TBLEDGER_API_KEY={minted.token}"),
+        )
+
+    out.result(data, render)
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    database_url: DatabaseOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """List API keys (ids, names, scopes; never secrets)."""
+    out = _output(ctx, json_output)
+    url = _database_url(database_url, data_dir)
+    records = _with_store(url, lambda store: store.list_api_keys())
+    keys = [_key_json(r) for r in records]
+    out.result({"keys": keys}, lambda: _keys_table(keys))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The key's id (the part after tbl_).")],
+    database_url: DatabaseOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    json_output: JsonFlag = False,
+) -> None:
+    """Revoke an API key (running services stop accepting it within seconds)."""
+    out = _output(ctx, json_output)
+    url = _database_url(database_url, data_dir)
+    record = _with_store(url, lambda store: store.revoke_api_key(key_id))
+    data = _key_json(record)
+    out.result(data, lambda: _keys_table([data], title="API key revoked"))
+
+
+# -- rendering of API answers ---------------------------------------------------------------------
+
+
+def _account_table(accounts: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title)
+    table.add_column("id", no_wrap=True)
+    for column in ("type", "owner", "name", "ledger", "status"):
+        table.add_column(column)
+    for column in ("posted", "available", "held"):
+        table.add_column(column, justify="right")
+    for account in accounts:
+        balance = account.get("balance") or {}
+        table.add_row(
+            account["id"],
+            account["account_type"],
+            account.get("owner_id") or "",
+            account.get("name") or "",
+            account.get("ledger_name") or str(account["ledger"]),
+            account["status"],
+            balance.get("posted", ""),
+            balance.get("available", ""),
+            balance.get("held", ""),
+        )
+    return table
+
+
+def _account_view(account: dict[str, Any], title: str) -> RenderableType:
+    fields = dict(account)
+    fields["ledger"] = account.get("ledger_name") or str(account["ledger"])
+    balance = account.get("balance") or {}
+    for key in ("posted", "available", "pending", "held"):
+        if key in balance:
+            fields[key] = balance[key]
+    keys = ["id", "account_type", "owner_id", "name", "ledger", "status", "code", "metadata"]
+    keys += ["posted", "available", "pending", "held", "created_at"]
+    fields["created_at"] = str(account.get("created_at") or "")[:19]
+    return _fields_table(fields, title, keys)
+
+
+def _balance_table(balances: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="balances")
+    table.add_column("account", no_wrap=True)
+    table.add_column("ledger")
+    table.add_column("side")
+    for column in ("posted", "available", "pending", "held"):
+        table.add_column(column, justify="right")
+    for b in balances:
+        table.add_row(
+            b["account_id"],
+            b.get("ledger_name") or str(b["ledger"]),
+            b["normal_side"],
+            b["posted"],
+            b["available"],
+            b["pending"],
+            b["held"],
+        )
+    return table
+
+
+def _results_table(results: Sequence[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("transfer", no_wrap=True)
+    table.add_column("status")
+    table.add_column("ok")
+    table.add_column("replayed")
+    for r in results:
+        style = "green" if r.get("ok") else "red"
+        table.add_row(
+            r["id"],
+            Text(str(r["status"]), style=style),
+            "yes" if r.get("ok") else "no",
+            "yes" if r.get("replayed") else "",
+        )
+    return table
+
+
+def _fields_table(data: dict[str, Any], title: str, keys: Sequence[str] | None = None) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in keys or list(data):
+        value = data.get(key)
+        if value in (None, "", [], {}):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        table.add_row(key, text)
+    return table
+
+
+def _transfer_view(transfer: dict[str, Any]) -> RenderableType:
+    summary = _fields_table(
+        transfer,
+        f"transfer {transfer['id']}",
+        [
+            "id",
+            "status",
+            "debit_account_id",
+            "credit_account_id",
+            "amount",
+            "amount_minor",
+            "ledger_name",
+            "ledger",
+            "code",
+            "pending_id",
+            "flags",
+            "timeout_s",
+            "timestamp",
+            "payment_id",
+            "event_id",
+            "chain_tx_hash",
+            "metadata",
+        ],
+    )
+    history = Table(title="audit history")
+    for column in ("seq", "kind", "status", "recorded at", "detail"):
+        history.add_column(column)
+    for event in transfer.get("audit") or []:
+        history.add_row(
+            str(event["seq"]),
+            event["kind"],
+            event.get("status") or "",
+            str(event.get("recorded_at") or "")[:23],
+            json.dumps(event.get("detail") or {}),
+        )
+    return Group(summary, history)
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def accounts_create(
+    ctx: typer.Context,
+    ledger: Annotated[str, typer.Option(help="The ledger's chart name (USD) or number.")],
+    account_type: Annotated[
+        str,
+        typer.Option(
+            "--type",
+            help="user, merchant, treasury, escrow, fee_pool, anchor, system_buffer or control.",
+        ),
+    ] = "user",
+    owner: Annotated[str | None, typer.Option(help="The owner id.", show_default=False)] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="A unique name (admin keys; suffixed -N with --count).", show_default=False
+        ),
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, max=100_000, help="How many to open.")] = 1,
+    idempotency_key: IdemOpt = None,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Open one account (or --count of them)."""
+    out = _output(ctx, json_output)
+    created: list[dict[str, Any]] = []
+    with _remote(url, api_key, out) as remote, out.progress(count) as progress:
+        task = progress.add_task("opening accounts", total=count)
+        for index in range(count):
+            body: dict[str, Any] = {"ledger": ledger, "account_type": account_type}
+            if owner is not None:
+                body["owner_id"] = owner
+            if name is not None:
+                body["name"] = name if count == 1 else f"{name}-{index + 1}"
+            key = idempotency_key
+            if key is not None and count > 1:
+                key = f"{key}-{index + 1}"
+            created.append(remote.call("POST", "/v1/accounts", body=body, idempotency_key=key))
+            progress.advance(task)
+    if count == 1:
+        out.result(created[0], lambda: _account_view(created[0], "account opened"))
+    else:
+        out.result(
+            {"accounts": created},
+            lambda: _account_table(created, title=f"{count} accounts opened"),
+        )
+
+
+@accounts_app.command("show")
+def accounts_show(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """An account with its balance."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        account = remote.call("GET", f"/v1/accounts/{account_id}")
+    out.result(account, lambda: _account_view(account, "account"))
+
+
+@accounts_app.command("list")
+def accounts_list(
+    ctx: typer.Context,
+    owner: Annotated[str, typer.Option(help="The owner whose accounts to list.")],
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """An owner's accounts with their balances."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        listing = remote.call("GET", "/v1/accounts", params={"owner_id": owner, "limit": limit})
+    accounts = listing["accounts"]
+    out.result(listing, lambda: _account_table(accounts, title=f"accounts of {owner}"))
+
+
+def _status_command(
+    action: str, account_id: str, url: str, api_key: str | None, out: Output
+) -> None:
+    with _remote(url, api_key, out) as remote:
+        account = remote.call("POST", f"/v1/accounts/{account_id}/{action}")
+    out.result(account, lambda: _account_view(account, f"account {account['status']}"))
+
+
+@accounts_app.command("freeze")
+def accounts_freeze(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Freeze an account: every new transfer touching it is refused (admin key)."""
+    _status_command("freeze", account_id, url, api_key, _output(ctx, json_output))
+
+
+@accounts_app.command("unfreeze")
+def accounts_unfreeze(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Unfreeze a frozen account (admin key)."""
+    _status_command("unfreeze", account_id, url, api_key, _output(ctx, json_output))
+
+
+@accounts_app.command("close")
+def accounts_close(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Close an account for good; its balance goes to the ledger's control account (admin key)."""
+    _status_command("close", account_id, url, api_key, _output(ctx, json_output))
+
+
+# -- balances and transfers -----------------------------------------------------------------------
+
+
+@app.command()
+def balance(
+    ctx: typer.Context,
+    account_ids: Annotated[list[str], typer.Argument(help="One or more account ids.")],
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Balances: posted, available (holds deducted), pending and held."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        if len(account_ids) == 1:
+            balances = [remote.call("GET", f"/v1/balances/{account_ids[0]}")]
+        else:
+            listing = remote.call("GET", "/v1/balances", params={"account_id": account_ids})
+            balances = listing["balances"]
+    data: Any = balances[0] if len(balances) == 1 else {"balances": balances}
+    out.result(data, lambda: _balance_table(balances))
+
+
+def _ledger_of(remote: Remote, account_id: str) -> str:
+    account = remote.call("GET", f"/v1/accounts/{account_id}")
+    return str(account.get("ledger_name") or account["ledger"])
+
+
+def _transfer_body(
+    debit: str,
+    credit: str,
+    amount: str,
+    ledger: str,
+    *,
+    minor: bool,
+    code: str,
+    event_id: str | None,
+    payment_id: str | None,
+    transfer_id: str | None = None,
+    timeout_s: int = 0,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "debit_account_id": debit,
+        "credit_account_id": credit,
+        "amount": amount,
+        "amount_unit": "minor" if minor else "major",
+        "ledger": ledger,
+        "code": code,
+    }
+    optional = {
+        "event_id": event_id,
+        "payment_id": payment_id,
+        "transfer_id": transfer_id,
+        "timeout_s": timeout_s or None,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option(help="The ledger, USD or 1 (default: the debit account's).", show_default=False),
+]
+CodeOpt = Annotated[str, typer.Option(help="The transfer code's chart name or number.")]
+EventOpt = Annotated[
+    str | None, typer.Option("--event-id", help="An event id to record.", show_default=False)
+]
+PaymentOpt = Annotated[
+    str | None, typer.Option("--payment-id", help="A payment id to record.", show_default=False)
+]
+DebitArg = Annotated[str, typer.Argument(help="The account money leaves (debit).")]
+CreditArg = Annotated[str, typer.Argument(help="The account money goes to (credit).")]
+
+
+@app.command()
+def transfer(
+    ctx: typer.Context,
+    debit: DebitArg,
+    credit: CreditArg,
+    amount: AmountArg,
+    ledger: LedgerOpt = None,
+    minor: MinorFlag = False,
+    code: CodeOpt = "PAYMENT",
+    transfer_id: Annotated[
+        str | None, typer.Option("--id", help="Choose the transfer's id.", show_default=False)
+    ] = None,
+    event_id: EventOpt = None,
+    payment_id: PaymentOpt = None,
+    repeat: Annotated[int, typer.Option(min=1, max=1_000_000, help="Send it N times.")] = 1,
+    idempotency_key: IdemOpt = None,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Move AMOUNT from DEBIT to CREDIT now. A refusal (e.g. exceeds_credits) exits 1."""
+    out = _output(ctx, json_output)
+    if transfer_id is not None and repeat > 1:
+        raise typer.BadParameter("--id names one transfer; it cannot be used with --repeat")
+    results: list[dict[str, Any]] = []
+    refused: list[ServiceError] = []
+    with _remote(url, api_key, out) as remote:
+        book = ledger or _ledger_of(remote, debit)
+        body = _transfer_body(
+            debit,
+            credit,
+            amount,
+            book,
+            minor=minor,
+            code=code,
+            event_id=event_id,
+            payment_id=payment_id,
+            transfer_id=transfer_id,
+        )
+        if repeat == 1:
+            result = remote.call(
+                "POST", "/v1/transfers", body=body, idempotency_key=idempotency_key
+            )
+            out.result(result, lambda: _results_table([result], "transfer"))
+            return
+        with out.progress(repeat) as progress:
+            task = progress.add_task("transferring", total=repeat)
+            for index in range(repeat):
+                key = None if idempotency_key is None else f"{idempotency_key}-{index + 1}"
+                try:
+                    results.append(
+                        remote.call("POST", "/v1/transfers", body=body, idempotency_key=key)
+                    )
+                except ServiceError as failure:
+                    if failure.status != 409:
+                        raise
+                    refused.append(failure)
+                    results.append({"id": None, "status": failure.code, "ok": False})
+                progress.advance(task)
+    created = sum(1 for r in results if r.get("ok"))
+    summary = {"created": created, "failed": len(results) - created, "results": results}
+
+    def render() -> RenderableType:
+        table = Table(title=f"{repeat} transfers")
+        table.add_column("status")
+        table.add_column("count", justify="right")
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[str(r["status"])] = counts.get(str(r["status"]), 0) + 1
+        for status, n in sorted(counts.items()):
+            table.add_row(status, str(n))
+        return table
+
+    out.result(summary, render)
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command()
+def hold(
+    ctx: typer.Context,
+    debit: DebitArg,
+    credit: CreditArg,
+    amount: AmountArg,
+    ledger: LedgerOpt = None,
+    minor: MinorFlag = False,
+    code: CodeOpt = "PAYMENT",
+    timeout: Annotated[
+        int, typer.Option(min=0, help="Seconds until the hold expires (0: never).")
+    ] = 0,
+    transfer_id: Annotated[
+        str | None, typer.Option("--id", help="Choose the hold's id.", show_default=False)
+    ] = None,
+    event_id: EventOpt = None,
+    payment_id: PaymentOpt = None,
+    idempotency_key: IdemOpt = None,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Place a hold (a pending transfer) of AMOUNT from DEBIT to CREDIT; `post` or `void` it."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        book = ledger or _ledger_of(remote, debit)
+        body = _transfer_body(
+            debit,
+            credit,
+            amount,
+            book,
+            minor=minor,
+            code=code,
+            event_id=event_id,
+            payment_id=payment_id,
+            transfer_id=transfer_id,
+            timeout_s=timeout,
+        )
+        result = remote.call(
+            "POST", "/v1/transfers/pending", body=body, idempotency_key=idempotency_key
+        )
+    out.result(result, lambda: _results_table([result], "hold"))
+
+
+PendingArg = Annotated[str, typer.Argument(help="The hold's (pending transfer's) id.")]
+
+
+@app.command()
+def post(
+    ctx: typer.Context,
+    pending_id: PendingArg,
+    amount: Annotated[
+        str | None,
+        typer.Option(
+            help="Post only this much (the rest is released) (default: all).",
+            callback=_amount,
+            show_default=False,
+        ),
+    ] = None,
+    minor: MinorFlag = False,
+    event_id: EventOpt = None,
+    payment_id: PaymentOpt = None,
+    idempotency_key: IdemOpt = None,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Post a hold, in full or in part."""
+    out = _output(ctx, json_output)
+    body: dict[str, Any] = {}
+    if amount is not None:
+        body = {"amount": amount, "amount_unit": "minor" if minor else "major"}
+    body.update({k: v for k, v in {"event_id": event_id, "payment_id": payment_id}.items() if v})
+    with _remote(url, api_key, out) as remote:
+        result = remote.call(
+            "POST", f"/v1/transfers/{pending_id}/post", body=body, idempotency_key=idempotency_key
+        )
+    out.result(result, lambda: _results_table([result], "posted"))
+
+
+@app.command()
+def void(
+    ctx: typer.Context,
+    pending_id: PendingArg,
+    event_id: EventOpt = None,
+    payment_id: PaymentOpt = None,
+    idempotency_key: IdemOpt = None,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Void a hold: release all of it."""
+    out = _output(ctx, json_output)
+    body = {k: v for k, v in {"event_id": event_id, "payment_id": payment_id}.items() if v}
+    with _remote(url, api_key, out) as remote:
+        result = remote.call(
+            "POST", f"/v1/transfers/{pending_id}/void", body=body, idempotency_key=idempotency_key
+        )
+    out.result(result, lambda: _results_table([result], "voided"))
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    transfer_id: Annotated[str, typer.Argument(help="The transfer's id.")],
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """A transfer as the engine holds it, with its audit history."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        found = remote.call("GET", f"/v1/transfers/{transfer_id}")
+    out.result(found, lambda: _transfer_view(found))
+
+
+@app.command()
+def recover(
+    ctx: typer.Context,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Resolve every transfer intent without an outcome now (admin key)."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        report = remote.call("POST", "/v1/admin/recover")
+    out.result(report, lambda: _fields_table(report, "recovery"))
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    engine: Annotated[
+        str, typer.Option(help="Engine URL: memory://, embedded:///path or tigerbeetle://...")
+    ] = "memory://",
+) -> None:
+    """A short demonstration on the engine: accounts, transfers, a hold, balances moving."""
+    from tbledger.demo import run_demo  # noqa: PLC0415
+    from tbledger.errors import TbledgerError  # noqa: PLC0415
+
+    console = Console(highlight=False)
+    _make_parent(engine)
+    try:
+        asyncio.run(run_demo(engine, out=lambda line: console.print(line, markup=False)))
+    except TbledgerError as exc:
+        raise _die(str(exc)) from None
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line on `argv` (default: ``sys.argv[1:]``); the exit status."""
+    try:
+        app(args=sys.argv[1:] if argv is None else argv, prog_name="tbledger")
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0

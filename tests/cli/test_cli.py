@@ -1,0 +1,256 @@
+"""The command line end to end: a real service on a free port, driven through the CLI itself.
+
+The service is the FastAPI app over the in-memory engine and a SQLite file, served by uvicorn in
+a background thread; keys are minted by ``tbledger keys`` on the same SQLite file, and every other
+command talks to the service over HTTP with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from tbledger.__main__ import main
+from tbledger.api import create_app
+from tbledger.cli import app
+from tbledger.config import Settings
+
+pytestmark = pytest.mark.timeout(60)
+
+runner = CliRunner()
+
+
+@dataclass
+class Service:
+    url: str
+    database_url: str
+    admin_key: str = ""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    """`tbledger --json ARGS`, with no ambient service settings leaking in."""
+    base: dict[str, str | None] = {
+        "TBLEDGER_API_URL": None,
+        "TBLEDGER_API_KEY": None,
+        "TBLEDGER_DATABASE_URL": None,
+        "TBLEDGER_ENGINE_URL": None,
+        "TBLEDGER_DATA_DIR": None,
+        "TIGERBEETLE_ADDRESSES": None,
+    }
+    return runner.invoke(app, ["--json", *args], env={**base, **(env or {})})
+
+
+def ok(result: Result) -> Any:
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("cli")
+    database_url = f"sqlite:///{tmp / 'tbledger.db'}"
+    settings = Settings(engine_url="memory://", database_url=database_url)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, background=False),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        assert thread.is_alive(), "the service stopped during start-up"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200 and server.started:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    try:
+        yield Service(url, database_url)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def admin(service: Service) -> Service:
+    minted = ok(
+        run(
+            "keys",
+            "create",
+            "--admin",
+            "--name",
+            "cli test",
+            "--database-url",
+            service.database_url,
+        )
+    )
+    assert minted["token"].startswith(f"tbl_{minted['id']}_")
+    assert minted["scopes"] == ["admin"]
+    service.admin_key = minted["token"]
+    return service
+
+
+def api(service: Service, *args: str, key: str | None = None) -> Result:
+    env: dict[str, str | None] = {
+        "TBLEDGER_API_URL": service.url,
+        "TBLEDGER_API_KEY": key or service.admin_key,
+    }
+    return run(*args, env=env)
+
+
+def test_money_moves_through_the_cli(admin: Service) -> None:
+    source = ok(api(admin, "accounts", "create", "--ledger", "USD", "--type", "anchor"))
+    assert source["account_type"] == "anchor"
+    opened = ok(
+        api(admin, "accounts", "create", "--ledger", "USD", "--owner", "alice", "--count", "2")
+    )
+    alice, bob = (a["id"] for a in opened["accounts"])
+
+    funded = ok(api(admin, "transfer", source["id"], alice, "100.00"))
+    assert funded["ok"] and funded["status"] == "created"
+
+    paid = ok(api(admin, "transfer", alice, bob, "30.00", "--idempotency-key", "pay-1"))
+    again = ok(api(admin, "transfer", alice, bob, "30.00", "--idempotency-key", "pay-1"))
+    assert again["id"] == paid["id"] and again["replayed"]
+
+    refused = api(admin, "transfer", alice, bob, "1000.00")
+    assert refused.exit_code == 1
+    error = json.loads(refused.stdout)
+    assert error["status"] == 409 and error["error"]["code"] == "exceeds_credits"
+
+    held = ok(api(admin, "hold", alice, bob, "20.00", "--ledger", "USD"))
+    posted = ok(api(admin, "post", held["id"], "--amount", "15.00"))
+    assert posted["ok"]
+    other = ok(api(admin, "hold", alice, bob, "5.00", "--timeout", "3600"))
+    voided = ok(api(admin, "void", other["id"]))
+    assert voided["ok"]
+
+    mine = ok(api(admin, "balance", alice))
+    assert (mine["posted"], mine["available"], mine["held"]) == ("55.00", "55.00", "0.00")
+    both = ok(api(admin, "balance", alice, bob))
+    assert [b["posted"] for b in both["balances"]] == ["55.00", "45.00"]
+
+    trail = ok(api(admin, "audit", held["id"]))
+    assert trail["id"] == held["id"] and trail["amount"] == "20.00"
+    assert trail["audit"], trail
+
+    listed = ok(api(admin, "accounts", "list", "--owner", "alice"))
+    assert {a["id"] for a in listed["accounts"]} == {alice, bob}
+    shown = ok(api(admin, "accounts", "show", bob))
+    assert shown["balance"]["available"] == "45.00"
+
+    report = ok(api(admin, "recover"))
+    assert report["unresolved"] == 0
+
+    repeated = ok(api(admin, "transfer", bob, alice, "1.00", "--repeat", "5"))
+    assert (repeated["created"], repeated["failed"]) == (5, 0)
+    assert ok(api(admin, "balance", bob))["posted"] == "40.00"
+
+    table = api(admin, "balance", alice)
+    assert table.exit_code == 0 and "available" in table.stdout
+
+
+def test_human_output_without_json(admin: Service) -> None:
+    env = {"TBLEDGER_API_URL": admin.url, "TBLEDGER_API_KEY": admin.admin_key}
+    result = runner.invoke(
+        app, ["accounts", "create", "--ledger", "EUR", "--owner", "carol"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "account opened" in result.stdout and "EUR" in result.stdout
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(result.stdout)
+
+
+def test_keys_list_and_revoke(admin: Service) -> None:
+    db = ("--database-url", admin.database_url)
+    owner = ok(run("keys", "create", "--owner", "dave", "--name", "dave's", "--rate", "5", *db))
+    assert (owner["owner_id"], owner["rate_per_s"]) == ("dave", 5)
+    ids = {k["id"] for k in ok(run("keys", "list", *db))["keys"]}
+    assert owner["id"] in ids
+
+    revoked = ok(run("keys", "revoke", owner["id"], *db))
+    assert revoked["revoked_at"] is not None and not revoked["active"]
+    refused = api(admin, "accounts", "list", "--owner", "dave", key=owner["token"])
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["status"] == 401
+
+    missing = run("keys", "revoke", "0123456789abcdef", *db)
+    assert missing.exit_code != 0
+
+
+def test_errors_exit_non_zero(admin: Service) -> None:
+    unknown = api(admin, "accounts", "show", "0x1234")
+    assert unknown.exit_code == 1
+    assert json.loads(unknown.stdout)["error"]["code"] == "account_not_found"
+
+    bad_amount = api(admin, "transfer", "0x1", "0x2", "12,50", "--ledger", "USD")
+    assert bad_amount.exit_code == 2
+
+    unreachable = run(
+        "balance", "0x1", env={"TBLEDGER_API_URL": f"http://127.0.0.1:{_free_port()}"}
+    )
+    assert unreachable.exit_code == 1
+    assert json.loads(unreachable.stdout)["error"]["code"] == "unreachable"
+
+    human = runner.invoke(
+        app,
+        ["accounts", "show", "0x1234"],
+        env={"TBLEDGER_API_URL": admin.url, "TBLEDGER_API_KEY": "tbl_nope"},
+    )
+    assert human.exit_code == 1
+    assert "401" in human.stderr and "unauthorized" in human.stderr
+
+
+def test_db_upgrade(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'store.db'}"
+    assert ok(run("db", "upgrade", "--database-url", url))["upgraded"]
+    assert ok(run("db", "upgrade", "--database-url", url))["upgraded"]
+    assert ok(run("keys", "list", "--database-url", url))["keys"] == []
+
+
+def test_default_store_lives_in_the_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ok(run("keys", "create", "--admin", "--name", "me", "--data-dir", str(data)))
+    assert (data / "tbledger.db").exists()
+    assert len(ok(run("keys", "list", "--data-dir", str(data)))["keys"]) == 1
+
+
+def test_demo() -> None:
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "partial capture" in result.stdout and "alice" in result.stdout
+
+
+def test_serve_help_and_main(capsys: pytest.CaptureFixture[str]) -> None:
+    result = runner.invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    assert "--port" in result.stdout and "TBLEDGER_DATABASE_URL" in result.stdout
+    assert main(["serve", "--help"]) == 0
+    assert main(["no-such-command"]) == 2
