@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tbledger.engine import EngineConfig, parse_engine_url
+from tbledger.store.backend import StoreOptions
 
 __all__ = ["Settings"]
 
@@ -20,7 +21,12 @@ __all__ = ["Settings"]
 class Settings(BaseSettings):
     """Configuration of a `LedgerService`; construct with keywords or read the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="TBLEDGER_", extra="forbid", frozen=True)
+    # Fields with a `validation_alias` are read from the environment under exactly those names
+    # (the prefix does not apply to them), so each lists its TBLEDGER_ spelling too; keywords in
+    # code use the field's name (populate_by_name).
+    model_config = SettingsConfigDict(
+        env_prefix="TBLEDGER_", extra="forbid", frozen=True, populate_by_name=True
+    )
 
     engine_url: str | None = Field(
         default=None,
@@ -28,16 +34,26 @@ class Settings(BaseSettings):
     )
     tigerbeetle_addresses: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("TIGERBEETLE_ADDRESSES", "tigerbeetle_addresses"),
+        validation_alias=AliasChoices("TIGERBEETLE_ADDRESSES", "TBLEDGER_TIGERBEETLE_ADDRESSES"),
     )
     tigerbeetle_cluster_id: int = Field(
         default=0,
         ge=0,
-        validation_alias=AliasChoices("TIGERBEETLE_CLUSTER_ID", "tigerbeetle_cluster_id"),
+        validation_alias=AliasChoices("TIGERBEETLE_CLUSTER_ID", "TBLEDGER_TIGERBEETLE_CLUSTER_ID"),
     )
     database_url: str = Field(
         default="sqlite:///tbledger.db",
         description="postgresql://… or sqlite:///path (sqlite:// is in memory)",
+    )
+    database_schema: str | None = Field(
+        default=None, description="PostgreSQL only: the schema the tables live in (search_path)"
+    )
+    database_role: str | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL only: the role to act as (SET ROLE), e.g. tbledger_app, which may not "
+            "change or delete the audit trail; the login user must be a member of it"
+        ),
     )
     migrate: bool = Field(default=True, description="upgrade the store's schema on connect")
     audit: bool = Field(
@@ -51,14 +67,14 @@ class Settings(BaseSettings):
         default=5_000,
         gt=0,
         le=600_000,
-        validation_alias=AliasChoices("TB_REQUEST_TIMEOUT", "request_timeout_ms"),
+        validation_alias=AliasChoices("TB_REQUEST_TIMEOUT", "TBLEDGER_REQUEST_TIMEOUT_MS"),
         description="deadline per engine request; the request itself is never cancelled",
     )
     retry_delay_ms: int = Field(
         default=50,
         gt=0,
         le=60_000,
-        validation_alias=AliasChoices("TB_RETRY_DELAY", "retry_delay_ms"),
+        validation_alias=AliasChoices("TB_RETRY_DELAY", "TBLEDGER_RETRY_DELAY_MS"),
         description="first retry delay; doubles per attempt, with full jitter",
     )
     retry_delay_max_ms: int = Field(default=2_000, gt=0, le=600_000)
@@ -74,6 +90,12 @@ class Settings(BaseSettings):
         le=3_600,
         description="intents younger than this are in flight, not in the recovery backlog",
     )
+
+    def store_options(self) -> StoreOptions | None:
+        """The store's PostgreSQL schema and role, if either is set."""
+        if self.database_schema is None and self.database_role is None:
+            return None
+        return StoreOptions(schema=self.database_schema, role=self.database_role)
 
     def engine_config(self) -> EngineConfig:
         """The engine to use: `engine_url`, else the TIGERBEETLE_* variables, else memory."""

@@ -289,7 +289,9 @@ class LedgerService:
             return
         if self._store is None:
             self._store = await Store.connect(
-                self.settings.database_url, migrate=self.settings.migrate
+                self.settings.database_url,
+                migrate=self.settings.migrate,
+                options=self.settings.store_options(),
             )
         if self._engine is None:
             self._engine = await connect(self.settings.engine_config().url)
