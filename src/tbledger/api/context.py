@@ -26,7 +26,7 @@ from tbledger.errors import UnknownCodeError, UnknownLedgerError, ValidationErro
 from tbledger.flows import SpendEngine
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import BATCH_EVENTS_MAX, U128_MAX
-from tbledger.service import LedgerService
+from tbledger.service import CONTROL_TRANSFER_CODE, LedgerService
 from tbledger.store import AccountRecord
 
 __all__ = [
@@ -70,12 +70,17 @@ class ApiContext:
         return self.chart.account_code_for(account_type).code
 
     def transfer_code(self, ref: str) -> int:
+        """A transfer code by chart name or number; the service's own control code is refused
+        (freeze and close transfers carry it, and nothing else may)."""
         try:
-            return self.chart.transfer_code(ref).code
+            code = self.chart.transfer_code(ref).code
         except UnknownCodeError:
-            if ref.isdigit() and 0 < int(ref) <= 0xFFFF:
-                return int(ref)
-            raise
+            if not (ref.isdigit() and 0 < int(ref) <= 0xFFFF):
+                raise
+            code = int(ref)
+        if code == CONTROL_TRANSFER_CODE:
+            raise ValidationError(f"transfer code {code} is reserved for account status changes")
+        return code
 
     def minor(self, ledger: Ledger, amount: str, unit: str, *, allow_zero: bool = False) -> int:
         """An amount string in `unit` as minor units of `ledger`, exactly, or a 422."""

@@ -7,7 +7,8 @@ exception tree maps onto statuses here, in one table, so a route never chooses a
   use the route, 404 unknown (or another owner's) account, transfer or reference;
 * 409 the engine refused the money movement (the status name is the code), an idempotency key was
   reused for a different request, or a record already exists;
-* 413 a body or a batch past its limit, 422 input out of range or malformed, 429 rate limited;
+* 413 a body or a batch past its limit, 415 a body that is not JSON, 422 input out of range or
+  malformed, 429 rate limited;
 * 503 the engine or the database cannot be reached, the circuit is open, or the outcome is not
   known yet (retry with the same ``Idempotency-Key``: it is safe).
 """
@@ -65,6 +66,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "Not found (or not visible to this key)",
         409: "Refused by the engine, or an idempotency conflict",
         413: "Body or batch too large",
+        415: "The body is not JSON (send application/json)",
         422: "Invalid input",
         429: "Rate limited (see Retry-After)",
         503: "Engine or database unavailable; retry with the same Idempotency-Key",
@@ -139,6 +141,11 @@ def _status_of(exc: TbledgerError) -> tuple[int, str]:
 
 def error_response(exc: TbledgerError) -> JSONResponse:
     status, code = _status_of(exc)
+    if isinstance(exc, DuplicateRecordError):
+        # The driver's message names constraints and key values: internals, not an answer.
+        return JSONResponse(
+            _body(code, "a record with this id, name or key already exists"), status_code=409
+        )
     details = getattr(exc, "details", None)
     headers = {"Retry-After": "1"} if status == 503 else None
     if status >= 500 and status != 503:

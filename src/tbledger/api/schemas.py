@@ -107,7 +107,9 @@ class Money(BaseModel):
 
 # -- accounts -------------------------------------------------------------------------------------
 
-AccountTypeName = Literal["user", "merchant", "treasury", "escrow", "fee_pool", "anchor", "control"]
+AccountTypeName = Literal[
+    "user", "merchant", "treasury", "escrow", "fee_pool", "anchor", "system_buffer", "control"
+]
 
 
 class AccountCreate(StrictBody):
@@ -163,6 +165,7 @@ class AccountOut(BaseModel):
 
 class AccountList(BaseModel):
     accounts: list[AccountOut]
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` for the next page")
 
 
 class BalanceList(BaseModel):

@@ -2,9 +2,11 @@
 
 Python's ``json`` accepts things a money API must not: a repeated key silently keeps the last
 value (``{"amount": "1", "amount": "1000"}``), ``NaN`` and ``Infinity`` are numbers, ``1e400``
-becomes ``inf``, and deep nesting raises ``RecursionError``. Every body is parsed here instead, and
-each of those is a 400 with a reason. The parsed document is handed to FastAPI (it reads
-``request.json()``, which returns what is cached), so pydantic validates what was checked.
+becomes ``inf``, and deep nesting raises ``RecursionError``. Every body is parsed here instead,
+and each of those is a 400 with a reason; so is an unpaired surrogate escape (not Unicode). A
+``\\u0000`` (NUL, which no PostgreSQL text column stores) is a 422, in a body or a query. The
+parsed document is handed to FastAPI (it reads ``request.json()``, which returns what is
+cached), so pydantic validates what was checked.
 
 The size cap is an ASGI middleware: a ``Content-Length`` past it is refused before any byte is
 read, and a chunked body is cut off as soon as it passes the cap (413 either way).
@@ -46,6 +48,28 @@ def _float(text: str) -> float:
     return value
 
 
+def _check_text(document: Any) -> None:
+    """Refuse strings no store can hold: NUL (U+0000; PostgreSQL text refuses it) with a 422,
+    and unpaired surrogates (escapes that are not Unicode: no UTF-8 encoding) with a 400."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise ApiError(422, "invalid_input", "text must not contain NUL (U+0000)")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(
+                    400, "malformed_json", "a string holds an unpaired surrogate escape"
+                ) from None
+
+
 def strict_loads(body: bytes) -> Any:
     """Parse `body` as strict JSON (UTF-8) or raise a 400 `ApiError` saying why."""
     try:
@@ -53,7 +77,7 @@ def strict_loads(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_json", "the body is not UTF-8") from None
     try:
-        return json.loads(
+        document = json.loads(
             text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float
         )
     except RecursionError:
@@ -62,6 +86,11 @@ def strict_loads(body: bytes) -> Any:
         raise ApiError(400, "malformed_json", f"invalid JSON: {exc.msg} at {exc.pos}") from None
     except ValueError as exc:  # e.g. an integer literal with more than 4300 digits
         raise ApiError(400, "malformed_json", f"invalid JSON: {exc}"[:200]) from None
+    # Decoded UTF-8 holds neither NUL (a raw control character is not JSON) nor surrogates, so
+    # only a \u escape can bring one in.
+    if "\\u" in text:
+        _check_text(document)
+    return document
 
 
 class StrictJsonRoute(APIRoute):
@@ -71,6 +100,8 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict_handler(request: Request) -> Response:
+            if any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+                raise ApiError(422, "invalid_input", "text must not contain NUL (U+0000)")
             body = await request.body()
             if body:
                 content_type = request.headers.get("content-type", "application/json")

@@ -27,8 +27,10 @@ from tbledger.api.schemas import (
     AccountStatusChange,
     BalanceList,
     BalanceOut,
+    IdText,
 )
 from tbledger.balances import AccountType
+from tbledger.ids import format_id, parse_id
 from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
 
 __all__ = ["router"]
@@ -63,6 +65,28 @@ async def create_account(
     book = ctx.ledger(body.ledger)
     account_type = AccountType(body.account_type)
     code = ctx.account_code(account_type)
+    account_id = None if key is None else derived_id(key, "account")
+    if account_id is not None:
+        # A retry replays the account; the same key for another account is a conflict (the
+        # engine and the store compare only some of the fields, and would leak their wording).
+        existing = await ctx.service.store.get_account(account_id)
+        if existing is not None:
+            wanted = (account_type.value, book.code, code, owner_id, body.name, body.metadata)
+            stored = (
+                existing.account_type,
+                existing.ledger,
+                existing.code,
+                existing.owner_id,
+                existing.name,
+                dict(existing.metadata),
+            )
+            if stored != wanted:
+                raise ApiError(
+                    409,
+                    "idempotency_conflict",
+                    "this Idempotency-Key was used to open another account",
+                )
+            return account_out(ctx, existing)
     info = await ctx.service.create_account(
         owner_id=owner_id,
         account_type=account_type,
@@ -70,7 +94,7 @@ async def create_account(
         code=code,
         name=body.name,
         metadata=body.metadata,
-        account_id=None if key is None else derived_id(key, "account"),
+        account_id=account_id,
     )
     return account_out(ctx, info.record)
 
@@ -89,15 +113,27 @@ async def list_accounts(
     caller: Caller,
     owner_id: Annotated[str, Query(min_length=1, max_length=STORE_TEXT_CHARS_MAX)],
     limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=ID_PATTERN, max_length=39, description="next_cursor of the last page"),
+    ] = None,
 ) -> AccountList:
-    """An owner's accounts with balances (an owner key sees only its own owner's)."""
+    """An owner's accounts with balances, in id order, paged (an owner key sees only its own
+    owner's)."""
     if not caller.is_admin and owner_id != caller.owner_id:
         return AccountList(accounts=[])
-    records = await ctx.service.store.get_accounts_by_owner(owner_id, limit=limit)
+    # The store bounds an owner's accounts (more is a 413), not a page: page here, by id.
+    records = await ctx.service.store.get_accounts_by_owner(owner_id)
+    if cursor is not None:
+        after = parse_id(cursor)
+        records = [r for r in records if r.id > after]
     records = [r for r in records if may_see(caller, r)]
+    more = len(records) > limit
+    records = records[:limit]
     balances = await ctx.service.get_balances([r.id for r in records]) if records else []
     return AccountList(
-        accounts=[account_out(ctx, r, b) for r, b in zip(records, balances, strict=True)]
+        accounts=[account_out(ctx, r, b) for r, b in zip(records, balances, strict=True)],
+        next_cursor=format_id(records[-1].id) if more else None,
     )
 
 
@@ -150,7 +186,7 @@ async def get_balances(
     ctx: Ctx,
     caller: Caller,
     account_id: Annotated[
-        list[str],
+        list[IdText],
         Query(min_length=1, max_length=HTTP_PAGE_LIMIT_MAX, description="repeat for each account"),
     ],
 ) -> BalanceList:

@@ -254,9 +254,18 @@ async def list_transfers_by_event(
     caller: Caller,
     event_id: Annotated[str, Query(min_length=1, max_length=STORE_TEXT_CHARS_MAX)],
     limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=ID_PATTERN, max_length=39, description="next_cursor of the last page"),
+    ] = None,
 ) -> TransferList:
-    """The transfers recorded with this event id (the caller's own, for owner keys)."""
-    intents = await ctx.service.store.transfers_by_event_id(event_id, limit=limit)
+    """The transfers recorded with this event id (the caller's own, for owner keys), in id
+    order, paged."""
+    # The store bounds an event's transfers (more is a 413), not a page: page here, by id.
+    intents = await ctx.service.store.transfers_by_event_id(event_id)
+    if cursor is not None:
+        after = parse_id(cursor)
+        intents = [i for i in intents if i.id > after]
     if not caller.is_admin:
         records = await ctx.accounts(
             [a for i in intents for a in (i.debit_account_id, i.credit_account_id)]
@@ -269,13 +278,16 @@ async def list_transfers_by_event(
                 for a in (i.debit_account_id, i.credit_account_id)
             )
         ]
+    more = len(intents) > limit
+    intents = intents[:limit]
     engine = {t.id: t for t in await ctx.service.get_transfers([i.id for i in intents])}
     latest = await ctx.service.store.current_status(i.id for i in intents)
     return TransferList(
         transfers=[
             transfer_out(ctx, engine=engine.get(i.id), intent=i, latest=latest.get(i.id))
             for i in intents
-        ]
+        ],
+        next_cursor=format_id(intents[-1].id) if more else None,
     )
 
 
