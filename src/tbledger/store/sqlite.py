@@ -13,8 +13,9 @@ Every connection is set up for a money log: foreign keys on; WAL journal with
 never see a transfer the store could lose); a busy timeout instead of immediate "database is
 locked" errors; and transactions begun by SQLAlchemy with an explicit ``BEGIN`` (the driver's own
 implicit transactions would leave reads and DDL outside them). Only one writer runs at a time, so
-audit seqs are assigned in commit order. An in-memory database (``sqlite://``) lives in one
-connection shared by every call; the `Store` serialises calls on it.
+audit seqs are assigned in commit order; within a process, calls take turns on one pooled
+connection rather than contending for SQLite's lock. An in-memory database (``sqlite://``) lives in
+one connection shared by every call; the `Store` serialises calls on it.
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ class SqliteBackend:
                 connect_args={**connect_args, "check_same_thread": False},
             )
         else:
+            # One connection, awaited in turn: SQLite has one writer, and a second connection of
+            # this process waiting for the write lock would sleep in SQLite's busy handler (1 to
+            # 100 ms naps), not in the event loop's queue. Readers lose little: every statement
+            # is in-process and short.
             engine = create_async_engine(
                 self._url,
-                pool_size=options.pool_connections_max,
+                pool_size=1,
                 max_overflow=0,
                 pool_timeout=options.statement_timeout_s,
                 connect_args=connect_args,
