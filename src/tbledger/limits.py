@@ -100,3 +100,9 @@ API_KEY_CACHE_TTL_S: Final = 2.0
 # Why: the rate limiter keeps one bucket per key in memory; bounding the table keeps a flood of
 # distinct (valid) keys from growing it without limit.
 API_RATE_BUCKETS_MAX: Final = 100_000
+
+# Why: a call's own deadline (queueing, store and engine together) is the engine request's
+# deadline plus this slack, so that when the engine is the slow part its request deadline fires
+# first and `outcome_unknown` is recorded before the caller hears of it; a call stuck behind
+# another group's request still answers within the deadline plus this.
+CALL_DEADLINE_SLACK_S: Final = 0.1

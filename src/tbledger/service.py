@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -56,7 +57,14 @@ from tbledger.errors import (
 )
 from tbledger.events import EventBus, LedgerEvent, LedgerEventName, Listener
 from tbledger.ids import format_id, parse_id
-from tbledger.limits import BATCH_EVENTS_MAX, STORE_PAGE_ROWS_MAX, U16_MAX, U32_MAX, U64_MAX
+from tbledger.limits import (
+    BATCH_EVENTS_MAX,
+    CALL_DEADLINE_SLACK_S,
+    STORE_PAGE_ROWS_MAX,
+    U16_MAX,
+    U32_MAX,
+    U64_MAX,
+)
 from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
 from tbledger.store import (
     AccountRecord,
@@ -894,6 +902,12 @@ class LedgerService:
                 own.append(intent)
             else:
                 claimed.append((intent, entry))
+        # The caller's deadline covers the whole call: queueing behind another group, the store
+        # and the engine. Past it the caller gets OutcomeUnknownError while the writer carries
+        # on; the ids stay claimed until the writer settles them, so a retry with the same id or
+        # key waits for that outcome instead of submitting the transfer again.
+        deadline = loop.time() + self._timeout_s + CALL_DEADLINE_SLACK_S
+        written: asyncio.Future[list[TransferResult]] | None = None
         try:
             if own and claimed and intents[0].chain_id is not None:
                 raise IdempotencyConflictError(
@@ -904,38 +918,75 @@ class LedgerService:
                 _check_same_request(intent, entry.intent)
             outcomes: dict[int, TransferResult] = {}
             if own:
+                written = self._enqueue(own)
                 # In order; a replayed key's result carries the original transfer's id.
-                for intent, result in zip(own, await self._enqueue(own), strict=True):
+                results = await _until(written, deadline, own)
+                for intent, result in zip(own, results, strict=True):
                     outcomes[intent.id] = result
                     futures[intent.id].set_result(result)
             for intent, entry in claimed:
-                outcomes[intent.id] = replace(await asyncio.shield(entry.future), replayed=True)
+                result = await _until(entry.future, deadline, [intent])
+                outcomes[intent.id] = replace(result, replayed=True)
             return [outcomes[i.id] for i in intents]
+        except OutcomeUnknownError as exc:
+            if written is not None and not written.done():
+                written.add_done_callback(functools.partial(self._release, own, futures))
+                futures = {}  # released by the writer, not here
+            else:
+                self._fail_claims(futures, exc)
+            raise
         except BaseException as exc:
-            for future in futures.values():
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # observed here; waiters re-raise it
+            self._fail_claims(futures, exc)
             raise
         finally:
-            for intent_id, future in futures.items():
-                entry = self._inflight.get(intent_id)
-                if entry is not None and entry.future is future:
-                    del self._inflight[intent_id]
+            self._unclaim(futures)
 
-    async def _enqueue(self, intents: list[TransferIntent]) -> list[TransferResult]:
+    def _release(
+        self,
+        own: list[TransferIntent],
+        futures: dict[int, asyncio.Future[TransferResult]],
+        written: asyncio.Future[list[TransferResult]],
+    ) -> None:
+        """The writer settled a call whose caller stopped waiting: hand the outcomes to anyone
+        waiting on the same ids, then release the claims."""
+        if written.cancelled() or written.exception() is not None:
+            failure = written.exception() or asyncio.CancelledError()
+            self._fail_claims(futures, failure)
+        else:
+            for intent, result in zip(own, written.result(), strict=True):
+                if not futures[intent.id].done():
+                    futures[intent.id].set_result(result)
+        self._unclaim(futures)
+
+    @staticmethod
+    def _fail_claims(
+        futures: dict[int, asyncio.Future[TransferResult]], exc: BaseException
+    ) -> None:
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # observed here; waiters re-raise it
+
+    def _unclaim(self, futures: dict[int, asyncio.Future[TransferResult]]) -> None:
+        for intent_id, future in futures.items():
+            entry = self._inflight.get(intent_id)
+            if entry is not None and entry.future is future:
+                del self._inflight[intent_id]
+
+    def _enqueue(self, intents: list[TransferIntent]) -> asyncio.Future[list[TransferResult]]:
         """Queue one call's intents for the writer; concurrent calls are written as one group.
 
         While the writer persists, submits and records one group, new calls queue; the next group
         takes every queued call that fits in one engine request. So concurrent single calls share
-        one INSERT, one engine request and one outcome INSERT (DESIGN §6).
+        one INSERT, one engine request and one outcome INSERT (DESIGN §6). The returned future is
+        settled by the writer; a caller that stops waiting does not stop the write.
         """
         future: asyncio.Future[list[TransferResult]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_observe)
         self._write_queue.append(_WriteCall(intents, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain_writes())
-        return await asyncio.shield(future)
+        return future
 
     async def _drain_writes(self) -> None:
         queue = self._write_queue
@@ -1700,6 +1751,23 @@ def _own_outcome(events: Sequence[AuditEvent]) -> AuditEvent | None:
 def _observe(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+async def _until(
+    future: asyncio.Future[_T], deadline: float, intents: Sequence[TransferIntent]
+) -> _T:
+    """Wait for `future` until the loop time `deadline`, never cancelling it; past the deadline,
+    `OutcomeUnknownError` naming the intents' transfers."""
+    remaining = deadline - asyncio.get_running_loop().time()
+    if not future.done():
+        await asyncio.wait({future}, timeout=max(0.0, remaining))
+    if not future.done():
+        raise OutcomeUnknownError(
+            "the deadline passed before the transfer's outcome was known; it may still be "
+            "applied: retry with the same id or idempotency key",
+            transfer_ids=[i.id for i in intents],
+        )
+    return future.result()
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:

@@ -18,6 +18,7 @@ import pytest
 import tigerbeetle as tb
 
 from tbledger.errors import CircuitOpenError, OutcomeUnknownError
+from tbledger.limits import CALL_DEADLINE_SLACK_S
 from tbledger.resilience import CircuitState
 from tbledger.service import LedgerService
 from tbledger.store import EventKind, TransferIntent
@@ -76,6 +77,41 @@ async def test_a_late_answer_raises_outcome_unknown_and_is_recorded_when_it_come
     assert len(await ledger.client.lookup_transfers([transfer_id])) == 1
     (bob,) = await ledger.client.lookup_accounts([book.bob])
     assert bob.credits_posted == 10
+
+
+async def test_a_call_queued_behind_a_stuck_request_answers_within_its_own_deadline(
+    ledger: Ledger,
+) -> None:
+    """The deadline covers the whole call, not each engine request: a call that waits behind
+    another group's stuck request gets OutcomeUnknownError in time (before, it waited for the
+    stuck request's deadline and then its own), and a retry with the same id afterwards finds
+    the one transfer instead of making a second."""
+    book = await funded(ledger)
+    gated = EngineWrapper(ledger.client)
+    deadline_s = 0.4
+    async with ledger.open_service(engine=gated, request_timeout_ms=400) as service:
+        gated.gate = asyncio.Event()  # requests hang until the gate opens
+        first = asyncio.create_task(
+            service.create_transfer(request(book.alice, book.bob, 1, transfer_id=tb.id()))
+        )
+        await asyncio.sleep(0.02)  # the writer is now stuck on the first call's request
+        second_id = tb.id()
+        started = time.monotonic()
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await service.create_transfer(request(book.alice, book.bob, 2, transfer_id=second_id))
+        waited = time.monotonic() - started
+        assert waited < deadline_s + CALL_DEADLINE_SLACK_S + 0.05
+        assert caught.value.transfer_ids == [second_id]
+        with pytest.raises(OutcomeUnknownError):
+            await first
+        gated.gate.set()
+        await wait_until(lambda: _last_is(service, second_id, "posted"), timeout_s=5)
+        retried = await service.create_transfer(
+            request(book.alice, book.bob, 2, transfer_id=second_id)
+        )
+        assert retried.ok
+        assert retried.replayed
+    assert len(await ledger.client.lookup_transfers([second_id])) == 1
 
 
 async def _last_is(service: LedgerService, transfer_id: int, kind: str) -> bool:
