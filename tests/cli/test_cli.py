@@ -8,23 +8,19 @@ command talks to the service over HTTP with ``--json``.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner, Result
 
 from tbledger.__main__ import main
-from tbledger.api import create_app
 from tbledger.cli import app
 from tbledger.config import Settings
+from tests.support.live_service import live_service
+from tests.support.tbserver import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,13 +32,6 @@ class Service:
     url: str
     database_url: str
     admin_key: str = ""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -68,34 +57,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("cli")
     database_url = f"sqlite:///{tmp / 'tbledger.db'}"
     settings = Settings(engine_url="memory://", database_url=database_url)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, background=False),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        assert thread.is_alive(), "the service stopped during start-up"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200 and server.started:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    try:
+    with live_service(settings, background=False) as url:
         yield Service(url, database_url)
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @pytest.fixture(scope="module")
@@ -213,9 +176,7 @@ def test_errors_exit_non_zero(admin: Service) -> None:
     bad_amount = api(admin, "transfer", "0x1", "0x2", "12,50", "--ledger", "USD")
     assert bad_amount.exit_code == 2
 
-    unreachable = run(
-        "balance", "0x1", env={"TBLEDGER_API_URL": f"http://127.0.0.1:{_free_port()}"}
-    )
+    unreachable = run("balance", "0x1", env={"TBLEDGER_API_URL": f"http://127.0.0.1:{free_port()}"})
     assert unreachable.exit_code == 1
     assert json.loads(unreachable.stdout)["error"]["code"] == "unreachable"
 

@@ -9,19 +9,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import socket
 import statistics
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
-from tbledger.api import create_app, mint_key
+from tbledger.api import mint_key
 from tbledger.config import Settings
 from tbledger.loadtest import (
     SATURATED,
@@ -42,6 +37,7 @@ from tbledger.loadtest import (
     run_loadtest,
 )
 from tbledger.store import Store
+from tests.support.live_service import live_service
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -247,13 +243,6 @@ class Service:
     admin_key: str
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def _admin_key(database_url: str) -> str:
     store = await Store.connect(database_url, migrate=True)
     try:
@@ -269,33 +258,8 @@ def service(tmp_path: Path) -> Iterator[Service]:
     database_url = f"sqlite:///{tmp_path / 'tbledger.db'}"
     token = asyncio.run(_admin_key(database_url))
     settings = Settings(engine_url="memory://", database_url=database_url)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=_free_port(),
-            log_level="warning",
-            lifespan="on",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.config.port}"
-    deadline = time.monotonic() + 20
-    while True:
-        assert thread.is_alive(), "the service stopped during start-up"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200 and server.started:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-    try:
+    with live_service(settings) as url:
         yield Service(url, token)
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 async def test_http_target(service: Service) -> None:
