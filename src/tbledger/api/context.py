@@ -138,7 +138,9 @@ def account_id_of(text: str, name: str = "account_id") -> int:
     return value
 
 
-def context_of(request: Request) -> ApiContext:
+async def context_of(request: Request) -> ApiContext:
+    # Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, which would
+    # cost every request a thread hop.
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -153,7 +155,7 @@ async def authenticate(
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     """The caller behind the request's key (401 if none is valid), rate limited (429)."""
-    ctx = context_of(request)
+    ctx: ApiContext = request.app.state.ctx
     token = bearer.credentials if bearer is not None else api_key
     principal = await ctx.keys.verify(token) if token else None
     if principal is None:
