@@ -1199,7 +1199,7 @@ class LedgerService:
         keep = [
             (i, r)
             for i, r in zip(intents, results, strict=True)
-            if (event := latest.get(i.id)) is None or event.kind in _NO_OUTCOME
+            if (event := latest.get(i.id)) is None or _says_nothing(event)
         ]
         return [i for i, _ in keep], [r for _, r in keep]
 
@@ -1737,10 +1737,17 @@ def _check_same_request(intent: TransferIntent, previous: TransferIntent) -> Non
         )
 
 
+def _says_nothing(event: AuditEvent) -> bool:
+    """True for an event that says nothing of what the engine did with the transfer: submitted,
+    outcome unknown, or refused by the open circuit before the engine saw it (recovery leaves
+    that one alone, as the caller was told; a retry with the same id or key submits it)."""
+    return event.kind in _NO_OUTCOME or event.detail.get("submitted") is False
+
+
 def _own_outcome(events: Sequence[AuditEvent]) -> AuditEvent | None:
     """The event that recorded the outcome of creating the transfer itself."""
     for event in events:
-        if event.kind in _NO_OUTCOME or event.kind is EventKind.EXPIRED:
+        if _says_nothing(event) or event.kind is EventKind.EXPIRED:
             continue
         if "by" in event.detail:
             continue  # a hold's resolution, recorded on the hold

@@ -335,4 +335,16 @@ async def test_an_intent_persisted_while_the_circuit_opened_is_failed_not_resubm
         report = await service.recover(grace_s=0)
         assert report.examined == 0
         assert counting.create_transfers_calls == 0
-    assert await ledger.client.lookup_transfers([transfer_id]) == []
+        assert await ledger.client.lookup_transfers([transfer_id]) == []
+        # The caller was told the circuit was open (retry later): a retry with the same id, once
+        # the circuit closes, submits the transfer once, instead of replaying the refusal.
+        service.breaker.record_success()
+        retried = await service.create_transfer(
+            request(book.alice, book.bob, 1, transfer_id=transfer_id)
+        )
+        assert (retried.status, retried.replayed) == ("created", True)
+        again = await service.create_transfer(
+            request(book.alice, book.bob, 1, transfer_id=transfer_id)
+        )
+        assert (again.status, again.replayed) == ("created", True)
+    assert len(await ledger.client.lookup_transfers([transfer_id])) == 1
