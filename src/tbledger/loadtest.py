@@ -63,7 +63,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol
 
-import httpx
+import aiohttp
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -686,7 +686,8 @@ async def _bounded(limit: int, jobs: Iterable[Awaitable[Any]]) -> list[Any]:
 
 
 class HttpTarget:
-    """A running tbledger service, reached with an admin key over one pooled HTTP client."""
+    """A running tbledger service, reached with an admin key over one pooled aiohttp session
+    (keep-alive, at most `connections` connections)."""
 
     def __init__(self, url: str, api_key: str, *, ledger: str, connections: int) -> None:
         self.url = url.rstrip("/")
@@ -694,41 +695,46 @@ class HttpTarget:
         self._api_key = api_key
         self._ledger = ledger
         self._connections = connections
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        limits = httpx.Limits(
-            max_connections=self._connections,
-            max_keepalive_connections=self._connections,
-            keepalive_expiry=HTTP_KEEPALIVE_S,
+        connector = aiohttp.TCPConnector(
+            limit=self._connections,
+            keepalive_timeout=HTTP_KEEPALIVE_S,
+            ttl_dns_cache=None,
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
+        self._http = aiohttp.ClientSession(
+            connector=connector,
             headers={"Authorization": f"Bearer {self._api_key}"},
-            limits=limits,
-            timeout=HTTP_TIMEOUT_S,
+            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
-        response = await self._get("/v1/balances", {"account_id": "0x1"})
-        if response.status_code in (401, 403):
-            raise RequestFailed(_http_kind(response), "the API key was refused (an admin key?)")
+        try:
+            answer = await self._get("/v1/balances", [("account_id", "0x1")])
+            if answer.status in (401, 403):
+                raise RequestFailed(answer.kind(), "the API key was refused (an admin key?)")
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> aiohttp.ClientSession:
         if self._http is None:
             raise RuntimeError("the target is not open")
         return self._http
 
-    async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+    async def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> _Answer:
         """A read, retried on transport errors (it changes nothing)."""
         for attempt in range(1, HTTP_READ_ATTEMPTS + 1):
             try:
-                return await self.http.get(path, params=params)
-            except httpx.TransportError:
+                async with self.http.get(self.url + path, params=params or None) as response:
+                    return _Answer(response.status, await response.read())
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
                 if attempt == HTTP_READ_ATTEMPTS:
                     raise
                 await asyncio.sleep(0.05 * attempt)
@@ -736,10 +742,11 @@ class HttpTarget:
 
     async def _post(self, path: str, body: Mapping[str, Any], key: str | None = None) -> Any:
         headers = {"Idempotency-Key": key} if key else None
-        response = await self.http.post(path, json=body, headers=headers)
-        if response.status_code not in (200, 201):
-            raise RequestFailed(_http_kind(response))
-        return response.json()
+        async with self.http.post(self.url + path, json=body, headers=headers) as response:
+            answer = _Answer(response.status, await response.read())
+        if answer.status not in (200, 201):
+            raise RequestFailed(answer.kind())
+        return answer.json()
 
     async def open_account(self, owner_id: str, *, merchant: bool) -> str:
         body = {
@@ -792,12 +799,12 @@ class HttpTarget:
         return _result_outcome(await self._post("/v1/transfers", body, key))
 
     async def _inspect_one(self, transfer_id: str) -> Inspection:
-        response = await self._get(f"/v1/transfers/{transfer_id}")
-        if response.status_code == 404:
+        answer = await self._get(f"/v1/transfers/{transfer_id}")
+        if answer.status == 404:
             return Inspection(transfer_id, in_engine=False)
-        if response.status_code != 200:
-            raise RequestFailed(_http_kind(response), f"GET /v1/transfers/{transfer_id}")
-        body = response.json()
+        if answer.status != 200:
+            raise RequestFailed(answer.kind(), f"GET /v1/transfers/{transfer_id}")
+        body = answer.json()
         return Inspection(
             transfer_id,
             in_engine=body.get("timestamp") is not None,
@@ -812,9 +819,9 @@ class HttpTarget:
         return await _bounded(limit, (self._inspect_one(t) for t in transfer_ids))
 
     async def _balances(self, ids: Sequence[str]) -> dict[str, Counters]:
-        response = await self._get("/v1/balances", {"account_id": list(ids)})
-        if response.status_code != 200:
-            raise RequestFailed(_http_kind(response), "GET /v1/balances")
+        answer = await self._get("/v1/balances", [("account_id", i) for i in ids])
+        if answer.status != 200:
+            raise RequestFailed(answer.kind(), "GET /v1/balances")
         return {
             str(b["account_id"]): Counters(
                 int(b["debits_posted"]),
@@ -822,7 +829,7 @@ class HttpTarget:
                 int(b["debits_pending"]),
                 int(b["credits_pending"]),
             )
-            for b in response.json()["balances"]
+            for b in answer.json()["balances"]
         }
 
     async def counters(self, account_ids: Sequence[str]) -> dict[str, Counters]:
@@ -833,12 +840,23 @@ class HttpTarget:
         return {k: v for page in pages for k, v in page.items()}
 
 
-def _http_kind(response: httpx.Response) -> str:
-    try:
-        code = response.json()["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return str(response.status_code)
-    return f"{response.status_code} {code}"
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An HTTP response, read in full: its status and body."""
+
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def kind(self) -> str:
+        """How an error answer is counted: the status and the API's error code, if any."""
+        try:
+            code = self.json()["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            return str(self.status)
+        return f"{self.status} {code}"
 
 
 def _result_outcome(answer: Any) -> Outcome:

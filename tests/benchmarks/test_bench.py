@@ -122,6 +122,11 @@ def test_figures_that_need_no_server_are_measured(quick_run: tuple[Path, float, 
     assert http["unit"] == "requests/s"
     assert http["baseline"] == "library.concurrent"
     assert http["extra"]["runs"][0]["errors"] == 0
+    load = http["extra"]["runs"][0]
+    assert load["client"].startswith("aiohttp ")
+    assert load["client_processes"] == len(load["client_cpu_cores"]) == 1
+    assert load["client_cpu_cores_total"] > 0
+    assert "aiohttp" in sections["http"]["settings"]["load_client"]
     batch = figure("http", "batch.1000")
     assert batch["baseline"] == "library.batch.1000" and batch["ratio"] > 0
     baseline = sections["baseline"]
@@ -154,6 +159,8 @@ def test_docs_render_tables_and_images(quick_run: tuple[Path, float, str]) -> No
         assert title in text
     assert "| figure | value | unit | min - max | baseline | ratio |" in text
     assert "| ratio (this run) | value | target | verdict |" in text
+    assert "load clients: aiohttp" in text
+    assert "single.p1: " in text and "1 client process (" in text
     for file_name in _results(out)["charts"].values():
         assert f"](images/{file_name})" in text
         assert (out / "docs" / "images" / file_name).stat().st_size > 1000

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tbledger.api import mint_key
@@ -32,12 +33,14 @@ from tbledger.loadtest import (
     Outcome,
     Recorder,
     Report,
+    RequestFailed,
     arrival_offsets,
     build_plan,
     run_loadtest,
 )
 from tbledger.store import Store
 from tests.support.live_service import live_service
+from tests.support.tbserver import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -277,3 +280,27 @@ async def test_http_target_refuses_a_bad_key(service: Service) -> None:
     target = HttpTarget(service.url, "tbl_nope_nope", ledger="USD", connections=4)
     with pytest.raises(Exception, match="API key"):
         await run_loadtest(target, config)
+
+
+async def test_http_target_counts_errors_by_status_and_code(service: Service) -> None:
+    target = HttpTarget(service.url, service.admin_key, ledger="USD", connections=4)
+    await target.open()
+    try:
+        with pytest.raises(RequestFailed) as missing:
+            await target.transfer("0x1", "0x2", 100, "lt-test-1")
+        assert missing.value.kind == "404 account_not_found"
+        with pytest.raises(RequestFailed) as invalid:
+            await target.hold("0xzz", "0x2", 100, "lt-test-2")
+        assert invalid.value.kind == "422 invalid_input"
+    finally:
+        await target.close()
+
+
+async def test_an_unreachable_service_fails_by_exception_type() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    target = HttpTarget(url, "tbl_nope_nope", ledger="USD", connections=4)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await target.open()
+    # A failed open leaves nothing open behind it.
+    with pytest.raises(RuntimeError, match="not open"):
+        _ = target.http

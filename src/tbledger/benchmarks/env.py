@@ -304,6 +304,7 @@ def versions() -> dict[str, Any]:
             "fastapi",
             "uvicorn",
             "httpx",
+            "aiohttp",
             "asyncpg",
             "sqlalchemy",
             "pydantic",

@@ -4,15 +4,17 @@ The server (`tbledger.benchmarks.server`) runs the app over the twin in memory w
 trail in PostgreSQL (a fresh schema; SQLite when there is no PostgreSQL), in its own process, so
 that it does not share the GIL with the clients. It is measured with:
 
-* single-transfer requests (``POST /v1/transfers``): a closed loop of K keep-alive httpx
-  connections, each sending its next request when the last one is answered, spread over one or
-  more client processes (`tbledger.benchmarks.loadclient`), for a fixed window after a warm-up;
-  requests/s counts the 201s answered inside the window. The server's and the clients' CPU time
-  over the window say which side is the bottleneck;
+* single-transfer requests (``POST /v1/transfers``): a closed loop of K keep-alive connections
+  (aiohttp, on uvloop when installed), each sending its next request when the last one is
+  answered, spread over one or more client processes (`tbledger.benchmarks.loadclient`), for a
+  fixed window after a warm-up; requests/s counts the 201s answered inside the window. The
+  server's and the clients' CPU time over the window say which side is the bottleneck (the
+  clients' CPU per request is a small fraction of the server's, so the figures measure the
+  server);
 * latency percentiles at several K (closed loop: the offered rate is what the server sustains);
 * the batch endpoint (``POST /v1/transfers/batch``) with batches of 1000 and 8189, one request
   after another on one connection (and on two, to overlap the client's work with the server's);
-  bodies are encoded before the timed region.
+  bodies are encoded before the timed region, and sent with aiohttp from this process.
 
 The library path, in this process, in the same rounds: ``LedgerService`` over the twin in memory
 with the audit trail in the same database, ``create_transfer`` from K concurrent tasks and
@@ -37,10 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from tbledger.benchmarks.common import BenchmarkError, Figure, Section, split, uniform_pairs
 from tbledger.benchmarks.context import Context
+from tbledger.benchmarks.loadclient import event_loop, session
 from tbledger.benchmarks.workbench import (
     TWIN_MEMORY,
     Run,
@@ -212,6 +216,19 @@ class LoadResult:
     processes: int
     connections: int
     error_sample: list[str]
+    client: str = ""  # the HTTP client library and event loop of the load-client processes
+
+    @property
+    def client_cpu_total(self) -> float:
+        """CPU of all the client processes together, in cores."""
+        return sum(self.client_cpu)
+
+    @property
+    def client_to_server_cpu(self) -> float | None:
+        """The clients' CPU over the server's, over the same window."""
+        if not self.server_cpu:
+            return None
+        return self.client_cpu_total / self.server_cpu
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -224,10 +241,17 @@ class LoadResult:
             "server_waiting_for_cpu": self.server_waiting,
             "events_per_engine_request": self.events_per_engine_request,
             "client_cpu_cores": self.client_cpu,
+            "client_cpu_cores_total": self.client_cpu_total,
+            "client_to_server_cpu": self.client_to_server_cpu,
+            "client_cpu_us_per_request": (
+                self.client_cpu_total / self.requests_per_s * 1e6 if self.requests_per_s else None
+            ),
             "machine_busy_fraction": self.machine_busy,
             "client_processes": self.processes,
+            "client": self.client,
             "connections": self.connections,
             "error_sample": self.error_sample,
+            "bottleneck": self.bottleneck,
         }
 
     @property
@@ -390,6 +414,7 @@ def closed_loop(
         processes=len(shares),
         connections=connections,
         error_sample=[e for r in results for e in r["error_sample"]][:3],
+        client=", ".join(sorted({f"{r['client']} on {r['event_loop']}" for r in results})),
     )
 
 
@@ -398,46 +423,51 @@ def closed_loop(
 
 async def batch_run(
     server: Server, rng: random.Random, size: int, total: int, streams: int
-) -> tuple[float, int, float | None]:
+) -> tuple[float, int, float | None, float]:
     """Batches of `size` to ``POST /v1/transfers/batch`` on `streams` connections, one request
-    after another on each: (transfers/s, transfers, server CPU cores over the run)."""
+    after another on each: (transfers/s, transfers, server CPU cores over the run, this
+    process's (the client's) CPU cores over the run)."""
     calls = max(streams, total // size)
     bodies = []
     for _ in range(calls):
         items = [json.loads(b) for b in _bodies(rng, server.account_ids, size)]
         bodies.append(json.dumps({"transfers": items}, separators=(",", ":")).encode())
     tail = f'"created":{size},"failed":0}}'.encode()
-    headers = {"authorization": f"Bearer {server.token}", "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
-    async with httpx.AsyncClient(
-        base_url=server.url, headers=headers, limits=limits, timeout=300.0
-    ) as client:
-        # One small request first, so that the connections are open before the timed region.
-        await asyncio.gather(*(client.get("/healthz") for _ in range(streams)))
+    async with session(server.url, server.token, streams, 300.0) as client:
+        # One small request per connection first, so that they are open before the timed region.
+        async def open_one() -> None:
+            async with client.get("/healthz") as response:
+                await response.read()
+
+        await asyncio.gather(*(open_one() for _ in range(streams)))
 
         async def stream(share: list[bytes]) -> None:
             for body in share:
-                response = await client.post("/v1/transfers/batch", content=body)
-                if response.status_code != 200:
+                async with client.post("/v1/transfers/batch", data=body) as response:
+                    status = response.status
+                    content = await response.read()
+                if status != 200:
                     raise BenchmarkError(
-                        f"batch of {size}: HTTP {response.status_code}: {response.text[:300]}"
+                        f"batch of {size}: HTTP {status}: {content[:300].decode(errors='replace')}"
                     )
-                if not response.content.endswith(tail):
-                    outcome = response.json()
+                if not content.endswith(tail):
+                    outcome = json.loads(content)
                     raise BenchmarkError(
                         f"batch of {size}: {outcome.get('created')} created, "
                         f"{outcome.get('failed')} failed"
                     )
 
         cpu_before = process_cpu_s(server.pid)
+        own_before = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(stream(share) for share in split(bodies, streams)))
         seconds = time.perf_counter() - start
+        own_cpu = (time.process_time() - own_before) / seconds
         cpu_after = process_cpu_s(server.pid)
     cpu = None
     if cpu_before is not None and cpu_after is not None:
         cpu = (cpu_after - cpu_before) / seconds
-    return calls * size / seconds, calls * size, cpu
+    return calls * size / seconds, calls * size, cpu, own_cpu
 
 
 # -- profile --------------------------------------------------------------------------------------
@@ -503,6 +533,8 @@ async def run_http(ctx: Context) -> Section:
         "server": "uvicorn, 1 process, app over the twin in memory, audit trail in "
         + ("PostgreSQL (a fresh schema)" if store_kind == "postgresql" else "SQLite (a file)"),
         "uvicorn_loop_http": "auto (uvloop and httptools when installed, else asyncio and h11)",
+        "load_client": f"aiohttp {aiohttp.__version__} on {event_loop()}, keep-alive "
+        "(one ClientSession per client process, TCPConnector(limit=its connections))",
         "accounts": plan.http_accounts,
         "connections": k,
         "client_processes": list(plan.http_client_processes),
@@ -642,12 +674,13 @@ async def _measure(
             figure.extra["bottleneck"] = load.bottleneck
         for (size, streams), figure in batch.items():
             ctx.steps(f"http: batches of {size}, {streams} connection(s), {step}")
-            rate, sent, cpu = await batch_run(
+            rate, sent, cpu, client_cpu = await batch_run(
                 server, rng, size, max(size, plan.http_batch_transfers), streams
             )
             figure.runs.append(rate)
             figure.params["transfers_per_run"] = sent
             figure.extra.setdefault("server_cpu_cores", []).append(cpu)
+            figure.extra.setdefault("client_cpu_cores", []).append(client_cpu)
             if cpu is not None:
                 figure.extra.setdefault("server_cpu_us_per_transfer", []).append(cpu / rate * 1e6)
     for size in plan.http_latency_connections:
@@ -758,21 +791,55 @@ def _ratios_and_notes(ctx: Context, section: Section) -> None:
             f"bottleneck of the best single-transfer run ({best.key}): "
             f"{best.extra.get('bottleneck')}"
         )
+    load_client = section.settings.get("load_client")
+    if load_client:
+        section.notes.append(
+            f"load clients: {load_client}; each single-transfer and latency run below gives the "
+            "number of client processes, their CPU and its ratio to the server's CPU over the "
+            "same window (a client side well under the server's means the server is measured)"
+        )
     for figure in section.figures:
+        run: dict[str, Any] | None = None
         if figure.key.startswith("single.") and figure.extra.get("runs"):
-            middle = figure.extra["runs"][len(figure.extra["runs"]) // 2]
-            waiting = middle.get("server_waiting_for_cpu")
-            group = middle.get("events_per_engine_request")
+            run = figure.extra["runs"][len(figure.extra["runs"]) // 2]
+        elif figure.key.startswith("latency.") and "client_cpu_cores" in figure.extra:
+            run = figure.extra
+        if run is not None:
+            section.notes.append(_load_note(figure.key, run))
+    for figure in section.figures:
+        clients = figure.extra.get("client_cpu_cores")
+        servers = figure.extra.get("server_cpu_cores")
+        if figure.key.startswith("batch.") and clients and servers:
             section.notes.append(
-                f"{figure.key}: server {_cores(middle['server_cpu_cores'])} (runnable but "
-                f"waiting for a CPU {_share(waiting)} of the window; "
-                f"{'?' if group is None else f'{group:.1f}'} transfers per engine request), "
-                "clients "
-                + ", ".join(_cores(c) for c in middle["client_cpu_cores"])
-                + f", whole machine {_share(middle['machine_busy_fraction'])} busy "
-                f"({os.cpu_count()} cores); p50 {middle['latency_ms']['p50']:.1f} ms, p99 "
-                f"{middle['latency_ms']['p99']:.1f} ms"
+                f"{figure.key}: server {_cores(_median(servers))}, client (this process) "
+                f"{_cores(_median(clients))}"
             )
+
+
+def _load_note(key: str, run: dict[str, Any]) -> str:
+    waiting = run.get("server_waiting_for_cpu")
+    group = run.get("events_per_engine_request")
+    processes = run.get("client_processes", len(run["client_cpu_cores"]))
+    total = run.get("client_cpu_cores_total", sum(run["client_cpu_cores"]))
+    versus = run.get("client_to_server_cpu")
+    per_request = run.get("client_cpu_us_per_request")
+    return (
+        f"{key}: {run['requests_per_s']:,.0f} requests/s; server {_cores(run['server_cpu_cores'])} "
+        f"(runnable but waiting for a CPU {_share(waiting)} of the window; "
+        f"{'?' if group is None else f'{group:.1f}'} transfers per engine request); "
+        f"{processes} client process{'es' if processes != 1 else ''} "
+        f"({', '.join(_cores(c) for c in run['client_cpu_cores'])}; {_cores(total)} in all, "
+        f"{_share(versus)} of the server's CPU, "
+        f"{'?' if per_request is None else f'{per_request:,.0f}'} us per request); whole "
+        f"machine {_share(run['machine_busy_fraction'])} busy ({os.cpu_count()} cores); p50 "
+        f"{run['latency_ms']['p50']:.1f} ms, p99 {run['latency_ms']['p99']:.1f} ms; bottleneck: "
+        f"{run.get('bottleneck', '?')}"
+    )
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def best_single(section: Section) -> Figure | None:

@@ -427,7 +427,8 @@ def render_docs(results: dict[str, Any], out: Path, docs: Path) -> Path:
         f"{versions.get('tigerbeetle')}, FastAPI {versions.get('fastapi')}, uvicorn "
         f"{versions.get('uvicorn')} (uvloop {versions.get('uvloop') or 'not installed'}, "
         f"httptools {versions.get('httptools') or 'not installed'}), "
-        f"asyncpg {versions.get('asyncpg')}",
+        f"asyncpg {versions.get('asyncpg')}, load clients aiohttp "
+        f"{versions.get('aiohttp') or 'not installed'}",
     ]
     server = results.get("tigerbeetle_server", {})
     if server.get("available"):
