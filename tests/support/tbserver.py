@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from tbledger.benchmarks.env import start_replica as local_replica
 
 CLUSTER_ID = 0
 
@@ -45,55 +43,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"tigerbeetle exited early with code {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"tigerbeetle did not listen on port {port} within {timeout_s}s")
-
-
 @contextlib.contextmanager
 def start_replica(binary: str, *, cluster_id: int = CLUSTER_ID) -> Iterator[RealServer]:
     """Format a fresh data file in a temporary folder and run one replica on loopback."""
-    folder = tempfile.mkdtemp(prefix="tbledger-tb-")
-    data_file = os.path.join(folder, f"{cluster_id}_0.tigerbeetle")
-    log_path = os.path.join(folder, "replica.log")
-    try:
-        subprocess.run(
-            [
-                binary,
-                "format",
-                f"--cluster={cluster_id}",
-                "--replica=0",
-                "--replica-count=1",
-                data_file,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [binary, "start", f"--addresses=127.0.0.1:{port}", data_file],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            _wait_listening(port, process, timeout_s=60)
-            yield RealServer(addresses=f"127.0.0.1:{port}", cluster_id=cluster_id)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with local_replica(binary, cluster_id, prefix="tbledger-tb-") as address:
+        yield RealServer(addresses=address, cluster_id=cluster_id)
 
 
 @contextlib.contextmanager

@@ -169,9 +169,12 @@ def server_version(binary: str) -> str:
 
 
 @contextlib.contextmanager
-def _replica(binary: str, cluster_id: int) -> Iterator[str]:
-    """Format a fresh data file in a temporary folder and run one replica on loopback."""
-    folder = tempfile.mkdtemp(prefix="tbledger-bench-tb-")
+def start_replica(
+    binary: str, cluster_id: int, *, prefix: str = "tbledger-bench-tb-"
+) -> Iterator[str]:
+    """Format a fresh data file in a temporary folder and run one replica on loopback, in
+    production mode (never --development); yield its address. The test suite uses it too."""
+    folder = tempfile.mkdtemp(prefix=prefix)
     data_file = os.path.join(folder, f"{cluster_id}_0.tigerbeetle")
     try:
         subprocess.run(
@@ -239,7 +242,7 @@ def real_server(options: BenchOptions) -> Iterator[RealServer]:
         return
     version = server_version(binary)
     try:
-        replica = _replica(binary, options.tigerbeetle_cluster_id)
+        replica = start_replica(binary, options.tigerbeetle_cluster_id)
         where = replica.__enter__()
     except Exception as exc:
         yield RealServer(None, reason=f"could not start {binary}: {exc}")
