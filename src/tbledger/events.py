@@ -63,6 +63,11 @@ class EventBus:
 
         return off
 
+    @property
+    def listening(self) -> bool:
+        """True if any listener is subscribed (a writer skips building events otherwise)."""
+        return any(self._listeners.values())
+
     def emit(self, events: list[LedgerEvent]) -> None:
         """Deliver events: sync listeners now, async ones as tasks (awaited by `drain`)."""
         for event in events:
