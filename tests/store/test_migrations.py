@@ -17,15 +17,39 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tbledger.errors import ConfigurationError, StoreUnavailableError
+from tbledger.errors import ConfigurationError, StoreError, StoreUnavailableError
 from tbledger.store import DEFAULT_APP_ROLE, StoreOptions, downgrade, upgrade, upgrade_sync
 from tbledger.store.connect import open_backend
 from tbledger.store.migrate import alembic_config
-from tbledger.store.tables import metadata
+from tbledger.store.tables import accounts, audit_events, metadata, transfers
 from tests.store.conftest import BACKENDS, sqlite_url
 from tests.support.database import SessionDatabase
 
 TABLES = {"accounts", "transfers", "audit_events", "api_keys"}
+AUDIT_FOREIGN_KEYS = ["fk_audit_events_account_id", "fk_audit_events_transfer_id"]
+TRANSFER_ROW: dict[str, Any] = {
+    "id": 1,
+    "debit_account_id": 2,
+    "credit_account_id": 3,
+    "amount": 10,
+    "pending_id": 0,
+    "user_data_128": 0,
+    "user_data_64": 0,
+    "user_data_32": 0,
+    "timeout": 0,
+    "ledger": 1,
+    "code": 1,
+    "flags": 0,
+    "timestamp": 0,
+    "metadata": {},
+}
+ACCOUNT_ROW: dict[str, Any] = {
+    "id": 2,
+    "account_type": "user",
+    "ledger": 1,
+    "code": 1,
+    "metadata": {},
+}
 
 
 @dataclass
@@ -101,6 +125,64 @@ async def test_downgrade_to_base_and_up_again(target: Target) -> None:
     assert await target.revision() is None
     await target.upgrade()
     assert await target.tables() == TABLES | {"alembic_version"}
+
+
+async def foreign_keys(target: Target) -> list[str]:
+    async with target.engine.connect() as conn:
+        found = await conn.run_sync(lambda c: sa.inspect(c).get_foreign_keys("audit_events"))
+    return sorted(str(fk["name"]) for fk in found)
+
+
+async def insert_event(target: Target, **values: Any) -> int:
+    async with target.engine.begin() as conn:
+        statement = audit_events.insert().values(detail={}, **values).returning(audit_events.c.seq)
+        return int((await conn.execute(statement)).scalar_one())
+
+
+async def test_0004_drops_the_audit_foreign_keys_and_its_downgrade_restores_them(
+    target: Target,
+) -> None:
+    await target.upgrade(revision="0003")
+    assert await foreign_keys(target) == AUDIT_FOREIGN_KEYS
+    async with target.engine.begin() as conn:
+        await conn.execute(transfers.insert().values(TRANSFER_ROW))
+        await conn.execute(accounts.insert().values(ACCOUNT_ROW))
+    first = await insert_event(target, transfer_id=1, kind="submitted")
+    await insert_event(target, account_id=2, kind="account_created")
+    if target.kind == "sqlite":
+        # A seq handed out above the last row (never, since events are not deleted, but the
+        # counter is what AUTOINCREMENT promises) must survive the table's rebuild.
+        async with target.engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'audit_events'")
+            )
+
+    await target.upgrade()
+    assert await foreign_keys(target) == []
+    orphan = await insert_event(target, transfer_id=99, kind="posted")
+    assert orphan == (1001 if target.kind == "sqlite" else first + 2)
+    async with target.engine.connect() as conn:
+        seqs = (await conn.execute(sa.select(audit_events.c.seq))).scalars().all()
+    assert sorted(seqs) == [first, first + 1, orphan]
+    # SQLite rebuilt the table: its CHECK constraints and append-only triggers are still there.
+    with pytest.raises(sa.exc.IntegrityError):
+        await insert_event(target, transfer_id=1, kind="bogus")
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        async with target.engine.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM audit_events"))
+
+    # Back with the foreign keys: every existing event is checked, so the orphan refuses it.
+    with pytest.raises(StoreError):
+        await downgrade(target.url, "0003", schema=target.schema)
+    assert await target.revision() == head()
+    assert await foreign_keys(target) == []
+    async with target.engine.begin() as conn:
+        await conn.execute(transfers.insert().values({**TRANSFER_ROW, "id": 99}))
+    await downgrade(target.url, "0003", schema=target.schema)
+    assert await target.revision() == "0003"
+    assert await foreign_keys(target) == AUDIT_FOREIGN_KEYS
+    with pytest.raises(sa.exc.IntegrityError):
+        await insert_event(target, transfer_id=100, kind="posted")
 
 
 async def test_sqlite_has_the_append_only_triggers(tmp_path: Path) -> None:
