@@ -106,3 +106,8 @@ API_RATE_BUCKETS_MAX: Final = 100_000
 # first and `outcome_unknown` is recorded before the caller hears of it; a call stuck behind
 # another group's request still answers within the deadline plus this.
 CALL_DEADLINE_SLACK_S: Final = 0.1
+
+# Why: the service's writer persists one group of calls' intents while up to three earlier groups
+# are with the engine or having their outcomes recorded; more groups in flight shrink each group
+# (less batching) and hold more store connections without making the engine any faster.
+WRITE_GROUPS_IN_FLIGHT_MAX: Final = 4

@@ -66,6 +66,7 @@ from tbledger.limits import (
     U16_MAX,
     U32_MAX,
     U64_MAX,
+    WRITE_GROUPS_IN_FLIGHT_MAX,
 )
 from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
 from tbledger.store import (
@@ -292,9 +293,11 @@ class LedgerService:
         # Transfers submitted by this process and not yet resolved: a replay of the same id or
         # idempotency key waits for the original instead of submitting it a second time.
         self._inflight: dict[int, _Inflight] = {}
-        # Calls waiting for the writer (`_enqueue`), and the writer task itself.
+        # Calls waiting for a writer (`_enqueue`); the writer tasks; whether one of them is
+        # taking a group or persisting its intents (the next group waits for that step only).
         self._write_queue: collections.deque[_WriteCall] = collections.deque()
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
+        self._persisting = False
         self._account_sides: dict[int, NormalSide] = {}
         self._control_accounts: dict[int, int] = {}
         self._engine_now_ns = 0
@@ -975,36 +978,70 @@ class LedgerService:
     def _enqueue(
         self, intents: list[TransferIntent], future: asyncio.Future[list[TransferResult]]
     ) -> None:
-        """Queue one call's intents for the writer; concurrent calls are written as one group.
+        """Queue one call's intents for a writer; concurrent calls are written as one group.
 
-        While the writer persists, submits and records one group, new calls queue; the next group
-        takes every queued call that fits in one engine request. So concurrent single calls share
-        one INSERT, one engine request and one outcome INSERT (DESIGN §6). `future` is settled by
-        the writer; a caller that stops waiting does not stop the write.
+        A writer takes every queued call that fits in one engine request, persists the group's
+        intents in one INSERT, submits them as one engine request and records the outcomes in
+        one INSERT (DESIGN §6). Groups are pipelined: once a group's intents are persisted, the
+        next group may start persisting while this one is with the engine (at most
+        WRITE_GROUPS_IN_FLIGHT_MAX groups in flight). `future` is settled by the writer; a caller
+        that stops waiting does not stop the write.
         """
         self._write_queue.append(_WriteCall(intents, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain_writes())
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        """Start a writer for the queue unless one is already taking or persisting a group."""
+        if self._persisting or not self._write_queue:
+            return
+        if len(self._writers) >= WRITE_GROUPS_IN_FLIGHT_MAX:
+            return  # a writer finishing its group looks at the queue again
+        self._persisting = True
+        task = asyncio.create_task(self._drain_writes())
+        self._writers.add(task)
+        task.add_done_callback(self._writer_done)
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        self._writers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a transfer writer failed", exc_info=task.exception())
+        self._start_writer()
+
+    def _persisted(self, stage: _Stage | None) -> None:
+        """A writer's intents are persisted (or failed to be): the next group may start."""
+        if stage is None or stage.persisted:
+            return
+        stage.persisted = True
+        self._persisting = False
+        self._start_writer()
 
     async def _drain_writes(self) -> None:
+        """Write one group of queued calls (a writer per group; see `_enqueue`)."""
         queue = self._write_queue
-        audit = self.settings.audit
-        while queue:
+        stage = _Stage()
+        try:
             call = queue.popleft()
-            group = [call]
-            size = len(call.intents)
-            while queue and size + len(queue[0].intents) <= BATCH_EVENTS_MAX:
-                call = queue.popleft()
-                size += len(call.intents)
-                group.append(call)
-            if not audit:
+        except IndexError:
+            self._persisted(stage)
+            return
+        group = [call]
+        size = len(call.intents)
+        while queue and size + len(queue[0].intents) <= BATCH_EVENTS_MAX:
+            call = queue.popleft()
+            size += len(call.intents)
+            group.append(call)
+        try:
+            if not self.settings.audit:
+                self._persisted(stage)  # nothing to persist
                 await self._write_group_unaudited(group)
             elif len(group) == 1:
-                await _settle(group[0].future, self._write_isolated(group[0].intents))
+                await _settle(group[0].future, self._write_isolated(group[0].intents, stage))
             else:
-                await self._write_group(group)
+                await self._write_group(group, stage)
+        finally:
+            self._persisted(stage)
 
-    async def _write_group(self, group: list[_WriteCall]) -> None:
+    async def _write_group(self, group: list[_WriteCall], stage: _Stage) -> None:
         """Several calls' intents as one INSERT, one engine request and one outcome INSERT."""
         intents = [i for call in group for i in call.intents]
         try:
@@ -1012,12 +1049,13 @@ class LedgerService:
         except DuplicateRecordError:
             # A call in the group replays a stored id or key: settle each call on its own.
             for call in group:
-                await _settle(call.future, self._write_isolated(call.intents))
+                await _settle(call.future, self._write_isolated(call.intents, stage))
             return
         except Exception as exc:
             for call in group:
                 _fail(call.future, exc)
             return
+        self._persisted(stage)
         try:
             results = await self._submit(intents)
         except Exception as exc:
@@ -1050,9 +1088,12 @@ class LedgerService:
             )
         _hand_out(group, results)
 
-    async def _write_isolated(self, intents: list[TransferIntent]) -> list[TransferResult]:
+    async def _write_isolated(
+        self, intents: list[TransferIntent], stage: _Stage | None = None
+    ) -> list[TransferResult]:
         """One call on its own: persist (telling replays apart), submit, record."""
         fresh, replays = await self._persist(intents)
+        self._persisted(stage)
         outcomes: dict[int, TransferResult] = {}
         if fresh:
             if len(fresh) == len(intents):
@@ -1800,6 +1841,13 @@ class _Inflight:
     intent: TransferIntent
     future: asyncio.Future[list[TransferResult]]
     index: int
+
+
+@dataclass(slots=True)
+class _Stage:
+    """Where one writer is: `persisted` once its group's intents are in the store."""
+
+    persisted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
