@@ -185,6 +185,42 @@ async def test_0004_drops_the_audit_foreign_keys_and_its_downgrade_restores_them
         await insert_event(target, transfer_id=100, kind="posted")
 
 
+PARTIAL_INDEXES = {
+    "ix_audit_events_account_id": ("audit_events", "account_id"),
+    "ix_transfers_chain_id": ("transfers", "chain_id"),
+    "ix_transfers_event_id": ("transfers", "event_id"),
+    "ix_transfers_payment_id": ("transfers", "payment_id"),
+}
+
+
+async def index_definitions(target: Target) -> dict[str, str]:
+    """Each index of PARTIAL_INDEXES with its SQL definition, as the database reports it."""
+    names = list(PARTIAL_INDEXES)
+    async with target.engine.connect() as conn:
+        if target.kind == "sqlite":
+            query = sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+            rows = (await conn.execute(query)).all()
+        else:
+            query = sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :schema")
+            rows = (await conn.execute(query, {"schema": target.schema})).all()
+    return {str(name): str(sql) for name, sql in rows if name in names}
+
+
+async def test_0005_makes_the_optional_column_indexes_partial(target: Target) -> None:
+    await target.upgrade(revision="0004")
+    before = await index_definitions(target)
+    assert sorted(before) == sorted(PARTIAL_INDEXES)
+    assert not any("WHERE" in sql.upper() for sql in before.values())
+    await target.upgrade()
+    after = await index_definitions(target)
+    assert sorted(after) == sorted(PARTIAL_INDEXES)
+    for name, (_, column) in PARTIAL_INDEXES.items():
+        assert "WHERE" in after[name].upper() and "NOT NULL" in after[name].upper(), after[name]
+        assert column in after[name]
+    await downgrade(target.url, "0004", schema=target.schema)
+    assert not any("WHERE" in sql.upper() for sql in (await index_definitions(target)).values())
+
+
 async def test_sqlite_has_the_append_only_triggers(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "t.db")
     await upgrade(url)
