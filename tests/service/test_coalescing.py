@@ -11,8 +11,9 @@ import asyncio
 
 from tbledger.errors import InsufficientBalanceError
 from tbledger.service import LedgerService, TransferResult
+from tbledger.store import EventKind
 from tests.service.conftest import Ledger
-from tests.service.helpers import EngineWrapper, deposit, open_book, request
+from tests.service.helpers import EngineWrapper, deposit, one_store, open_book, request
 
 CALLS = 1000
 
@@ -85,3 +86,60 @@ async def test_coalesced_callers_get_their_own_refusals(ledger: Ledger) -> None:
     assert (len(ok), len(refused)) == (5, 3)
     assert all(e.requested == 10 for e in refused)
     assert (await ledger.service.get_balance(book.bob)).posted == 50
+
+
+@one_store
+async def test_without_the_audit_trail_concurrent_calls_are_coalesced_too(ledger: Ledger) -> None:
+    book = await open_book(ledger.service)
+    await deposit(ledger.service, book, book.alice, 10 * CALLS)
+    async with ledger.open_service(audit=False) as service:
+        results = await asyncio.gather(
+            *(service.create_transfer(request(book.alice, book.bob, 1)) for _ in range(CALLS))
+        )
+        assert all(r.status == "created" for r in results)
+        assert len({r.id for r in results}) == CALLS
+        stats = service.batcher.stats
+        assert stats.events == CALLS
+        if not (stats.requests <= CALLS // 2 and stats.events_per_request > 1):
+            raise NotCoalescedError(
+                f"{CALLS} calls without audit took {stats.requests} engine requests"
+            )
+    assert (await ledger.service.get_balance(book.bob)).posted == CALLS
+
+
+async def test_the_next_group_is_persisted_while_the_last_one_is_with_the_engine(
+    ledger: Ledger,
+) -> None:
+    """Write groups are pipelined: a call that arrives while an earlier group waits for the
+    engine has its intent persisted (and audited as submitted) before that group returns, and
+    both groups complete in order of their own outcomes."""
+    book = await open_book(ledger.service)
+    await deposit(ledger.service, book, book.alice, 100)
+    held = EngineWrapper(ledger.client)
+    held.gate = asyncio.Event()
+    async with ledger.open_service(engine=held) as service:
+        first = asyncio.ensure_future(
+            service.create_transfer(request(book.alice, book.bob, 3, transfer_id=0xF1))
+        )
+        while held.create_transfers_calls == 0:
+            await asyncio.sleep(0.001)
+        # The first group is with the engine (held at the gate); a second call comes in.
+        second = asyncio.ensure_future(
+            service.create_transfer(request(book.alice, book.bob, 4, transfer_id=0xF2))
+        )
+        for _ in range(200):
+            if await ledger.store.get_intent(0xF2) is not None:
+                break
+            await asyncio.sleep(0.005)
+        # Persisted while the first group is still in flight: the pipeline did not wait.
+        assert not first.done()
+        assert await ledger.store.get_intent(0xF2) is not None
+        audit = await service.get_transfer_audit(0xF2)
+        assert [e.kind for e in audit] == [EventKind.SUBMITTED]
+        held.gate.set()
+        done = await asyncio.gather(first, second)
+        assert [r.status for r in done] == ["created", "created"]
+    assert (await ledger.service.get_balance(book.bob)).posted == 7
+    for transfer_id in (0xF1, 0xF2):
+        kinds = [e.kind for e in await ledger.service.get_transfer_audit(transfer_id)]
+        assert kinds == [EventKind.SUBMITTED, EventKind.POSTED]
