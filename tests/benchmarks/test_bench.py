@@ -91,13 +91,20 @@ def test_results_have_every_section_figure_and_ratio(quick_run: tuple[Path, floa
             if ratio.get("value") is not None:
                 assert ratio["value"] > 0
         print(name, {f["key"]: f["value"] for f in section["figures"] if f["value"]})
-    assert {t["key"] for t in results["targets"]} == {
+    product = {t["key"] for t in results["targets"] if not t["key"].startswith("service.")}
+    assert product == {
         "http_single",
         "http_batch",
         "tb_vs_pg_uniform",
         "tb_vs_pg_hot",
         "tb_hot_unaffected",
     }
+    # The service's ratio targets, for each engine the service section measures.
+    service = {t["key"]: t["target"] for t in results["targets"] if t["key"].startswith("service.")}
+    for kind in ("twin_memory", "twin_durable", "real"):
+        assert service[f"service.{kind}.service_batch/raw_batch"] == 0.95
+        assert service[f"service.{kind}.service_batch_pg/raw_batch"] == 0.6
+        assert service[f"service.{kind}.service_concurrent/raw_concurrent"] == 2.5
 
 
 def test_figures_that_need_no_server_are_measured(quick_run: tuple[Path, float, str]) -> None:

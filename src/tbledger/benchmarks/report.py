@@ -94,6 +94,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "source": source,
             }
         )
+    # The service's own targets: its write paths as ratios to the raw client of each engine.
+    for ratio in _ratios(results, "service"):
+        if ratio.get("target") is None:
+            continue
+        value = ratio.get("value")
+        out.append(
+            {
+                "key": "service." + ratio["key"],
+                "label": "service: " + ratio["label"],
+                "value": value,
+                "unit": "x",
+                "target": float(ratio["target"]),
+                "met": None if value is None else value >= ratio["target"],
+                "source": "service." + ratio["key"],
+            }
+        )
     return out
 
 
