@@ -293,6 +293,11 @@ class LedgerService:
         # Transfers submitted by this process and not yet resolved: a replay of the same id or
         # idempotency key waits for the original instead of submitting it a second time.
         self._inflight: dict[int, _Inflight] = {}
+        # Transfers whose caller stopped waiting (a deadline, a cancellation) while the writer
+        # still holds them: told "outcome unknown", never "refused" (see `_submit`). And those
+        # the writer is recording as refused by the open circuit, whose callers are told so.
+        self._abandoned: set[int] = set()
+        self._refusing: set[int] = set()
         # Calls waiting for a writer (`_enqueue`); the writer tasks; whether one of them is
         # taking a group or persisting its intents (the next group waits for that step only).
         self._write_queue: collections.deque[_WriteCall] = collections.deque()
@@ -954,17 +959,44 @@ class LedgerService:
                 result = (await _until(entry.future, deadline, [intent]))[entry.index]
                 outcomes[intent.id] = replace(result, replayed=True)
             return [outcomes[i.id] for i in intents]
+        except OutcomeUnknownError:
+            if enqueued and not future.done() and own[0].id in self._refusing:
+                # The writer is recording these as refused by the open circuit (never submitted):
+                # that, not "unknown", is what this caller must be told.
+                await asyncio.wait({future})
+            if enqueued and future.done() and not future.cancelled() and future.exception():
+                raise future.exception() from None  # type: ignore[misc]
+            self._abandon(own, future)
+            own = []
+            raise
         except BaseException as exc:
             if enqueued and not future.done():
-                # The writer carries on (a deadline, a cancelled caller): it settles the future,
-                # for anyone waiting on these ids, and only then are the claims released.
-                future.add_done_callback(functools.partial(self._unclaim, own))
+                self._abandon(own, future)
                 own = []
             else:
                 _fail(future, exc)
             raise
         finally:
             self._unclaim(own, future)
+
+    def _abandon(
+        self, own: list[TransferIntent], future: asyncio.Future[list[TransferResult]]
+    ) -> None:
+        """The caller stopped waiting (a deadline, a cancellation) while the writer carries on:
+        the writer settles the future, for anyone waiting on these ids, and only then are the
+        claims released. Until then these transfers must not be recorded as refused by the
+        circuit: the caller was not told so, and recovery is to settle them."""
+        if future.done():
+            self._unclaim(own, future)
+            return
+        ids = [i.id for i in own]
+        self._abandoned.update(ids)
+
+        def settled(done: asyncio.Future[list[TransferResult]]) -> None:
+            self._abandoned.difference_update(ids)
+            self._unclaim(own, done)
+
+        future.add_done_callback(settled)
 
     def _unclaim(
         self, intents: list[TransferIntent], future: asyncio.Future[list[TransferResult]]
@@ -1188,10 +1220,22 @@ class LedgerService:
             engine_results = await self._call(
                 lambda: self.batcher.create_transfers(transfers), on_late_result=late
             )
-        except CircuitOpenError:
+        except CircuitOpenError as exc:
             # The breaker refused before submitting: persisted but never submitted. Say so, so
-            # that recovery does not submit it later.
-            await self._record_not_submitted(intents)
+            # that recovery does not submit it later, for the callers who are told so; a caller
+            # that stopped waiting was told "unknown" instead, so its transfers stay without an
+            # outcome and recovery submits them once the circuit closes.
+            told = [i for i in intents if i.id not in self._abandoned]
+            unknown = [i for i in intents if i.id in self._abandoned]
+            refusing = {i.id for i in told}
+            self._refusing.update(refusing)
+            try:
+                if told:
+                    await self._record_not_submitted(told)
+                if unknown:
+                    await self._record_unknown(unknown, exc)
+            finally:
+                self._refusing.difference_update(refusing)
             raise
         except (OutcomeUnknownError, tb.ClientEvictedError, tb.ClientClosedError) as exc:
             await self._record_unknown(intents, exc)

@@ -348,3 +348,50 @@ async def test_an_intent_persisted_while_the_circuit_opened_is_failed_not_resubm
         )
         assert (again.status, again.replayed) == ("created", True)
     assert len(await ledger.client.lookup_transfers([transfer_id])) == 1
+
+
+async def test_a_caller_told_unknown_is_never_recorded_as_refused_by_the_circuit(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The caller's deadline passes while its intent is being persisted; then the circuit opens,
+    # and the writer finds it open. The caller was told "outcome unknown" (retry with the same
+    # id), not "refused": the transfer stays without an outcome, and recovery submits it once the
+    # circuit closes, so it happens exactly once whether or not the caller retries.
+    book = await funded(ledger)
+    counting = EngineWrapper(ledger.client)
+    async with ledger.open_service(engine=counting, **BREAKER) as service:
+        insert_intents = ledger.store.insert_intents
+
+        async def slow_insert_then_open(intents: list[TransferIntent], **kw: Any) -> Any:
+            stored = await insert_intents(intents, **kw)
+            await asyncio.sleep((DEADLINE_MS / 1000) + 0.3)  # past the caller's deadline
+            for _ in range(2):
+                service.breaker.record_failure()
+            return stored
+
+        monkeypatch.setattr(ledger.store, "insert_intents", slow_insert_then_open)
+        transfer_id = tb.id()
+        with pytest.raises(OutcomeUnknownError):
+            await service.create_transfer(request(book.alice, book.bob, 1, transfer_id=transfer_id))
+        for _ in range(100):  # the writer finishes on its own
+            kinds = [e.kind for e in await service.get_transfer_audit(transfer_id)]
+            if len(kinds) > 1:
+                break
+            await asyncio.sleep(0.02)
+        monkeypatch.undo()
+        assert kinds == [EventKind.SUBMITTED, EventKind.OUTCOME_UNKNOWN]
+        assert counting.create_transfers_calls == 0
+        # Recovery settles it once the circuit lets requests through again.
+        await asyncio.sleep(BREAKER["breaker_reset_timeout_s"] + 0.05)
+        service.breaker.record_success()
+        report = await service.recover(grace_s=0)
+        assert report.resubmitted == 1
+        audit = await service.get_transfer_audit(transfer_id)
+        assert [e.kind for e in audit][-1] is EventKind.POSTED
+        assert [e.kind for e in audit].count(EventKind.FAILED) == 0
+        # A retry by the caller replays that outcome; nothing is applied twice.
+        retried = await service.create_transfer(
+            request(book.alice, book.bob, 1, transfer_id=transfer_id)
+        )
+        assert (retried.status, retried.replayed) == ("created", True)
+    assert len(await ledger.client.lookup_transfers([transfer_id])) == 1
