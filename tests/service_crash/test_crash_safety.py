@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 import tigerbeetle as tb
@@ -718,8 +719,34 @@ class Place:
     schema: str
 
 
+async def child_sessions_gone(database_url: str, timeout_s: float = 30.0) -> None:
+    """Wait until the killed child's PostgreSQL sessions have ended.
+
+    A session outlives its client: a COMMIT the child sent just before the SIGKILL is still
+    carried out by its server process, and becomes visible a moment after the child is gone.
+    Looking before that would miss an intent that recovery is then blamed for leaving behind.
+    The database is this module's own, so every other session in it is the child's.
+    """
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            others = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if others == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{others} sessions still open {timeout_s} s after the kill")
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
 async def verify(place: Place, model: Model, tally: Tally, *, recover: bool) -> str:
     """Open a service on the child's journal and schema, check, maybe recover, check again."""
+    await child_sessions_gone(place.database_url)
     store = await Store.connect(
         place.database_url, options=StoreOptions(schema=place.schema, role=DEFAULT_APP_ROLE)
     )
