@@ -906,13 +906,13 @@ class LedgerService:
         return results
 
     async def _write_chunk(self, intents: list[TransferIntent]) -> list[TransferResult]:
-        audit = self.settings.audit
-        if not audit and any(i.idempotency_key is not None for i in intents):
+        keyed = any(i.idempotency_key is not None for i in intents)
+        if keyed and not self.settings.audit:
             raise ValidationError("idempotency keys need the audit trail (audit=True)")
         if self._breaker.state is CircuitState.OPEN:
             # Fail before persisting anything: nothing would be submitted.
             await self._breaker.before_call()
-        if audit and any(i.idempotency_key is not None for i in intents):
+        if keyed:
             intents = [_hashed(i) for i in intents]
         # Claim the ids before the intents become visible in the store, so that a concurrent call
         # with the same id waits for this one instead of submitting or resolving it again. A
@@ -1039,9 +1039,9 @@ class LedgerService:
             log.error("a transfer writer failed", exc_info=task.exception())
         self._start_writer()
 
-    def _persisted(self, stage: _Stage | None) -> None:
+    def _persisted(self, stage: _Stage) -> None:
         """A writer's intents are persisted (or failed to be): the next group may start."""
-        if stage is None or stage.persisted:
+        if stage.persisted:
             return
         stage.persisted = True
         self._persisting = False
@@ -1106,9 +1106,8 @@ class LedgerService:
                 _fail(call.future, exc)
             return
         self._observe_timestamps(engine_results)
-        names = _STATUS_NAMES
         results = [
-            TransferResult(i.id, names.get(r.status) or _status_name(r.status), r.timestamp)
+            TransferResult(i.id, _status_name(r.status), r.timestamp)
             for i, r in zip(intents, engine_results, strict=True)
         ]
         if self._bus.listening:
@@ -1121,7 +1120,7 @@ class LedgerService:
         _hand_out(group, results)
 
     async def _write_isolated(
-        self, intents: list[TransferIntent], stage: _Stage | None = None
+        self, intents: list[TransferIntent], stage: _Stage
     ) -> list[TransferResult]:
         """One call on its own: persist (telling replays apart), submit, record."""
         fresh, replays = await self._persist(intents)
