@@ -308,6 +308,24 @@ async def test_a_failed_probe_keeps_the_circuit_open(ledger: Ledger) -> None:
         assert service.breaker.state is CircuitState.OPEN
 
 
+def open_circuit_after_insert(
+    ledger: Ledger, service: LedgerService, monkeypatch: pytest.MonkeyPatch, *, delay_s: float = 0
+) -> None:
+    """Make the store open `service`'s circuit right after persisting intents (after `delay_s`),
+    as if other calls' faults had opened it between persisting and submitting."""
+    insert_intents = ledger.store.insert_intents
+
+    async def insert_then_open(intents: list[TransferIntent], **kw: Any) -> Any:
+        stored = await insert_intents(intents, **kw)
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        for _ in range(BREAKER["breaker_failure_threshold"]):
+            service.breaker.record_failure()
+        return stored
+
+    monkeypatch.setattr(ledger.store, "insert_intents", insert_then_open)
+
+
 async def test_an_intent_persisted_while_the_circuit_opened_is_failed_not_resubmitted(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -315,15 +333,7 @@ async def test_an_intent_persisted_while_the_circuit_opened_is_failed_not_resubm
     book = await funded(ledger)
     counting = EngineWrapper(ledger.client)
     async with ledger.open_service(engine=counting, **BREAKER) as service:
-        insert_intents = ledger.store.insert_intents
-
-        async def insert_then_open(intents: list[TransferIntent], **kw: Any) -> Any:
-            stored = await insert_intents(intents, **kw)
-            for _ in range(2):
-                service.breaker.record_failure()
-            return stored
-
-        monkeypatch.setattr(ledger.store, "insert_intents", insert_then_open)
+        open_circuit_after_insert(ledger, service, monkeypatch)
         transfer_id = tb.id()
         with pytest.raises(CircuitOpenError):
             await service.create_transfer(request(book.alice, book.bob, 1, transfer_id=transfer_id))
@@ -360,16 +370,8 @@ async def test_a_caller_told_unknown_is_never_recorded_as_refused_by_the_circuit
     book = await funded(ledger)
     counting = EngineWrapper(ledger.client)
     async with ledger.open_service(engine=counting, **BREAKER) as service:
-        insert_intents = ledger.store.insert_intents
-
-        async def slow_insert_then_open(intents: list[TransferIntent], **kw: Any) -> Any:
-            stored = await insert_intents(intents, **kw)
-            await asyncio.sleep((DEADLINE_MS / 1000) + 0.3)  # past the caller's deadline
-            for _ in range(2):
-                service.breaker.record_failure()
-            return stored
-
-        monkeypatch.setattr(ledger.store, "insert_intents", slow_insert_then_open)
+        # Past the caller's deadline.
+        open_circuit_after_insert(ledger, service, monkeypatch, delay_s=DEADLINE_MS / 1000 + 0.3)
         transfer_id = tb.id()
         with pytest.raises(OutcomeUnknownError):
             await service.create_transfer(request(book.alice, book.bob, 1, transfer_id=transfer_id))

@@ -15,6 +15,7 @@ import math
 from tbledger.benchmarks.common import BATCH_EVENTS_MAX, Section
 from tbledger.benchmarks.context import Context
 from tbledger.benchmarks.workbench import (
+    ENGINE_KINDS,
     ENGINE_LABELS,
     REAL,
     TWIN_DURABLE,
@@ -50,7 +51,7 @@ async def run_engine(ctx: Context) -> Section:
         "repeat": plan.repeat,
         "client": "ClientAsync (tigerbeetle or tbledger.embedded), one per engine",
     }
-    for kind in (TWIN_MEMORY, TWIN_DURABLE, REAL):
+    for kind in ENGINE_KINDS:
         name = ENGINE_LABELS[kind]
         if kind == REAL and ctx.real.addresses is None:
             for mode in MODES:

@@ -11,6 +11,10 @@ the official client on a real server):
   ``create_transfer`` (the coalescer), audit off and with the PostgreSQL audit trail (a fresh
   schema of its own; fewer calls, since every group of calls commits twice).
 
+The journal twin is the product's default engine: there a request waits for its fsync, as on a
+real server it waits for the network, so merging calls pays. The twin in memory runs a small
+request inline, with no per-request cost to amortise.
+
 Each mode is warmed up once, then timed ``repeat`` rounds, round-robin over the modes.
 """
 
@@ -22,10 +26,9 @@ from collections.abc import Awaitable, Callable
 from tbledger.benchmarks.common import BATCH_EVENTS_MAX, Section
 from tbledger.benchmarks.context import Context
 from tbledger.benchmarks.workbench import (
+    ENGINE_KINDS,
     ENGINE_LABELS,
     REAL,
-    TWIN_DURABLE,
-    TWIN_MEMORY,
     Run,
     Workbench,
     engine_client,
@@ -64,10 +67,6 @@ RATIOS: tuple[tuple[str, str, str, float | None], ...] = (
         2.5,
     ),
 )
-# The twin in memory, the twin with its journal (the product's default engine: a request waits
-# for its fsync, as on a real server it waits for the network and replication), and the official
-# client on a real server when there is one.
-KINDS = (TWIN_MEMORY, TWIN_DURABLE, REAL)
 
 
 async def run_service(ctx: Context) -> Section:
@@ -83,7 +82,7 @@ async def run_service(ctx: Context) -> Section:
         "audit_off_store": "SQLite file (account mappings only)",
         "audit_store": "PostgreSQL, a fresh schema per engine and path",
     }
-    for kind in KINDS:
+    for kind in ENGINE_KINDS:
         name = ENGINE_LABELS[kind]
         if kind == REAL and ctx.real.addresses is None:
             for key, (label, _) in MODES.items():
@@ -92,7 +91,7 @@ async def run_service(ctx: Context) -> Section:
         ctx.steps(f"service: {name}, setting up")
         async with engine_client(kind, ctx.folder, ctx.real) as client:
             await _measure_engine(ctx, section, kind, client)
-    for kind in KINDS:
+    for kind in ENGINE_KINDS:
         for numerator, denominator, label, target in RATIOS:
             section.ratio(
                 f"{kind}.{numerator}/{denominator}",
@@ -125,26 +124,20 @@ async def _measure_engine(ctx: Context, section: Section, kind: str, client: obj
         )
         pg_batch = pg_conc = None
         if pg_reason is None:
-            pg_batch = await stack.enter_async_context(
-                open_service(
-                    bench,
-                    "postgresql",
-                    audit=True,
-                    folder=ctx.folder,
-                    postgres=ctx.postgres,
-                    purpose=f"svc_batch_{kind}",
+            # One fresh schema per path, so the batch runs do not grow the concurrent runs' tables.
+            pg_batch, pg_conc = [
+                await stack.enter_async_context(
+                    open_service(
+                        bench,
+                        "postgresql",
+                        audit=True,
+                        folder=ctx.folder,
+                        postgres=ctx.postgres,
+                        purpose=f"svc_{path}_{kind}",
+                    )
                 )
-            )
-            pg_conc = await stack.enter_async_context(
-                open_service(
-                    bench,
-                    "postgresql",
-                    audit=True,
-                    folder=ctx.folder,
-                    postgres=ctx.postgres,
-                    purpose=f"svc_conc_{kind}",
-                )
-            )
+                for path in ("batch", "conc")
+            ]
         batcher = Batcher(bench.client)
         conc = plan.service_concurrency
 

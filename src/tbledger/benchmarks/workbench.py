@@ -50,6 +50,8 @@ ENGINE_LABELS = {
     TWIN_DURABLE: "twin (durable journal)",
     REAL: "official client, real server",
 }
+# Every engine a section measures, in this order (the real server only when there is one).
+ENGINE_KINDS = tuple(ENGINE_LABELS)
 
 
 @dataclass(frozen=True)
