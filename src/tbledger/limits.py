@@ -41,6 +41,11 @@ EXPIRY_PULSE_EVENTS_MAX: Final = BATCH_EVENTS_MAX
 # write batch is bounded by the engine's own batch size.
 STORE_BATCH_ROWS_MAX: Final = BATCH_EVENTS_MAX
 
+# Why: a small batch (the coalescer's groups under moderate load) is one INSERT ... FROM unnest
+# statement, one round trip in its own implicit transaction, where COPY needs BEGIN, two round
+# trips per table and COMMIT; past a few hundred rows COPY's cheaper encoding wins (measured).
+STORE_DIRECT_ROWS_MAX: Final = 256
+
 # Why: one page of the recovery backlog or of the audit tail is resubmitted or replayed as one
 # engine batch; lookups by owner, event id or transfer return at most this many rows, else fail.
 STORE_PAGE_ROWS_MAX: Final = BATCH_EVENTS_MAX
@@ -60,6 +65,11 @@ STORE_CONNECT_TIMEOUT_S: Final = 5.0
 # Why: one batch statement takes milliseconds; 30 s covers a slow disk or a lock wait (SQLite's
 # busy timeout too) while keeping a stuck database from holding a batch forever.
 STORE_STATEMENT_TIMEOUT_S: Final = 30.0
+
+# Why: checking a pooled connection costs three round trips (BEGIN, a ping, ROLLBACK), as much as
+# the statement it precedes; a connection used within the last second is taken as alive (a server
+# restart or failover takes longer than that), an idler one is checked before it is handed out.
+STORE_PING_IDLE_S: Final = 1.0
 
 # Why: each call is one statement or one short transaction, so a few connections saturate the
 # store, and PostgreSQL's max_connections (100 by default) is shared by every process.

@@ -28,7 +28,14 @@ from tbledger.errors import (
     ValidationError,
 )
 from tbledger.ids import new_id
-from tbledger.limits import STORE_BATCH_ROWS_MAX, U16_MAX, U32_MAX, U64_MAX, U128_MAX
+from tbledger.limits import (
+    STORE_BATCH_ROWS_MAX,
+    STORE_DIRECT_ROWS_MAX,
+    U16_MAX,
+    U32_MAX,
+    U64_MAX,
+    U128_MAX,
+)
 from tbledger.store import (
     DEFAULT_APP_ROLE,
     AccountRecord,
@@ -331,7 +338,8 @@ async def test_a_failure_after_the_transfers_were_sent_leaves_nothing(
         raise RuntimeError("the events insert failed")
 
     monkeypatch.setattr(backend, "insert_events", failing_events)
-    batch = [intent() for _ in range(20)]
+    # Past the direct statement's size: the transfers and their events are two statements.
+    batch = [intent() for _ in range(backend.direct_rows_max + 1)]
     with pytest.raises(RuntimeError):
         await store.insert_intents(batch, returning=False)
     assert sent
@@ -647,21 +655,60 @@ async def test_returned_seqs_leave_out_rows_another_writer_commits_meanwhile(
     assert appended == audit[1:4]
 
 
-async def test_a_connection_lost_during_a_batch_is_unavailable_and_replaced(
-    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("size", [1, STORE_DIRECT_ROWS_MAX, STORE_DIRECT_ROWS_MAX + 1])
+async def test_appends_wait_for_the_audit_lock_so_seq_order_is_commit_order(
+    postgres_case: StoreCase, size: int
 ) -> None:
+    # The direct statement (small batches) takes the same lock as the COPY path, before any seq
+    # is drawn, and holds it to its commit.
     store = postgres_case.store
-    copy = postgres._copy
+    batch = [intent() for _ in range(size)]
+    async with postgres_case.admin.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock("
+                "CAST(CAST(CAST('audit_events' AS regclass) AS oid) AS bigint))"
+            )
+        )
+        writes = asyncio.ensure_future(
+            asyncio.gather(
+                store.insert_intents(batch, returning=False),
+                store.append_events(
+                    [NewAuditEvent(kind=EventKind.POSTED, transfer_id=batch[0].id)],
+                    returning=False,
+                ),
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not writes.done()
+        async with postgres_case.admin.connect() as other:
+            waiting = await other.execute(
+                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            )
+            assert waiting.scalar_one() == 2
+    await writes
+    assert len(await store.events_since(0, 2 * size)) == size + 1
 
-    async def copy_on_a_dead_connection(driver: Any, *args: Any) -> None:
+
+@pytest.mark.parametrize("path", ["direct", "copy"])
+async def test_a_connection_lost_during_a_batch_is_unavailable_and_replaced(
+    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    # A small batch is one direct statement; a larger one COPYs in a transaction.
+    store = postgres_case.store
+    name = "_execute" if path == "direct" else "_copy"
+    send = getattr(postgres, name)
+
+    async def send_on_a_dead_connection(driver: Any, *args: Any) -> None:
         async with postgres_case.admin.connect() as conn:
             await conn.execute(
                 sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()}
             )
-        await copy(driver, *args)
+        await send(driver, *args)
 
-    monkeypatch.setattr(postgres, "_copy", copy_on_a_dead_connection)
-    batch = [intent() for _ in range(10)]
+    monkeypatch.setattr(postgres, name, send_on_a_dead_connection)
+    size = 10 if path == "direct" else STORE_DIRECT_ROWS_MAX + 1
+    batch = [intent() for _ in range(size)]
     with pytest.raises(StoreUnavailableError):
         await store.insert_intents(batch, returning=False)
     monkeypatch.undo()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from tbledger.errors import ConfigurationError, StoreError, StoreUnavailableError
 from tbledger.ids import new_id
-from tbledger.store import AccountRecord, Store, StoreOptions, TransferIntent
+from tbledger.store import AccountRecord, Store, StoreOptions, TransferIntent, postgres
 from tbledger.store.connect import open_backend
 from tbledger.store.postgres import PostgresBackend
 from tbledger.store.sqlite import SqliteBackend
@@ -169,19 +169,69 @@ async def test_file_store_migrates_on_connect(tmp_path: Path) -> None:
         assert await store.events_since(0, 1) == []
 
 
-async def test_postgres_store_survives_dropped_connections(postgres_case: StoreCase) -> None:
-    store = postgres_case.store
-    await store.ping()
-    async with postgres_case.admin.connect() as conn:
-        terminated = await conn.execute(
+async def _terminate_store_sessions(case: StoreCase) -> None:
+    """Terminate the store's sessions, and wait until the server has ended them."""
+    async with case.admin.connect() as conn:
+        found = await conn.execute(
             sa.text(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'tbledger' AND pid <> pg_backend_pid() "
-                "AND datname = current_database() AND usename = current_user "
-                "AND query NOT LIKE '%pg_terminate_backend%'"
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'tbledger' "
+                "AND pid <> pg_backend_pid() AND datname = current_database() "
+                "AND usename = current_user"
             )
         )
-        assert terminated.scalar_one() >= 1
-    # The pool checks connections before use, so the store reconnects by itself.
-    await store.ping()
-    assert await store.events_since(0, 1) == []
+        pids = list(found.scalars().all())
+        assert pids
+        await conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"),
+            {"pids": pids},
+        )
+        for _ in range(500):
+            alive = await conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                {"pids": pids},
+            )
+            if alive.scalar_one() == 0:
+                return
+            await conn.commit()  # pg_stat_activity is a snapshot taken once per transaction
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"sessions {pids} did not end")
+
+
+async def test_postgres_store_survives_dropped_connections(postgres_case: StoreCase) -> None:
+    # A restart or failover closes the store's connections while they sit in the pool: the
+    # driver sees each one closed and the pool replaces it, with no error for the caller.
+    store = postgres_case.store
+    await asyncio.gather(store.ping(), store.events_since(0, 1), store.ping())
+    await _terminate_store_sessions(postgres_case)
+    await asyncio.sleep(0.05)  # the event loop reads the end of each connection's stream
+    await asyncio.gather(store.ping(), store.events_since(0, 1), store.ping())
+    await store.insert_intents([_intent()], returning=False)
+    assert len(await store.events_since(0, 10)) == 1
+
+
+async def test_an_idle_connection_is_checked_before_use(
+    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection idle past the threshold is pinged before it is handed out, so one the driver
+    # has not seen closed yet is replaced too. (Threshold 0: every checkout is checked.)
+    monkeypatch.setattr(postgres, "STORE_PING_IDLE_S", 0.0)
+    options = StoreOptions(schema=postgres_case.schema)
+    async with await Store.connect(postgres_case.url, options=options) as store:
+        await store.ping()
+        asked = []
+
+        def not_noticed(connection: object) -> bool:
+            asked.append(connection)
+            return False
+
+        monkeypatch.setattr(postgres, "_known_closed", not_noticed)
+        await _terminate_store_sessions(postgres_case)
+        await store.ping()
+        assert await store.events_since(0, 1) == []
+        assert asked
+
+
+def _intent() -> TransferIntent:
+    return TransferIntent(
+        id=new_id(), debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1
+    )

@@ -87,6 +87,22 @@ class Backend(Protocol):
         """
         ...
 
+    @property
+    def direct_rows_max(self) -> int:
+        """Batches of up to this many rows may go through `insert_direct` (0: none may)."""
+        ...
+
+    async def insert_direct(
+        self,
+        conn: AsyncConnection,
+        rows: tuple[sa.Table, Sequence[str], Columns] | None,
+        events: Columns,
+    ) -> None:
+        """Insert `rows` (a table, its column names and a validated batch), if any, and append
+        `events` as one statement that commits on its own (`conn` has no transaction open);
+        seq order is commit order, as with `insert_events`."""
+        ...
+
 
 # PostgreSQL SQLSTATEs that mean "no usable connection", not "this statement is wrong":
 # connection exceptions (08), bad login (28), unknown database (3D000), too many connections,

@@ -314,6 +314,10 @@ class Store:
         values = intent_columns(records, now)
         ids = values[INTENT_COLUMNS.index("id")]
         events = submitted_columns(ids, now)
+        if not returning and len(records) <= self._backend.direct_rows_max:
+            async with self._connection() as conn:
+                await self._backend.insert_direct(conn, (transfers, INTENT_COLUMNS, values), events)
+            return None
         async with self._transaction() as conn:
             await self._backend.insert_rows(conn, transfers, INTENT_COLUMNS, values)
             seqs = await self._backend.insert_events(conn, events, returning=returning)
@@ -446,6 +450,10 @@ class Store:
             return [] if returning else None
         now = _now()
         values = event_columns(records, now)
+        if not returning and len(records) <= self._backend.direct_rows_max:
+            async with self._connection() as conn:
+                await self._backend.insert_direct(conn, None, values)
+            return None
         async with self._transaction() as conn:
             seqs = await self._backend.insert_events(conn, values, returning=returning)
         if not returning:

@@ -16,6 +16,15 @@ largest seq visible before the COPY, keeping the rows this transaction wrote (`_
 driver is reached through SQLAlchemy's connection, in the transaction SQLAlchemy opened
 (`_driver` makes sure BEGIN has been sent; SQLAlchemy's adapter sends it lazily).
 
+A small batch (at most ``STORE_DIRECT_ROWS_MAX`` rows: the coalescer's groups under moderate
+load, a single call) is cheaper as one statement than as a transaction: BEGIN, COPY (two round
+trips each), the lock, COMMIT. `insert_direct` sends one ``INSERT ... SELECT ... FROM unnest(...)``
+with a text array per column, each cast to its column's type in SQL, in its own implicit
+transaction; intents and their ``submitted`` events are one statement (the transfers insert a
+data-modifying WITH), so they still commit together or not at all. Strings are not cast: the
+insert's assignment cast refuses one too long for its column, where an explicit cast to
+``varchar(n)`` would cut it short.
+
 Audit events take a transaction-scoped advisory lock before they are inserted: identity values
 are handed out at insert time but become visible at commit, so without it a reader of the tail
 could see seq 11 commit before seq 10 and move its cursor past 10 forever. The lock makes seq
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from itertools import chain, repeat
@@ -35,10 +45,12 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tbledger.errors import ConfigurationError, InvariantViolationError, ValidationError
+from tbledger.limits import STORE_DIRECT_ROWS_MAX, STORE_PING_IDLE_S
 from tbledger.store.backend import StoreOptions
 from tbledger.store.rows import EVENT_COLUMNS, Columns
 from tbledger.store.tables import audit_events
@@ -52,9 +64,11 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # The lock that orders audit appends: keyed on the table's oid so two schemas in one database
 # (tests, tenants) do not wait for each other.
-_AUDIT_APPEND_LOCK = sa.text(
-    "SELECT pg_advisory_xact_lock(CAST(CAST(CAST('audit_events' AS regclass) AS oid) AS bigint))"
-)
+_AUDIT_LOCK_KEY = "CAST(CAST(CAST('audit_events' AS regclass) AS oid) AS bigint)"
+_AUDIT_APPEND_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK_KEY})")
+# The same lock inside a direct statement: an uncorrelated EXISTS is evaluated once, before the
+# first row is inserted (a one-time filter), and the lock is held until the statement commits.
+_AUDIT_LOCK_FILTER = f"WHERE EXISTS (SELECT FROM pg_advisory_xact_lock({_AUDIT_LOCK_KEY}))"
 
 
 # Any statement run through SQLAlchemy opens the transaction on the driver (see `_driver`).
@@ -87,6 +101,7 @@ class PostgresBackend:
 
     name = "postgresql"
     single_connection = False
+    direct_rows_max = STORE_DIRECT_ROWS_MAX
 
     def __init__(self, url: URL, options: StoreOptions) -> None:
         if options.schema is not None:
@@ -95,6 +110,7 @@ class PostgresBackend:
             check_identifier("role", options.role)
         self._url = url.set(drivername="postgresql+asyncpg")
         self._options = options
+        self._direct: dict[tuple[str, ...], str] = {}
 
     def create_engine(self) -> AsyncEngine:
         options = self._options
@@ -103,21 +119,20 @@ class PostgresBackend:
             server_settings["search_path"] = options.schema
         if options.role is not None:
             server_settings["role"] = options.role
-        return create_async_engine(
+        engine = create_async_engine(
             self._url,
             pool_size=options.pool_connections_max,
             max_overflow=0,
             # Waiting for a free connection is waiting for other calls' statements.
             pool_timeout=options.statement_timeout_s,
-            # A connection broken by a server restart or failover is replaced before use, so a
-            # healthy server never surfaces as StoreUnavailableError.
-            pool_pre_ping=True,
             connect_args={
                 "timeout": options.connect_timeout_s,
                 "command_timeout": options.statement_timeout_s,
                 "server_settings": server_settings,
             },
         )
+        _ping_when_idle(engine, STORE_PING_IDLE_S)
+        return engine
 
     async def insert_rows(
         self, conn: AsyncConnection, table: sa.Table, names: Sequence[str], columns: Columns
@@ -144,6 +159,135 @@ class PostgresBackend:
         if len(seqs) != count:
             raise InvariantViolationError(f"found {len(seqs)} audit seqs for {count} events")
         return seqs
+
+    async def insert_direct(
+        self,
+        conn: AsyncConnection,
+        rows: tuple[sa.Table, Sequence[str], Columns] | None,
+        events: Columns,
+    ) -> None:
+        if conn.in_transaction():
+            raise InvariantViolationError("a direct insert commits on its own: no transaction")
+        if rows is None:
+            key: tuple[str, ...] = ()
+            columns = events
+        else:
+            table, names, values = rows
+            key = (table.name, *names)
+            columns = [*values, *events]
+        statement = self._direct.get(key)
+        if statement is None:
+            statement = self._direct[key] = _direct_statement(rows)
+        arrays = [
+            _array(column, values)
+            for column, values in zip(_direct_columns(rows), columns, strict=True)
+        ]
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is None:
+            raise InvariantViolationError("the store's connection has no driver connection")
+        async with _guarded(conn, driver):
+            await _execute(driver, statement, arrays)
+
+
+def _direct_columns(rows: tuple[sa.Table, Sequence[str], Columns] | None) -> list[sa.Column[Any]]:
+    events = [audit_events.c[name] for name in EVENT_COLUMNS]
+    if rows is None:
+        return events
+    table, names, _ = rows
+    return [*(table.c[name] for name in names), *events]
+
+
+def _direct_statement(rows: tuple[sa.Table, Sequence[str], Columns] | None) -> str:
+    """One statement: the rows of `rows` (if any) in a data-modifying WITH, then the events."""
+    if rows is None:
+        return f"{_unnest_insert(audit_events, EVENT_COLUMNS, 1)} {_AUDIT_LOCK_FILTER}"
+    table, names, _ = rows
+    first = _unnest_insert(table, names, 1)
+    events = _unnest_insert(audit_events, EVENT_COLUMNS, len(names) + 1)
+    return f"WITH inserted AS ({first}) {events} {_AUDIT_LOCK_FILTER}"
+
+
+def _unnest_insert(table: sa.Table, names: Sequence[str], first: int) -> str:
+    """``INSERT INTO table (names) SELECT ... FROM unnest($first::text[], ...)``."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    params = ", ".join(f"${first + k}::text[]" for k in range(len(names)))
+    aliases = [f"v{k}" for k in range(len(names))]
+    values = []
+    for name, alias in zip(names, aliases, strict=True):
+        kind = table.c[name].type
+        if isinstance(kind, sa.String):
+            values.append(alias)  # the assignment cast checks the length
+        else:
+            values.append(f"CAST({alias} AS {kind.compile(dialect=dialect)})")
+    columns = ", ".join(f'"{name}"' for name in names)
+    return (
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {", ".join(values)} '
+        f"FROM unnest({params}) AS u({', '.join(aliases)})"
+    )
+
+
+def _array(column: sa.Column[Any], values: Sequence[Any]) -> list[str | None]:
+    """A column of a validated batch as the text array `insert_direct` sends."""
+    kind = column.type
+    if isinstance(kind, U128 | U64 | sa.Integer):
+        if None in values:
+            return [None if value is None else int.__repr__(value) for value in values]
+        return list(map(int.__repr__, values))
+    if isinstance(kind, UtcDateTime):
+        return [None if value is None else _instant(value) for value in values]
+    if isinstance(kind, sa.String | sa.JSON):
+        return list(values)
+    raise InvariantViolationError(f"no text encoding for column {column.name!r} ({kind})")
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+    """Check a pooled connection before handing it out if it sat idle for `idle_s` or more.
+
+    A connection the server closed (a restart, a failover, a terminated backend) is known closed
+    to the driver as soon as the event loop reads the end of its stream, and is replaced without
+    a round trip; one idle long enough for the server or the network to have dropped it silently
+    is checked with a ping. A healthy server so never surfaces as StoreUnavailableError, and
+    connections in steady use do not pay the check (three round trips; SQLAlchemy's
+    ``pool_pre_ping`` pays it on every checkout).
+    """
+    pool = engine.sync_engine.pool
+
+    @sa.event.listens_for(pool, "connect")
+    def connected(dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @sa.event.listens_for(pool, "checkin")
+    def returned(dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @sa.event.listens_for(pool, "checkout")
+    def handing_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        # The pool discards a connection that fails here and hands out a new one instead.
+        if _known_closed(dbapi_connection):
+            # The server closed it (a restart, a terminated backend): the driver saw the end of
+            # the stream while the connection sat in the pool.
+            raise sa.exc.DisconnectionError("the store closed this connection")
+        if time.monotonic() - record.info.get(_RETURNED_AT, 0.0) < idle_s:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"store connection failed its check: {exc!r}") from exc
+
+
+_RETURNED_AT = "tbledger_returned_at"
+
+
+def _known_closed(dbapi_connection: Any) -> bool:
+    closed: bool = dbapi_connection.driver_connection.is_closed()
+    return closed
+
+
+async def _execute(driver: Any, statement: str, arrays: list[list[str | None]]) -> None:
+    try:
+        await driver.execute(statement, *arrays)
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"text is not valid Unicode (a lone surrogate?): {exc}") from None
 
 
 async def _copy(driver: Any, table: sa.Table, names: Sequence[str], data: bytes) -> None:

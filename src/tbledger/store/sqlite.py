@@ -42,6 +42,8 @@ class SqliteBackend:
     """SQLite through aiosqlite; a file, or memory for ``sqlite://``."""
 
     name = "sqlite"
+    # SQLite writes through one connection in turn, with no round trips to save.
+    direct_rows_max = 0
 
     def __init__(self, url: URL, options: StoreOptions) -> None:
         if options.schema is not None or options.role is not None:
@@ -106,6 +108,14 @@ class SqliteBackend:
         self, conn: AsyncConnection, table: sa.Table, names: Sequence[str], columns: Columns
     ) -> None:
         await _insert(conn, table, names, columns)
+
+    async def insert_direct(
+        self,
+        conn: AsyncConnection,
+        rows: tuple[sa.Table, Sequence[str], Columns] | None,
+        events: Columns,
+    ) -> None:
+        raise InvariantViolationError("SQLite has no direct inserts (direct_rows_max is 0)")
 
     async def insert_events(
         self, conn: AsyncConnection, columns: Columns, *, returning: bool
