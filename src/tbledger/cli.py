@@ -336,6 +336,14 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.", case_sensitive=False)
     ] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log",
+            help="Log a line per HTTP request (off by default: it costs every request, and "
+            "/metrics counts requests by route and status).",
+        ),
+    ] = False,
 ) -> None:
     """Run the HTTP API (docs at /docs); system accounts are created on start-up."""
     import uvicorn  # noqa: PLC0415 (keeps the client commands' start-up fast)
@@ -370,6 +378,7 @@ def serve(
         port=port,
         log_level=level,
         log_config=None,
+        access_log=access_log,
         lifespan="on",
     )
     server = uvicorn.Server(config)

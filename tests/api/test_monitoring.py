@@ -146,3 +146,15 @@ async def test_every_queried_metric_is_exposed(api: Api) -> None:
             else:
                 assert kind != "counter", f"{where}: counter {family} is queried without _total"
             assert name in samples or name == family, f"{where}: no samples of {name}"
+
+
+def test_fastapi_telemetry_is_off_unless_asked_for() -> None:
+    # FastAPI looks for an OpenTelemetry provider on every request while its native telemetry is
+    # on; the app exports Prometheus metrics itself and turns it on only when asked.
+    from tbledger.api import create_app
+
+    off = create_app()._native_telemetry
+    assert not off.enabled()
+    assert not (off.config["tracing"] or off.config["metrics"] or off.config["logs"])
+    on = create_app(telemetry=True)._native_telemetry
+    assert on.config["tracing"] and on.config["metrics"] and on.config["logs"]

@@ -40,9 +40,16 @@ def create_app(
     chart: Chart | None = None,
     body_bytes_max: int = HTTP_BODY_BYTES_MAX,
     background: bool = True,
+    telemetry: bool = False,
 ) -> FastAPI:
     """The API app. Pass `service` (connected or not) to share one; else it is built from
-    `settings` (default: the environment)."""
+    `settings` (default: the environment).
+
+    `telemetry` turns on FastAPI's native OpenTelemetry spans and metrics (used when an
+    OpenTelemetry provider is configured). Off by default: the app exports Prometheus metrics
+    itself, and FastAPI looks for a provider on every request (measured: about 6% of the
+    server's time under load), even when none is configured.
+    """
     metrics = Metrics()
     book = chart if chart is not None else Chart.default()
 
@@ -76,6 +83,7 @@ def create_app(
         summary="Accounts, balances, transfers and payment flows on TigerBeetle",
         lifespan=lifespan,
         responses=_shared_responses(),
+        telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
     )
     install_error_handlers(app)
     for module in (ops, accounts, transfers, flows):
