@@ -373,7 +373,7 @@ def serve(
     )
     _banner(host, port, str(engine_shown), settings.database_url, database_url, data_dir)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, freeze_gc=True),
         host=host,
         port=port,
         log_level=level,

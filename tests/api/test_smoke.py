@@ -30,3 +30,32 @@ async def test_a_transfer_moves_money(api: Api) -> None:
     assert r.json()["status"] == "created"
     balance = (await api.http.get(f"/v1/balances/{bob}", headers=api.admin)).json()
     assert (balance["posted"], balance["posted_minor"]) == ("2.50", "250")
+
+
+async def test_serve_freezes_the_start_up_heap_out_of_the_collectors_sight(
+    tmp_path: object,
+) -> None:
+    # tbledger serve builds its app with freeze_gc: once started, what start-up allocated is
+    # no longer visited by every full collection (each one pauses all requests).
+    import gc
+
+    from tbledger.api import create_app
+    from tbledger.embedded import ClientAsync
+    from tbledger.service import LedgerService
+    from tbledger.store import Store
+
+    engine = ClientAsync(cluster_id=0)
+    store = await Store.connect(f"sqlite:///{tmp_path}/s.db", migrate=True)
+    service = LedgerService(engine=engine, store=store)
+    try:
+        for freeze in (False, True):
+            app = create_app(service=service, freeze_gc=freeze)
+            async with app.router.lifespan_context(app):
+                frozen = gc.get_freeze_count()
+            gc.unfreeze()
+            assert (frozen > 0) is freeze
+    finally:
+        gc.unfreeze()
+        await service.close()
+        await store.close()
+        await engine.close()

@@ -120,3 +120,45 @@ async def test_concurrent_durable_writes_share_fsyncs_and_all_survive(tmp_path: 
     async with ClientAsync(cluster_id=0, path=path) as reopened:
         assert len(await reopened.lookup_transfers(ids)) == 200
         assert (await reopened.lookup_accounts([2]))[0].credits_posted == 200
+
+
+async def test_stored_transfers_give_the_garbage_collector_little_to_visit() -> None:
+    # A full collection visits every tracked container and pauses the process meanwhile; the
+    # engine's state grows with every transfer, so it must stay lean: one tracked object per
+    # transfer (its record), none for its entries on the two accounts.
+    import gc
+
+    async with ClientAsync(cluster_id=0) as client:
+        flags = tb.AccountFlags.HISTORY
+        await client.create_accounts(
+            [tb.Account(id=1, ledger=1, code=1, flags=flags), tb.Account(id=2, ledger=1, code=1)]
+        )
+        batch = [
+            tb.Transfer(
+                id=tb.id(), debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1
+            )
+            for _ in range(4000)
+        ]
+        gc.collect()
+        before = len(gc.get_objects())
+        assert all(r.status == CREATED for r in await client.create_transfers(batch))
+        del batch
+        gc.collect()
+        gc.collect()
+        grown = len(gc.get_objects()) - before
+        assert grown < 4000 * 1.1, f"{grown} tracked objects for 4000 transfers"
+        # History balances are still there, exactly.
+        rows = await client.get_account_balances(
+            tb.AccountFilter(
+                account_id=1,
+                user_data_128=0,
+                user_data_64=0,
+                user_data_32=0,
+                code=0,
+                timestamp_min=0,
+                timestamp_max=0,
+                limit=3,
+                flags=tb.AccountFilterFlags.DEBITS,
+            )
+        )
+        assert [r.debits_posted for r in rows] == [1, 2, 3]

@@ -8,6 +8,7 @@ and creates the chart's system accounts; on shutdown it closes what it opened.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,9 +42,16 @@ def create_app(
     body_bytes_max: int = HTTP_BODY_BYTES_MAX,
     background: bool = True,
     telemetry: bool = False,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     """The API app. Pass `service` (connected or not) to share one; else it is built from
     `settings` (default: the environment).
+
+    `freeze_gc` (for a process that runs only this app, as `tbledger serve` does): once start-up
+    is done, everything allocated so far (modules, the engine's replayed state) is moved out of
+    the garbage collector's sight with `gc.freeze()`. A full collection visits every tracked
+    object, and pauses every request meanwhile; without the freeze the start-up heap alone made
+    those pauses tens of milliseconds (measured).
 
     `telemetry` turns on FastAPI's native OpenTelemetry spans and metrics (used when an
     OpenTelemetry provider is configured). Off by default: the app exports Prometheus metrics
@@ -71,6 +79,9 @@ def create_app(
                 limiter=RateLimiter(),
                 metrics=metrics,
             )
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             yield
             unsubscribe()
         finally:

@@ -126,6 +126,7 @@ class _Account:
     """A stored account. Mutable fields: the four balances and the ``closed`` flag."""
 
     __slots__ = (
+        "balances",
         "code",
         "credits_pending",
         "credits_posted",
@@ -154,9 +155,14 @@ class _Account:
         self.code = e[10]
         self.flags = e[11]
         self.timestamp = timestamp
-        # The transfers touching this account in timestamp order, each with the account's balance
-        # right after it (only when the account has the `history` flag, else None).
-        self.entries: list[tuple[_Transfer, tuple[int, int, int, int] | None]] = []
+        # The transfers touching this account in timestamp order, and, only when the account has
+        # the `history` flag, the account's balance right after each (a parallel list). No tuple
+        # per entry: the garbage collector visits every container object on each full
+        # collection, and pauses every request meanwhile; tuples of ints alone it stops tracking.
+        self.entries: list[_Transfer] = []
+        self.balances: list[tuple[int, int, int, int]] | None = (
+            [] if self.flags & A_HISTORY else None
+        )
 
     def to_account(self) -> Account:
         return Account(
@@ -843,30 +849,27 @@ class StateMachine:
     def _insert_transfer(self, t: _Transfer, dr: _Account, cr: _Account) -> None:
         self.transfers[t.id] = t
         self.transfers_ordered.append(t)
-        dr.entries.append(
-            (
-                t,
+        dr.entries.append(t)
+        if dr.balances is not None:
+            dr.balances.append(
                 (dr.debits_pending, dr.debits_posted, dr.credits_pending, dr.credits_posted)
-                if dr.flags & A_HISTORY
-                else None,
             )
-        )
-        cr.entries.append(
-            (
-                t,
+        cr.entries.append(t)
+        if cr.balances is not None:
+            cr.balances.append(
                 (cr.debits_pending, cr.debits_posted, cr.credits_pending, cr.credits_posted)
-                if cr.flags & A_HISTORY
-                else None,
             )
-        )
         if self._undo is not None:
             self._undo.append(lambda: self._unappend_transfer(t, dr, cr))
 
     def _unappend_transfer(self, t: _Transfer, dr: _Account, cr: _Account) -> None:
         if self.transfers_ordered.pop() is not t:
             raise InvariantViolationError("transfer rollback out of order")
-        if dr.entries.pop()[0] is not t or cr.entries.pop()[0] is not t:
+        if dr.entries.pop() is not t or cr.entries.pop() is not t:
             raise InvariantViolationError("account entry rollback out of order")
+        for account in (dr, cr):
+            if account.balances is not None:
+                account.balances.pop()
         del self.transfers[t.id]
         # A stale expiry-heap entry is left behind; `pulse` skips entries whose transfer is gone.
 
@@ -926,17 +929,18 @@ class StateMachine:
         account = self.accounts.get(f.account_id)
         if account is None:
             return None
-        entries = _timestamp_window(account.entries, f.timestamp_min, f.timestamp_max)
+        window = _timestamp_window(account.entries, f.timestamp_min, f.timestamp_max)
         want_debits = flags & F_DEBITS
         want_credits = flags & F_CREDITS
         account_id = f.account_id
         ud128, ud64, ud32, code = f.user_data_128, f.user_data_64, f.user_data_32, f.code
         if flags & F_REVERSED:
-            entries = entries[::-1]
+            window = window[::-1]
+        entries, balances = account.entries, account.balances
         out: list[tuple[_Transfer, tuple[int, int, int, int] | None]] = []
         limit = f.limit
-        for entry in entries:
-            t = entry[0]
+        for index in window:
+            t = entries[index]
             if not (
                 (want_debits and t.debit_account_id == account_id)
                 or (want_credits and t.credit_account_id == account_id)
@@ -949,7 +953,7 @@ class StateMachine:
                 or (code and t.code != code)
             ):
                 continue
-            out.append(entry)
+            out.append((t, None if balances is None else balances[index]))
             if len(out) >= limit:
                 break
         return account, out
@@ -1023,16 +1027,11 @@ class StateMachine:
                 raise InvariantViolationError(f"ledger {ledger}: posted debits != posted credits")
 
 
-_Entry = tuple["_Transfer", tuple[int, int, int, int] | None]
 _O = TypeVar("_O", "_Account", "_Transfer")
 
 
 def _timestamp_of(obj: _Account | _Transfer) -> int:
     return obj.timestamp
-
-
-def _entry_timestamp(entry: _Entry) -> int:
-    return entry[0].timestamp
 
 
 def _valid_range(ts_min: int, ts_max: int) -> bool:
@@ -1041,10 +1040,11 @@ def _valid_range(ts_min: int, ts_max: int) -> bool:
     return not (ts_max != 0 and ts_min > ts_max)
 
 
-def _timestamp_window(entries: list[_Entry], ts_min: int, ts_max: int) -> list[_Entry]:
-    lo = bisect_left(entries, ts_min, key=_entry_timestamp) if ts_min else 0
-    hi = bisect_right(entries, ts_max, key=_entry_timestamp) if ts_max else len(entries)
-    return entries[lo:hi]
+def _timestamp_window(entries: list[_Transfer], ts_min: int, ts_max: int) -> range:
+    """The indexes of `entries` (in timestamp order) within [ts_min, ts_max] (0: unbounded)."""
+    lo = bisect_left(entries, ts_min, key=_timestamp_of) if ts_min else 0
+    hi = bisect_right(entries, ts_max, key=_timestamp_of) if ts_max else len(entries)
+    return range(lo, hi)
 
 
 def _query(ordered: list[_O], f: QueryFilter) -> list[_O]:
