@@ -55,7 +55,7 @@ async def _serve(args: argparse.Namespace) -> None:
             json.dump(setup, out)
         os.replace(temporary, args.setup)
         config = uvicorn.Config(
-            create_app(service=service, background=False),
+            create_app(service=service, background=False, freeze_gc=True),  # as tbledger serve
             host="127.0.0.1",
             port=args.port,
             log_level="warning",
