@@ -17,7 +17,6 @@ import pytest
 from tigerbeetle import (
     AMOUNT_MAX,
     Account,
-    AccountFilter,
     AccountFilterFlags,
     AccountFlags,
     CreateAccountStatus,
@@ -25,6 +24,8 @@ from tigerbeetle import (
     Transfer,
     TransferFlags,
 )
+
+from tests.support.filters import account_filter
 
 S = CreateTransferStatus
 F = TransferFlags
@@ -158,16 +159,8 @@ def test_failure_rolls_back_balance_history(book) -> None:
     ]
     book.ok(book.t(a, b, 4))
     history = book.client.get_account_balances(
-        AccountFilter(
-            account_id=a,
-            user_data_128=0,
-            user_data_64=0,
-            user_data_32=0,
-            code=0,
-            timestamp_min=0,
-            timestamp_max=0,
-            limit=10,
-            flags=AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS,
+        account_filter(
+            account_id=a, limit=10, flags=AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
         )
     )
     assert [h.debits_posted for h in history] == [1, 5]

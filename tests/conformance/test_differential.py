@@ -51,6 +51,7 @@ from tests.conformance.randomized import (
     Workload,
     chain_of,
 )
+from tests.support.filters import account_filter, query_filter
 from tests.support.tbserver import RealServer
 
 EVENTS = int(os.environ.get("TBLEDGER_DIFF_EVENTS", "20000"))
@@ -89,25 +90,6 @@ ACCOUNT_READS = ("get_account_transfers", "get_account_balances")
 QUERY_READS = ("query_accounts", "query_transfers")
 AFF = tb.AccountFilterFlags
 QFF = tb.QueryFilterFlags
-
-
-def account_filter(**fields: Any) -> tb.AccountFilter:
-    """An AccountFilter with every field not given zero (the dataclass has no defaults)."""
-    zero = dict.fromkeys(
-        ("account_id", "user_data_128", "user_data_64", "user_data_32", "code"), 0
-    ) | {"timestamp_min": 0, "timestamp_max": 0, "limit": QUERY_LIMIT_MAX, "flags": 0}
-    return tb.AccountFilter(**(zero | fields))
-
-
-def query_filter(**fields: Any) -> tb.QueryFilter:
-    """A QueryFilter with every field not given zero (the dataclass has no defaults)."""
-    zero = dict.fromkeys(("user_data_128", "user_data_64", "user_data_32", "ledger", "code"), 0) | {
-        "timestamp_min": 0,
-        "timestamp_max": 0,
-        "limit": QUERY_LIMIT_MAX,
-        "flags": 0,
-    }
-    return tb.QueryFilter(**(zero | fields))
 
 
 def _fields(obj: Any, names: Sequence[str]) -> tuple[int, ...]:

@@ -26,11 +26,12 @@ from tigerbeetle import (
     AccountFlags,
     CreateAccountStatus,
     CreateTransferStatus,
-    QueryFilter,
     QueryFilterFlags,
     Transfer,
     TransferFlags,
 )
+
+from tests.support.filters import query_filter
 
 A = CreateAccountStatus
 S = CreateTransferStatus
@@ -41,17 +42,7 @@ TIMESTAMP_MAX = 2**63 - 1
 
 def newest_timestamp(client) -> int:
     """The largest timestamp of any account or transfer in the database (0 if empty)."""
-    newest = QueryFilter(
-        user_data_128=0,
-        user_data_64=0,
-        user_data_32=0,
-        ledger=0,
-        code=0,
-        timestamp_min=0,
-        timestamp_max=0,
-        limit=1,
-        flags=QueryFilterFlags.REVERSED,
-    )
+    newest = query_filter(limit=1, flags=QueryFilterFlags.REVERSED)
     found = [*client.query_accounts(newest), *client.query_transfers(newest)]
     return max((o.timestamp for o in found), default=0)
 

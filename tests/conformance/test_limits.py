@@ -25,12 +25,12 @@ from tigerbeetle import (
     CreateTransferStatus,
     IntegerOverflowError,
     QueryFilter,
-    QueryFilterFlags,
     TooMuchDataError,
     Transfer,
 )
 
 from tbledger.embedded import ClientSync as TwinClient
+from tests.support import filters
 
 A = CreateAccountStatus
 S = CreateTransferStatus
@@ -39,35 +39,14 @@ LIMIT_MAX = 8189
 
 
 def account_filter(account_id: int, limit: int = 10, **fields) -> AccountFilter:
-    base = {
-        "account_id": account_id,
-        "user_data_128": 0,
-        "user_data_64": 0,
-        "user_data_32": 0,
-        "code": 0,
-        "timestamp_min": 0,
-        "timestamp_max": 0,
-        "limit": limit,
-        "flags": AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS,
-    }
-    base.update(fields)
-    return AccountFilter(**base)
+    both = AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
+    return filters.account_filter(
+        **({"account_id": account_id, "limit": limit, "flags": both} | fields)
+    )
 
 
 def query_filter(ledger: int, limit: int = 10, **fields) -> QueryFilter:
-    base = {
-        "user_data_128": 0,
-        "user_data_64": 0,
-        "user_data_32": 0,
-        "ledger": ledger,
-        "code": 0,
-        "timestamp_min": 0,
-        "timestamp_max": 0,
-        "limit": limit,
-        "flags": QueryFilterFlags.NONE,
-    }
-    base.update(fields)
-    return QueryFilter(**base)
+    return filters.query_filter(**({"ledger": ledger, "limit": limit} | fields))
 
 
 def open_accounts(engine, n: int) -> tuple[int, list[int]]:

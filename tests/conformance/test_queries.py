@@ -30,6 +30,8 @@ from tigerbeetle import (
     TransferFlags,
 )
 
+from tests.support import filters
+
 S = CreateTransferStatus
 F = TransferFlags
 AF = AccountFlags
@@ -43,35 +45,13 @@ TIMESTAMP_MAX = 2**63 - 1
 
 def account_filter(account_id: int, **fields) -> AccountFilter:
     """An AccountFilter with every field defaulted: both directions, limit 100, no bounds."""
-    base = {
-        "account_id": account_id,
-        "user_data_128": 0,
-        "user_data_64": 0,
-        "user_data_32": 0,
-        "code": 0,
-        "timestamp_min": 0,
-        "timestamp_max": 0,
-        "limit": 100,
-        "flags": BOTH,
-    }
-    base.update(fields)
-    return AccountFilter(**base)
+    return filters.account_filter(
+        **({"account_id": account_id, "limit": 100, "flags": BOTH} | fields)
+    )
 
 
 def query_filter(**fields) -> QueryFilter:
-    base = {
-        "user_data_128": 0,
-        "user_data_64": 0,
-        "user_data_32": 0,
-        "ledger": 0,
-        "code": 0,
-        "timestamp_min": 0,
-        "timestamp_max": 0,
-        "limit": 100,
-        "flags": QueryFilterFlags.NONE,
-    }
-    base.update(fields)
-    return QueryFilter(**base)
+    return filters.query_filter(**({"limit": 100} | fields))
 
 
 def ids(objects) -> list[int]:

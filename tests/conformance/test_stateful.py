@@ -66,6 +66,7 @@ from tests.conformance.randomized import (
     Workload,
     chain_of,
 )
+from tests.support.filters import account_filter, query_filter
 
 NS = 1_000_000_000
 LEDGERS = (1, 2, 3)  # the last is the "whale" ledger, where amounts near 2^128 overflow
@@ -80,19 +81,7 @@ seeds = st.integers(0, 2**32 - 1)
 
 
 def query_all(client: ClientSync, ledger: int) -> list[tb.Account]:
-    return client.query_accounts(
-        tb.QueryFilter(
-            user_data_128=0,
-            user_data_64=0,
-            user_data_32=0,
-            ledger=ledger,
-            code=0,
-            timestamp_min=0,
-            timestamp_max=0,
-            limit=QUERY_LIMIT_MAX,
-            flags=tb.QueryFilterFlags.NONE,
-        )
-    )
+    return client.query_accounts(query_filter(ledger=ledger, limit=QUERY_LIMIT_MAX))
 
 
 # An account's mutable state, as a list: balances and the closed bit.
@@ -337,17 +326,7 @@ class LedgerMachine(RuleBasedStateMachine):
         flags = tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS
         if reversed_:
             flags |= tb.AccountFilterFlags.REVERSED
-        f = tb.AccountFilter(
-            account_id=account.id,
-            user_data_128=0,
-            user_data_64=0,
-            user_data_32=0,
-            code=0,
-            timestamp_min=0,
-            timestamp_max=0,
-            limit=QUERY_LIMIT_MAX,
-            flags=flags,
-        )
+        f = account_filter(account_id=account.id, limit=QUERY_LIMIT_MAX, flags=flags)
         expected = sorted(
             (
                 t

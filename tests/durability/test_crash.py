@@ -48,6 +48,7 @@ from pathlib import Path
 from tigerbeetle import QueryFilter, Transfer, TransferFlags
 
 from tbledger.embedded import ClientSync
+from tests.support.filters import query_filter
 
 LEDGER = 700
 ACCOUNTS = 16
@@ -307,17 +308,7 @@ def simulate_torn_write(
 
 def ledger_filter(timestamp_min: int = 0) -> QueryFilter:
     """A query for the test ledger (the official QueryFilter has no defaults)."""
-    return QueryFilter(
-        user_data_128=0,
-        user_data_64=0,
-        user_data_32=0,
-        ledger=LEDGER,
-        code=0,
-        timestamp_min=timestamp_min,
-        timestamp_max=0,
-        limit=QUERY_LIMIT,
-        flags=0,
-    )
+    return query_filter(ledger=LEDGER, timestamp_min=timestamp_min, limit=QUERY_LIMIT)
 
 
 def scan_transfers(client: ClientSync) -> list[Transfer]:

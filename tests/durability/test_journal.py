@@ -48,6 +48,7 @@ from tigerbeetle import (
 
 from tbledger.embedded import ClientSync, ManualClock
 from tbledger.errors import JournalCorruptError, JournalError
+from tests.support import filters
 
 FILE_HEADER_SIZE = 48
 RECORD_HEADER_SIZE = 48
@@ -85,30 +86,12 @@ def statuses(results: list[Any]) -> list[Any]:
 
 
 def query(ledger: int = 0, limit: int = 8189) -> QueryFilter:
-    return QueryFilter(
-        user_data_128=0,
-        user_data_64=0,
-        user_data_32=0,
-        ledger=ledger,
-        code=0,
-        timestamp_min=0,
-        timestamp_max=0,
-        limit=limit,
-        flags=0,
-    )
+    return filters.query_filter(ledger=ledger, limit=limit)
 
 
 def account_filter(account_id: int) -> AccountFilter:
-    return AccountFilter(
-        account_id=account_id,
-        user_data_128=0,
-        user_data_64=0,
-        user_data_32=0,
-        code=0,
-        timestamp_min=0,
-        timestamp_max=0,
-        limit=8189,
-        flags=AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS,
+    return filters.account_filter(
+        account_id=account_id, flags=AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
     )
 
 

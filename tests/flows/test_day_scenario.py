@@ -38,6 +38,7 @@ from tbledger.flows import (
 from tbledger.store import EventKind
 from tbledger.store.tables import audit_events, transfers
 from tests.flows.conftest import World
+from tests.support.filters import query_filter
 
 # The seed and the length of the day; override them to explore (the defaults keep this test
 # well under a minute per store: every operation is a few store writes).
@@ -330,17 +331,7 @@ async def engine_accounts(world: World) -> list[tb.Account]:
         timestamp_min = 0
         while True:
             page = await world.client.query_accounts(
-                tb.QueryFilter(
-                    user_data_128=0,
-                    user_data_64=0,
-                    user_data_32=0,
-                    ledger=ledger.code,
-                    code=0,
-                    timestamp_min=timestamp_min,
-                    timestamp_max=0,
-                    limit=8189,
-                    flags=tb.QueryFilterFlags.NONE,
-                )
+                query_filter(ledger=ledger.code, timestamp_min=timestamp_min, limit=8189)
             )
             found.extend(page)
             if len(page) < 8189:

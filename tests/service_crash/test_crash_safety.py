@@ -68,6 +68,7 @@ from tests.support.database import (
     drop_test_database,
     postgres_server,
 )
+from tests.support.filters import query_filter
 
 LEDGER = 4242
 CODE = 17
@@ -452,17 +453,7 @@ async def scan_engine_transfers(engine: Any) -> dict[int, tb.Transfer]:
     timestamp_min = 0
     while True:
         page = await engine.query_transfers(
-            tb.QueryFilter(
-                user_data_128=0,
-                user_data_64=0,
-                user_data_32=0,
-                ledger=LEDGER,
-                code=0,
-                timestamp_min=timestamp_min,
-                timestamp_max=0,
-                limit=BATCH_EVENTS_MAX,
-                flags=0,
-            )
+            query_filter(ledger=LEDGER, timestamp_min=timestamp_min, limit=BATCH_EVENTS_MAX)
         )
         for t in page:
             assert t.id not in out, f"the engine returned {t.id:#x} twice"

@@ -9,6 +9,7 @@ import pytest
 import tigerbeetle as tb
 
 from tbledger.embedded import ClientAsync
+from tests.support.filters import account_filter
 
 CREATED = tb.CreateTransferStatus.CREATED
 
@@ -149,16 +150,6 @@ async def test_stored_transfers_give_the_garbage_collector_little_to_visit() -> 
         assert grown < 4000 * 1.1, f"{grown} tracked objects for 4000 transfers"
         # History balances are still there, exactly.
         rows = await client.get_account_balances(
-            tb.AccountFilter(
-                account_id=1,
-                user_data_128=0,
-                user_data_64=0,
-                user_data_32=0,
-                code=0,
-                timestamp_min=0,
-                timestamp_max=0,
-                limit=3,
-                flags=tb.AccountFilterFlags.DEBITS,
-            )
+            account_filter(account_id=1, limit=3, flags=tb.AccountFilterFlags.DEBITS)
         )
         assert [r.debits_posted for r in rows] == [1, 2, 3]
