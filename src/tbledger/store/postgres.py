@@ -110,7 +110,8 @@ class PostgresBackend:
             check_identifier("role", options.role)
         self._url = url.set(drivername="postgresql+asyncpg")
         self._options = options
-        self._direct: dict[tuple[str, ...], str] = {}
+        # Per table and column list: the direct statement and each column's array encoder.
+        self._direct: dict[tuple[str, ...], tuple[str, list[_ArrayEncoder]]] = {}
 
     def create_engine(self) -> AsyncEngine:
         options = self._options
@@ -175,13 +176,12 @@ class PostgresBackend:
             table, names, values = rows
             key = (table.name, *names)
             columns = [*values, *events]
-        statement = self._direct.get(key)
-        if statement is None:
-            statement = self._direct[key] = _direct_statement(rows)
-        arrays = [
-            _array(column, values)
-            for column, values in zip(_direct_columns(rows), columns, strict=True)
-        ]
+        direct = self._direct.get(key)
+        if direct is None:
+            encoders = [_array_encoder(column) for column in _direct_columns(rows)]
+            direct = self._direct[key] = (_direct_statement(rows), encoders)
+        statement, encoders = direct
+        arrays = [encode(values) for encode, values in zip(encoders, columns, strict=True)]
         driver = (await conn.get_raw_connection()).driver_connection
         if driver is None:
             raise InvariantViolationError("the store's connection has no driver connection")
@@ -226,18 +226,29 @@ def _unnest_insert(table: sa.Table, names: Sequence[str], first: int) -> str:
     )
 
 
-def _array(column: sa.Column[Any], values: Sequence[Any]) -> list[str | None]:
-    """A column of a validated batch as the text array `insert_direct` sends."""
+# A column of a validated batch as the text array `insert_direct` sends.
+_ArrayEncoder = Callable[[Sequence[Any]], list[Any]]
+
+
+def _array_encoder(column: sa.Column[Any]) -> _ArrayEncoder:
     kind = column.type
     if isinstance(kind, U128 | U64 | sa.Integer):
-        if None in values:
-            return [None if value is None else int.__repr__(value) for value in values]
-        return list(map(int.__repr__, values))
+        return _int_texts
     if isinstance(kind, UtcDateTime):
-        return [None if value is None else _instant(value) for value in values]
+        return _instant_texts
     if isinstance(kind, sa.String | sa.JSON):
-        return list(values)
+        return list  # JSON columns hold the text rows.py encoded
     raise InvariantViolationError(f"no text encoding for column {column.name!r} ({kind})")
+
+
+def _int_texts(values: Sequence[Any]) -> list[str | None]:
+    if None in values:
+        return [None if value is None else int.__repr__(value) for value in values]
+    return list(map(int.__repr__, values))
+
+
+def _instant_texts(values: Sequence[Any]) -> list[str | None]:
+    return [None if value is None else _instant(value) for value in values]
 
 
 def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
