@@ -1,0 +1,95 @@
+"""The house the adversarial suite attacks: the real app, an admin key and two owner keys.
+
+`house` is the HTTP app over the embedded twin (in memory, on a `ManualClock`) and a store, run
+once on SQLite and once on PostgreSQL (as the application role), with the chart's system
+accounts created on start-up. Two owners, ``alice`` and ``bob``, each have an owner key; alice has
+a funded USD account (`A`) and an empty EUR account (`AE`), bob a USD merchant account (`BM`).
+Every test asserts on money (balances in the engine, statuses in the store and in the engine),
+not only on status codes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tbledger.api import create_app, mint_key
+from tbledger.embedded import ClientAsync, ManualClock
+from tbledger.service import LedgerService
+from tbledger.store import DEFAULT_APP_ROLE, Store, StoreOptions
+from tests.api.conftest import SETTINGS, Api
+from tests.support.database import SessionDatabase
+
+STORES = ["sqlite", "postgresql"]
+
+
+@dataclass
+class House:
+    """The app, its keys and the accounts every attack starts from."""
+
+    api: Api
+    alice: dict[str, str]
+    bob: dict[str, str]
+    A: str  # alice's USD user account, funded with 100.00
+    AE: str  # alice's EUR user account, empty
+    BM: str  # bob's USD merchant account, empty
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.api.http
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.api.admin
+
+    async def balance(self, account_id: str) -> dict[str, Any]:
+        """An account's balance as the admin reads it (from the engine)."""
+        r = await self.http.get(f"/v1/balances/{account_id}", headers=self.admin)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def posted(self, account_id: str) -> str:
+        return str((await self.balance(account_id))["posted"])
+
+
+async def _store_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if kind == "sqlite":
+        return await Store.connect(f"sqlite:///{tmp_path / 'store.db'}", migrate=True)
+    database: SessionDatabase = request.getfixturevalue("postgres_database")
+    schema = f"{database.prefix}_{secrets.token_hex(4)}"
+    options = StoreOptions(schema=schema, role=DEFAULT_APP_ROLE)
+    return await Store.connect(database.url, migrate=True, options=options)
+
+
+@pytest.fixture(params=STORES)
+async def house(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[House]:
+    clock = ManualClock()
+    engine = ClientAsync(cluster_id=0, clock=clock)
+    store = await _store_for(request.param, request, tmp_path)
+    service = LedgerService(engine=engine, store=store, **SETTINGS)
+    app = create_app(service=service)
+    try:
+        async with app.router.lifespan_context(app):
+            admin = mint_key(name="test admin", scope="admin")
+            await store.create_api_key(admin.record)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                api = Api(app, http, service, engine, clock, store, admin.token)
+                alice = await api.owner("alice")
+                bob = await api.owner("bob")
+                a = await api.account("alice")
+                ae = await api.account("alice", ledger="EUR")
+                bm = await api.account("bob", account_type="merchant")
+                await api.deposit(a, "100.00")
+                yield House(api, alice, bob, a, ae, bm)
+    finally:
+        await service.close()
+        await store.close()
+        await engine.close()
