@@ -26,6 +26,7 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     │   │   ├── RefundExceedsPaymentError  refunds past the payment's amount (`refundable`)
     │   │   └── InsufficientLiquidityError  the platform's float cannot pay out an exchange
     │   ├── AccountNotFoundError    no such account (also a LookupError)
+    │   ├── PendingHoldsError       an account cannot close while holds on it are pending
     │   ├── NotConnectedError       the service is not connected (call `connect()`)
     │   ├── OutcomeUnknownError     the deadline passed; the request may still be applied
     │   ├── CircuitOpenError        too many recent engine faults; calls fail fast for a while
@@ -134,6 +135,12 @@ class AccountFrozenError(TransferFailedError):
 
 class AccountNotFoundError(TigerBeetleError, LookupError):
     """No account has this id (in the engine or in the account mapping)."""
+
+
+class PendingHoldsError(TigerBeetleError):
+    """An account cannot be closed while holds on it are pending: a hold voided after the close
+    would put money into an account nothing can move it out of. `details["hold_ids"]` lists them
+    (hex ids); void or post them, or let them expire, and close again."""
 
 
 class NotConnectedError(TigerBeetleError):

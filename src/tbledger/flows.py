@@ -122,6 +122,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -172,6 +173,7 @@ __all__ = [
     "AnchorRelease",
     "AnchorState",
     "AnchorStatus",
+    "ContractRef",
     "DepositResult",
     "EscrowLockResult",
     "EscrowReleaseResult",
@@ -181,6 +183,7 @@ __all__ = [
     "FeePayer",
     "FlowResult",
     "LiquidityResult",
+    "PaymentRef",
     "PaymentResult",
     "RefundResult",
     "SettlementResult",
@@ -315,6 +318,28 @@ class PaymentResult(FlowResult):
     fee: int
     fee_payer: FeePayer
     refundable_account_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentRef:
+    """A payment as the service recorded it when the payment flow ran: who paid whom, on which
+    ledger, and the account that holds what is left to refund."""
+
+    payment_id: str
+    payer_id: int
+    merchant_id: int
+    ledger: int
+    refundable_account_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractRef:
+    """An escrow contract as the service recorded it at its first lock."""
+
+    contract_id: str
+    payer_id: int
+    ledger: int
+    escrow_account_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -459,7 +484,9 @@ class _Context:
     def leg_key(self, index: int) -> str | None:
         return None if self.key is None else f"{self.key}:{index}"
 
-    def metadata(self, leg: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def control(self, leg: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The leg's control facts (flow, leg, and the flow's own extras): recorded by the
+        service apart from any caller's metadata, and what the flows later read."""
         return {"flow": self.flow, "leg": leg, **(extra or {})}
 
 
@@ -483,6 +510,16 @@ _ANCHOR_STATES: Final[Mapping[EventKind, AnchorState]] = {
     EventKind.EXPIRED: AnchorState.EXPIRED,
 }
 _ESCROW_FLAGS: Final = _NOT_OVERDRAWN | _AF.HISTORY
+# The `control` kinds of flow accounts.
+_REFUNDABLE_KIND: Final = "refundable"
+_ESCROW_KIND: Final = "escrow"
+
+
+def _scoped_name(kind: str, scope: str, ref: str) -> str:
+    """The unique name of a flow account: its kind, its owner's namespace (hashed, so an owner
+    id of any length or spelling fits the column) and the payment or contract id."""
+    digest = hashlib.blake2b(scope.encode(), digest_size=8).hexdigest()
+    return f"{kind}:{digest}:{ref}"
 
 
 def _text(name: str, value: object) -> str:
@@ -616,10 +653,48 @@ class SpendEngine:
         )
         return info.id
 
-    async def refundable_amount(self, payment_id: str) -> int:
-        """What is left to refund of a payment, in minor units."""
-        record = await self._refundable_record(payment_id)
-        return _credit_available(await self.service.get_balance(record.id))
+    async def refundable_amount(self, payment_id: str, *, payer: int | str | None = None) -> int:
+        """What is left to refund of a payment, in minor units (`payer` as for `refund`)."""
+        found = await self.payment(payment_id, payer=payer)
+        return _credit_available(await self.service.get_balance(found.refundable_account_id))
+
+    async def payments(self, payment_id: str) -> list[PaymentRef]:
+        """Every payment recorded under this id, from the service's own records (one per owner
+        that used the id: ids are scoped to the payer's owner)."""
+        records = await self.service.store.get_accounts_by_flow_ref(_text("payment_id", payment_id))
+        return [
+            PaymentRef(
+                payment_id=payment_id,
+                payer_id=parse_id(r.control["payer"]),
+                merchant_id=parse_id(r.control["merchant"]),
+                ledger=r.ledger,
+                refundable_account_id=r.id,
+            )
+            for r in records
+            if r.control.get("kind") == _REFUNDABLE_KIND
+            and {"payer", "merchant"} <= r.control.keys()
+        ]
+
+    async def payment(self, payment_id: str, *, payer: int | str | None = None) -> PaymentRef:
+        """The payment recorded under this id (and paid by `payer`, if given).
+
+        `UnknownReferenceError` if there is none; `ValidationError` if several owners' payments
+        share the id and `payer` does not say which."""
+        payer_id = None if payer is None else _account_id("payer", payer)
+        found = [
+            p for p in await self.payments(payment_id) if payer_id is None or p.payer_id == payer_id
+        ]
+        if not found:
+            raise UnknownReferenceError(
+                f"no payment {payment_id!r}",
+                code="payment_not_found",
+                details={"payment_id": payment_id},
+            )
+        if len(found) > 1:
+            raise ValidationError(
+                f"several payments use the id {payment_id!r}: name the payer account"
+            )
+        return found[0]
 
     async def liquidity_available(self, ledger: int | str) -> int:
         """What the ledger's liquidity account can pay out in exchanges, in minor units."""
@@ -746,17 +821,23 @@ class SpendEngine:
             raise ValidationError("a fee paid by the merchant cannot exceed the payment amount")
         ctx = self._context("payment", idempotency_key, event_id, payment_id)
         system = await self._system(book)
+        # The payment id is the payer's owner's: another owner's payment with the same id is
+        # another payment, and cannot block or be confused with this one (DESIGN §9).
+        scope = await self._scope(payer_id)
         refundable = await self._named_account(
-            f"refundable:{ctx.payment_id}",
+            _scoped_name("refundable", scope, ctx.payment_id),
             account_type=AccountType.SYSTEM_BUFFER,
             ledger=book.code,
             flags=_REFUNDABLE_FLAGS,
-            metadata={
+            control={
+                "kind": _REFUNDABLE_KIND,
                 "payment_id": ctx.payment_id,
+                "scope": scope,
                 "payer": format_id(payer_id),
                 "merchant": format_id(merchant_id),
             },
             conflict=IdempotencyConflictError,
+            flow_ref=ctx.payment_id,
         )
         legs = [_Leg("payment", payer_id, merchant_id, minor, book.code, self._tc("PAYMENT"))]
         if fee_minor:
@@ -796,16 +877,21 @@ class SpendEngine:
         payment_id: str,
         amount: int | str | Decimal | None = None,
         *,
+        payer: int | str | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
     ) -> RefundResult:
-        """Refund all (`amount` None: what is left) or part of a payment; never more in total."""
+        """Refund all (`amount` None: what is left) or part of a payment; never more in total.
+
+        Payment ids are scoped to the payer's owner; where several owners' payments share the
+        id, `payer` (the paying account) says which one."""
         payment_id = _text("payment_id", payment_id)
         key = self._key(idempotency_key)
-        record = await self._refundable_record(payment_id)
+        found = await self.payment(payment_id, payer=payer)
+        record = await self._flow_account(found.refundable_account_id)
         book = self.chart.ledger(record.ledger)
-        payer_id = parse_id(record.metadata["payer"])
-        merchant_id = parse_id(record.metadata["merchant"])
+        payer_id = found.payer_id
+        merchant_id = found.merchant_id
         if amount is not None:
             minor = _minor(book, amount, "amount")
         else:
@@ -1005,13 +1091,21 @@ class SpendEngine:
         payer_id = _account_id("payer", payer)
         minor = _minor(book, amount, "amount")
         ctx = self._context("escrow_lock", idempotency_key, event_id, payment_id)
+        # Contract ids are the payer's owner's, as payment ids are.
+        scope = await self._scope(payer_id)
         escrow = await self._named_account(
-            f"escrow:{contract_id}",
+            _scoped_name("escrow", scope, contract_id),
             account_type=AccountType.ESCROW,
             ledger=book.code,
             flags=_ESCROW_FLAGS,
-            metadata={"contract_id": contract_id, "payer": format_id(payer_id)},
+            control={
+                "kind": _ESCROW_KIND,
+                "contract_id": contract_id,
+                "scope": scope,
+                "payer": format_id(payer_id),
+            },
             conflict=ValidationError,
+            flow_ref=contract_id,
         )
         extra = {"contract_id": contract_id}
         leg = _Leg("lock", payer_id, escrow.id, minor, book.code, self._tc("ESCROW_LOCK"))
@@ -1029,15 +1123,21 @@ class SpendEngine:
         merchant: int | str,
         amount: int | str | Decimal | None = None,
         *,
+        payer: int | str | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
         payment_id: str | None = None,
     ) -> EscrowReleaseResult:
-        """Release escrowed funds to a merchant (ESCROW_RELEASE): all that is left, or part."""
+        """Release escrowed funds to a merchant (ESCROW_RELEASE): all that is left, or part.
+
+        Contract ids are scoped to the payer's owner; `payer` says which contract where several
+        share the id."""
         contract_id = _text("contract_id", contract_id)
         merchant_id = _account_id("merchant", merchant)
         key = self._key(idempotency_key)
-        escrow = await self._contract(contract_id)
+        escrow = await self._flow_account(
+            (await self.contract(contract_id, payer=payer)).escrow_account_id
+        )
         book = self.chart.ledger(escrow.ledger)
         minor = await self._escrow_amount(escrow, book, amount, key)
         ctx = self._context("escrow_release", key, event_id, payment_id)
@@ -1055,16 +1155,19 @@ class SpendEngine:
         contract_id: str,
         amount: int | str | Decimal | None = None,
         *,
+        payer: int | str | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
         payment_id: str | None = None,
     ) -> EscrowVoidResult:
-        """Return escrowed funds to the payer (ESCROW_VOID): all that is left, or part."""
+        """Return escrowed funds to the payer (ESCROW_VOID): all that is left, or part
+        (`payer` as for `escrow_release`)."""
         contract_id = _text("contract_id", contract_id)
         key = self._key(idempotency_key)
-        escrow = await self._contract(contract_id)
+        found = await self.contract(contract_id, payer=payer)
+        escrow = await self._flow_account(found.escrow_account_id)
         book = self.chart.ledger(escrow.ledger)
-        payer_id = parse_id(escrow.metadata["payer"])
+        payer_id = found.payer_id
         minor = await self._escrow_amount(escrow, book, amount, key)
         ctx = self._context("escrow_void", key, event_id, payment_id)
         leg = _Leg("void", escrow.id, payer_id, minor, book.code, self._tc("ESCROW_VOID"))
@@ -1135,7 +1238,14 @@ class SpendEngine:
         """Give a settlement back: treasury -> merchant of the settled amount, at most once."""
         settlement = _account_id("settlement_id", settlement_id)
         intent = await self.service.store.get_intent(settlement)
-        if intent is None or intent.metadata.get("flow") != "settlement":
+        # The service's own label and the shape only the flow makes: the SETTLEMENT code,
+        # crediting the ledger's treasury. A caller's metadata is never read (DESIGN §9).
+        if (
+            intent is None
+            or intent.control.get("flow") != "settlement"
+            or intent.code != self._tc("SETTLEMENT")
+            or not await self._credits_role(intent, _TREASURY)
+        ):
             raise UnknownReferenceError(
                 f"no settlement {format_id(settlement)}",
                 code="settlement_not_found",
@@ -1341,7 +1451,7 @@ class SpendEngine:
                 account_type=spec.account_type,
                 ledger=ledger.code,
                 flags=spec.flags,
-                metadata={"system": True, "role": role},
+                control={"system": True, "role": role},
                 conflict=ConfigurationError,
             )
             ids[role] = record.id
@@ -1356,10 +1466,14 @@ class SpendEngine:
         account_type: AccountType,
         ledger: int,
         flags: tb.AccountFlags,
-        metadata: Mapping[str, Any],
+        control: Mapping[str, Any],
         conflict: type[TbledgerError],
+        flow_ref: str | None = None,
     ) -> AccountRecord:
-        """The account with this unique name, created if missing; it must match the request."""
+        """The account with this unique name, created if missing; it must match the request.
+
+        What it must match is the service's own record of it (`control`), never an account's
+        metadata, which whoever opened it wrote."""
         waiting = self._creating.get(name)
         if waiting is not None:
             record = await asyncio.shield(waiting)
@@ -1367,7 +1481,9 @@ class SpendEngine:
             future: asyncio.Future[AccountRecord] = asyncio.get_running_loop().create_future()
             self._creating[name] = future
             try:
-                record = await self._find_or_create(name, account_type, ledger, flags, metadata)
+                record = await self._find_or_create(
+                    name, account_type, ledger, flags, control, flow_ref
+                )
             except BaseException as exc:
                 future.set_exception(exc)
                 future.exception()  # observed here; waiters re-raise it
@@ -1376,12 +1492,10 @@ class SpendEngine:
                 future.set_result(record)
             finally:
                 del self._creating[name]
-        expected = (str(account_type), ledger, dict(metadata))
-        if (record.account_type, record.ledger, dict(record.metadata)) != expected:
-            message = (
-                f"account {name!r} exists as {record.account_type} on ledger {record.ledger} "
-                f"with {dict(record.metadata)}, not as asked"
-            )
+        expected = (str(account_type), ledger, dict(control), flow_ref)
+        if (record.account_type, record.ledger, dict(record.control), record.flow_ref) != expected:
+            # Says nothing of the existing account's parties: they may be another caller's.
+            message = f"account {name!r} exists for another purpose, not as asked"
             if issubclass(conflict, TigerBeetleError):
                 raise conflict(message, code="name_conflict", details={"name": name})
             raise conflict(message)
@@ -1393,7 +1507,8 @@ class SpendEngine:
         account_type: AccountType,
         ledger: int,
         flags: tb.AccountFlags,
-        metadata: Mapping[str, Any],
+        control: Mapping[str, Any],
+        flow_ref: str | None,
     ) -> AccountRecord:
         store = self.service.store
         record = await store.get_account_by_name(name)
@@ -1407,7 +1522,8 @@ class SpendEngine:
                 code=self._account_code(account_type),
                 name=name,
                 flags=flags,
-                metadata=metadata,
+                control=control,
+                flow_ref=flow_ref,
             )
         except DuplicateRecordError:
             # Another process created it first: its account is the one with the name.
@@ -1417,26 +1533,63 @@ class SpendEngine:
             return record
         return info.record
 
-    async def _refundable_record(self, payment_id: str) -> AccountRecord:
-        payment_id = _text("payment_id", payment_id)
-        record = await self.service.store.get_account_by_name(f"refundable:{payment_id}")
-        if record is None:
-            raise UnknownReferenceError(
-                f"no payment {payment_id!r}",
-                code="payment_not_found",
-                details={"payment_id": payment_id},
+    async def contracts(self, contract_id: str) -> list[ContractRef]:
+        """Every escrow contract recorded under this id, from the service's own records (one
+        per owner that used the id)."""
+        records = await self.service.store.get_accounts_by_flow_ref(
+            _text("contract_id", contract_id)
+        )
+        return [
+            ContractRef(
+                contract_id=contract_id,
+                payer_id=parse_id(r.control["payer"]),
+                ledger=r.ledger,
+                escrow_account_id=r.id,
             )
-        return record
+            for r in records
+            if r.control.get("kind") == _ESCROW_KIND and "payer" in r.control
+        ]
 
-    async def _contract(self, contract_id: str) -> AccountRecord:
-        record = await self.service.store.get_account_by_name(f"escrow:{contract_id}")
-        if record is None:
+    async def contract(self, contract_id: str, *, payer: int | str | None = None) -> ContractRef:
+        """The escrow contract recorded under this id (and locked by `payer`, if given);
+        errors as `payment`."""
+        payer_id = None if payer is None else _account_id("payer", payer)
+        found = [
+            c
+            for c in await self.contracts(contract_id)
+            if payer_id is None or c.payer_id == payer_id
+        ]
+        if not found:
             raise UnknownReferenceError(
                 f"no escrow contract {contract_id!r}",
                 code="contract_not_found",
                 details={"contract_id": contract_id},
             )
+        if len(found) > 1:
+            raise ValidationError(
+                f"several contracts use the id {contract_id!r}: name the payer account"
+            )
+        return found[0]
+
+    async def _flow_account(self, account_id: int) -> AccountRecord:
+        record = (await self.service.store.get_accounts([account_id])).get(account_id)
+        if record is None:  # pragma: no cover - found by its flow id a moment ago
+            raise UnknownReferenceError(f"no account {format_id(account_id)}")
         return record
+
+    async def _scope(self, account_id: int) -> str:
+        """Whose namespace a payment or contract id paid from this account lives in: the
+        account's owner, or the account itself when it has none."""
+        record = (await self.service.store.get_accounts([account_id])).get(account_id)
+        if record is None:
+            raise AccountNotFoundError(
+                f"no account {format_id(account_id)}",
+                code="account_not_found",
+                details={"account_id": format_id(account_id)},
+            )
+        if record.owner_id is not None:
+            return f"owner:{record.owner_id}"
+        return f"account:{format_id(account_id)}"
 
     async def _escrow_amount(
         self, escrow: AccountRecord, ledger: Ledger, amount: object, key: str | None
@@ -1462,16 +1615,40 @@ class SpendEngine:
         )
         store = self.service.store
         intent = await store.get_intent(hold_id)
-        if intent is None or intent.metadata.get("flow") != "anchor_authorization":
+        members: list[TransferIntent] = []
+        if (
+            intent is not None
+            and intent.control.get("flow") == "anchor_authorization"
+            and intent.chain_id is not None
+        ):
+            members = await store.intents_in_chain(intent.chain_id)
+        # The service's own label, and the shape only the flow makes: two holds with the
+        # authorization code, crediting the anchor accounts.
+        by_leg = {
+            m.control.get("leg"): m
+            for m in members
+            if m.code == self._tc("ANCHOR_AUTHORIZATION") and m.flags & tb.TransferFlags.PENDING
+        }
+        hold, obligation = by_leg.get("authorization"), by_leg.get("obligation")
+        if hold is None or obligation is None or not await self._credits_role(hold, _ANCHOR):
             raise UnknownReferenceError(
                 f"no anchor authorization {format_id(hold_id)}",
                 code="authorization_not_found",
                 details={"hold_id": format_id(hold_id)},
             )
-        assert intent.chain_id is not None  # an authorization is always a two-hold chain
-        members = await store.intents_in_chain(intent.chain_id)
-        by_leg = {m.metadata.get("leg"): m for m in members}
-        return by_leg["authorization"], by_leg["obligation"]
+        return hold, obligation
+
+    async def authorization(self, hold_id: int | str) -> TransferIntent:
+        """The user's hold of the anchor authorization named by either of its two holds
+        (`UnknownReferenceError` if there is none)."""
+        hold, _ = await self._anchor_holds(hold_id)
+        return hold
+
+    async def _credits_role(self, intent: TransferIntent, role: str) -> bool:
+        """Whether `intent` credits its ledger's system account `role`."""
+        system = await self._system(self.chart.ledger(intent.ledger))
+        account_id: int | None = getattr(system, role)
+        return account_id == intent.credit_account_id
 
     # -- submitting -----------------------------------------------------------------------------
 
@@ -1495,11 +1672,14 @@ class SpendEngine:
                 event_id=ctx.event_id,
                 payment_id=ctx.payment_id,
                 idempotency_key=ctx.leg_key(index),
-                metadata=ctx.metadata(leg.name, extra),
             )
             for index, leg in enumerate(legs)
         ]
-        results = await self.service.create_transfers(requests, atomic=len(requests) > 1)
+        results = await self.service.create_transfers(
+            requests,
+            atomic=len(requests) > 1,
+            control=[ctx.control(leg.name, extra) for leg in legs],
+        )
         await self._raise_for(results, legs)
         return results
 
@@ -1521,7 +1701,8 @@ class SpendEngine:
                 idempotency_key=ctx.leg_key(index),
                 event_id=ctx.event_id,
                 payment_id=ctx.payment_id,
-                metadata=ctx.metadata(r.name, r.metadata),
+                metadata=None,
+                control=ctx.control(r.name, r.metadata),
             )
             for index, r in enumerate(resolutions)
         ]

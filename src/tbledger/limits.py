@@ -122,3 +122,7 @@ CALL_DEADLINE_SLACK_S: Final = 0.1
 # are with the engine or having their outcomes recorded; more groups in flight shrink each group
 # (less batching) and hold more store connections without making the engine any faster.
 WRITE_GROUPS_IN_FLIGHT_MAX: Final = 4
+
+# Why: closing an account refuses while holds on it are pending and lists them; an account with
+# more holds than this is listed in part (the error says so), which is enough to act on.
+PENDING_HOLDS_LISTED_MAX: Final = 100

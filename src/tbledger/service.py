@@ -53,6 +53,7 @@ from tbledger.errors import (
     InsufficientBalanceError,
     NotConnectedError,
     OutcomeUnknownError,
+    PendingHoldsError,
     TigerBeetleError,
     TransferFailedError,
     ValidationError,
@@ -62,6 +63,7 @@ from tbledger.ids import format_id, parse_id
 from tbledger.limits import (
     BATCH_EVENTS_MAX,
     CALL_DEADLINE_SLACK_S,
+    PENDING_HOLDS_LISTED_MAX,
     STORE_PAGE_ROWS_MAX,
     U16_MAX,
     U32_MAX,
@@ -472,6 +474,8 @@ class LedgerService:
         metadata: Mapping[str, Any] | None = None,
         flags: tb.AccountFlags | None = None,
         account_id: int | str | None = None,
+        control: Mapping[str, Any] | None = None,
+        flow_ref: str | None = None,
         user_data_128: int = 0,
         user_data_64: int = 0,
         user_data_32: int = 0,
@@ -481,6 +485,11 @@ class LedgerService:
         The engine account is created first: an engine account without a mapping holds no money
         and nobody knows its id, while a mapping without an engine account would show a ledger
         entry that does not exist. Retrying with the same `account_id` completes either half.
+
+        `metadata` is the caller's, stored and returned and never read to decide anything.
+        `control` and `flow_ref` are the platform's own facts about the account (a system
+        account's role, the payment or contract a flow account serves): the flows set them; a
+        shell never passes a caller's input there (DESIGN §9).
         """
         ledger = _uint("ledger", ledger, U32_MAX)
         if ledger == 0:
@@ -515,6 +524,8 @@ class LedgerService:
             owner_id=owner_id,
             name=name,
             metadata=dict(metadata or {}),
+            control=dict(control or {}),
+            flow_ref=flow_ref,
         )
         store = self.store
         # Validate the mapping before the engine sees anything.
@@ -634,7 +645,7 @@ class LedgerService:
                     account_type=AccountType.CONTROL,
                     ledger=ledger,
                     name=name,
-                    metadata={"system": True},
+                    control={"system": True, "role": "control"},
                 )
                 record = info.record
             except DuplicateRecordError:
@@ -655,6 +666,10 @@ class LedgerService:
         * closed: one linked chain, all or nothing — void the freeze if any, sweep the whole
           balance to `sweep_to` (default: the ledger's control account) with a balancing
           transfer, and close the account with a closing transfer that is never voided.
+          Refused with `PendingHoldsError` (listing them) while holds on the account are
+          pending: voiding one after the close would put money into an account nothing can
+          move it out of. Void, post or let them expire first; holds past their timeout by the
+          engine's clock do not count (the engine has released them).
         """
         account_id = parse_id(account_id)
         try:
@@ -674,6 +689,8 @@ class LedgerService:
             return AccountInfo(record)
         if record.status is AccountStatus.CLOSED:
             raise ValidationError(f"account {format_id(account_id)} is closed for good")
+        if target is AccountStatus.CLOSED:
+            await self._refuse_pending_holds(record)
         control = await self._control_account(record.ledger)
         requests: list[TransferIntent] = []
         ledger = record.ledger
@@ -741,6 +758,33 @@ class LedgerService:
             raise AccountNotFoundError(f"no account {format_id(account_id)}")
         return AccountInfo(updated)
 
+    async def _refuse_pending_holds(self, record: AccountRecord) -> None:
+        """Raise `PendingHoldsError` if holds on the account (other than its own freeze) are
+        still pending by the engine's clock."""
+        holds = await self.store.pending_holds_of(record.id, limit=PENDING_HOLDS_LISTED_MAX)
+        holds = [(h, at) for h, at in holds if h.id != record.freeze_transfer_id]
+        if not holds:
+            return
+        now_ns = await self.engine_now_ns()
+        live = [
+            h
+            for h, created_ns in holds
+            if h.timeout == 0
+            or created_ns is None
+            or created_ns + h.timeout * 1_000_000_000 > now_ns
+        ]
+        if live:
+            raise PendingHoldsError(
+                f"account {format_id(record.id)} has {len(live)} pending hold(s)"
+                f"{'' if len(holds) < PENDING_HOLDS_LISTED_MAX else ' or more'}: void, post or "
+                "let them expire before closing it",
+                code="pending_holds",
+                details={
+                    "account_id": format_id(record.id),
+                    "hold_ids": [format_id(h.id) for h in live],
+                },
+            )
+
     async def _apply_control_outcomes(self, intents: Sequence[TransferIntent]) -> None:
         """Record account status changes that the engine just made effective.
 
@@ -748,11 +792,13 @@ class LedgerService:
         the engine and the store is repaired by `recover()`.
         """
         closing = {
-            i.metadata.get("account_id") for i in intents if i.metadata.get(_PURPOSE) == "close"
+            i.control.get("account_id") for i in intents if i.control.get(_PURPOSE) == "close"
         }
         for intent in intents:
-            purpose = intent.metadata.get(_PURPOSE)
-            account = intent.metadata.get("account_id")
+            # Only the service writes `control`, and only with the control transfer code, which
+            # no caller may use; a caller's metadata is never read here (DESIGN §9).
+            purpose = intent.control.get(_PURPOSE)
+            account = intent.control.get("account_id")
             if purpose == "unfreeze" and account in closing:
                 continue  # the first link of a close: the account goes from frozen to closed
             if purpose not in ("freeze", "unfreeze", "close") or not isinstance(account, str):
@@ -846,14 +892,30 @@ class LedgerService:
         return await self._single(intent)
 
     async def create_transfers(
-        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+        self,
+        requests: Sequence[TransferRequest],
+        *,
+        atomic: bool = False,
+        control: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[TransferResult]:
         """Create many transfers: one result per input, in order; errors are returned.
 
         One engine request per 8189 transfers. `atomic=True` links them into one chain: all or
         nothing (at most 8189).
+
+        `control`, one mapping per request, records the platform's own facts about each
+        transfer (the flow and leg it is): the flows pass it, and later decisions read it. A
+        shell never passes a caller's input there; a request's `metadata` is the caller's and is
+        never read to decide anything (DESIGN §9).
         """
         intents = [_intent_of(r, pending=r.pending) for r in requests]
+        if control is not None:
+            if len(control) != len(intents):
+                raise ValidationError("control needs one mapping per request")
+            intents = [
+                replace(intent, control=dict(facts)) if facts else intent
+                for intent, facts in zip(intents, control, strict=True)
+            ]
         return await self._write(intents, atomic=atomic)
 
     async def create_pending_transfers(
@@ -1407,9 +1469,9 @@ class LedgerService:
             self.stats["audit_write_failures"] += 1
             log.exception("could not record outcomes; recovery will")
             return
-        if any(_PURPOSE in i.metadata for i in intents if i.metadata):
+        if any(_PURPOSE in i.control for i in intents if i.control):
             ok = [i for i, r in zip(intents, results, strict=True) if r.ok]
-            if any(_PURPOSE in i.metadata for i in ok):
+            if any(_PURPOSE in i.control for i in ok):
                 await self._apply_control_outcomes(ok)
         if ledger_events:
             self._bus.emit(ledger_events)
@@ -1435,6 +1497,11 @@ class LedgerService:
         if not ids:
             return []
         return await self._call(lambda: self.engine.lookup_transfers(ids))
+
+    async def get_intent(self, transfer_id: int | str) -> TransferIntent | None:
+        """The transfer as the service recorded it before submitting it (its fields, the
+        caller's metadata and the service's control facts), or None."""
+        return await self.store.get_intent(parse_id(transfer_id))
 
     async def get_transfer_audit(self, transfer_id: int | str) -> list[AuditEvent]:
         """The transfer's audit history, oldest first."""
@@ -1751,6 +1818,7 @@ def _resolution_intent(
     event_id: str | None,
     payment_id: str | None,
     metadata: Mapping[str, Any] | None,
+    control: Mapping[str, Any] | None = None,
 ) -> TransferIntent:
     pid = _account_id("pending_id", pending_id)
     return TransferIntent(
@@ -1766,6 +1834,7 @@ def _resolution_intent(
         event_id=event_id,
         payment_id=payment_id,
         metadata=dict(metadata or {}),
+        control=dict(control or {}),
     )
 
 
@@ -1791,7 +1860,7 @@ def _control_intent(
         ledger=0 if resolution else ledger,
         code=0 if resolution else code,
         flags=int(flags),
-        metadata={_PURPOSE: purpose, "account_id": format_id(account_id)},
+        control={_PURPOSE: purpose, "account_id": format_id(account_id)},
     )
 
 
@@ -2005,9 +2074,10 @@ async def _settle(future: asyncio.Future[_T], work: Awaitable[_T]) -> None:
 
 
 def _expiry_detail(intent: TransferIntent, now_ns: int) -> dict[str, str]:
-    """An expiry creates no transfer; a hold's `expiry_code` metadata names it in the audit."""
+    """An expiry creates no transfer; a hold's `expiry_code` control fact names it in the
+    audit."""
     detail = {"engine_now": str(now_ns)}
-    label = intent.metadata.get("expiry_code")
+    label = intent.control.get("expiry_code")
     if isinstance(label, str):
         detail["transfer_code"] = label
     return detail

@@ -78,7 +78,7 @@ async def test_a_full_fulfillment_posts_both_holds(world: World) -> None:
     status = await world.spend.anchor_status(auth.hold_id)
     assert (status.state, status.transfer_code) == (AnchorState.FULFILLED, "ANCHOR_FULFILLMENT")
     legs = await world.service.get_transfers_by_event_id(done.event_id)
-    assert {leg.metadata["transfer_code"] for leg in legs} == {"ANCHOR_FULFILLMENT"}
+    assert {leg.control["transfer_code"] for leg in legs} == {"ANCHOR_FULFILLMENT"}
 
 
 async def test_a_partial_fulfillment_posts_part_and_releases_the_rest(world: World) -> None:
@@ -106,7 +106,7 @@ async def test_an_explicit_release_voids_both_and_reads_as_anchor_expiry(world: 
         audit = await world.service.get_transfer_audit(hold_id)
         assert audit[-1].kind is EventKind.VOIDED
     voids = await world.service.get_transfers_by_event_id(released.event_id)
-    assert [(v.metadata["transfer_code"], v.metadata["reason"]) for v in voids] == [
+    assert [(v.control["transfer_code"], v.control["reason"]) for v in voids] == [
         ("ANCHOR_EXPIRY", "released"),
         ("ANCHOR_EXPIRY", "released"),
     ]

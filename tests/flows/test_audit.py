@@ -78,8 +78,8 @@ async def test_every_leg_carries_the_event_id_and_payment_id(world: World) -> No
         assert result.event_id == f"evt-{flow}", flow
         intents = await world.service.get_transfers_by_event_id(result.event_id)
         intents.sort(key=lambda i: i.chain_index or 0)
-        assert [i.metadata["leg"] for i in intents] == LEGS[flow], flow
-        assert {i.metadata["flow"] for i in intents} == {flow}
+        assert [i.control["leg"] for i in intents] == LEGS[flow], flow
+        assert {i.control["flow"] for i in intents} == {flow}
         assert {i.payment_id for i in intents} == {result.payment_id}, flow
         assert [i.id for i in intents] == list(result.transfer_ids), flow
         outcomes = await world.store.current_status([i.id for i in intents])

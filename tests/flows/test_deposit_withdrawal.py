@@ -32,7 +32,8 @@ async def test_a_deposit_credits_the_user_from_the_treasury(world: World) -> Non
     assert (await world.balance(world.bob)).posted == 1250
     (intent,) = await world.service.get_transfers_by_event_id(result.event_id)
     assert (intent.payment_id, intent.code, intent.amount) == ("p-1", 1, 1250)
-    assert intent.metadata == {"flow": "deposit", "leg": "deposit"}
+    assert intent.control == {"flow": "deposit", "leg": "deposit"}
+    assert intent.metadata == {}
     system = (await world.spend.ensure_system_accounts(["USD"]))[USD]
     assert (intent.debit_account_id, intent.credit_account_id) == (system.treasury, world.bob)
 

@@ -20,6 +20,7 @@ from tbledger.errors import (
     UnknownReferenceError,
     ValidationError,
 )
+from tbledger.ids import format_id
 from tests.flows.conftest import World
 
 
@@ -29,7 +30,8 @@ async def test_lock_then_release_part_and_void_the_rest(world: World) -> None:
     assert (await world.balance(world.alice)).posted == 4_000
     assert (await world.balance(lock.escrow_account_id)).posted == 6_000
     record = await world.service.store.get_account(lock.escrow_account_id)
-    assert record is not None and (record.name, record.account_type) == ("escrow:c-1", "escrow")
+    assert record is not None and (record.flow_ref, record.account_type) == ("c-1", "escrow")
+    assert record.control["payer"] == format_id(world.alice)
     released = await world.spend.escrow_release("c-1", world.shop, "25.00")
     assert (released.amount, released.merchant_id) == (2_500, world.shop)
     voided = await world.spend.escrow_void("c-1")
@@ -38,7 +40,7 @@ async def test_lock_then_release_part_and_void_the_rest(world: World) -> None:
     assert (await world.balance(world.alice)).posted == 7_500
     assert (await world.balance(lock.escrow_account_id)).posted == 0
     legs = await world.service.get_transfers_by_event_id(released.event_id)
-    assert [(leg.code, leg.metadata["contract_id"]) for leg in legs] == [(21, "c-1")]
+    assert [(leg.code, leg.control["contract_id"]) for leg in legs] == [(21, "c-1")]
 
 
 async def test_more_locks_add_up_and_a_full_release_takes_everything(world: World) -> None:
@@ -51,10 +53,24 @@ async def test_more_locks_add_up_and_a_full_release_takes_everything(world: Worl
 
 
 async def test_a_contract_belongs_to_one_payer(world: World) -> None:
-    await world.spend.deposit(world.bob, 100, ledger="USD")
+    second = await world.spend.open_account("alice", ledger="USD")
+    await world.spend.deposit(second, 100, ledger="USD")
     await world.spend.escrow_lock("c-3", world.alice, 100, ledger="USD")
     with pytest.raises(ValidationError):
-        await world.spend.escrow_lock("c-3", world.bob, 100, ledger="USD")
+        await world.spend.escrow_lock("c-3", second, 100, ledger="USD")
+
+
+async def test_contract_ids_are_scoped_to_the_payers_owner(world: World) -> None:
+    # Bob's "c-3" is another contract than alice's: he can neither block nor join hers.
+    await world.spend.deposit(world.bob, 100, ledger="USD")
+    alices = await world.spend.escrow_lock("c-3", world.alice, 100, ledger="USD")
+    bobs = await world.spend.escrow_lock("c-3", world.bob, 60, ledger="USD")
+    assert alices.escrow_account_id != bobs.escrow_account_id
+    with pytest.raises(ValidationError):  # two contracts share the id: name the payer
+        await world.spend.escrow_void("c-3")
+    voided = await world.spend.escrow_void("c-3", payer=world.bob)
+    assert (voided.payer_id, voided.amount) == (world.bob, 60)
+    assert (await world.balance(alices.escrow_account_id)).posted == 100
 
 
 async def test_a_lock_beyond_the_balance_is_refused(world: World) -> None:

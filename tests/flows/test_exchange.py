@@ -66,7 +66,7 @@ async def test_an_exchange_moves_both_sides_through_liquidity(world: World) -> N
     assert await world.spend.liquidity_available("EUR") == 50_000 - 915
     assert await world.spend.liquidity_available("USD") == 1_000
     legs = await world.service.get_transfers_by_event_id(result.event_id)
-    assert [(leg.ledger, leg.metadata["leg"], leg.metadata["rate"]) for leg in legs] == [
+    assert [(leg.ledger, leg.control["leg"], leg.control["rate"]) for leg in legs] == [
         (USD, "exchange_out", "0.915"),
         (EUR, "exchange_in", "0.915"),
     ]

@@ -45,7 +45,7 @@ async def test_a_payment_pays_the_merchant_and_the_fee_pool_in_one_chain(world: 
     assert await world.spend.refundable_amount(result.payment_id) == 2000
     # Every leg is audited with the flow's event id and payment id, in one chain.
     legs = await world.service.get_transfers_by_event_id(result.event_id)
-    assert [leg.metadata["leg"] for leg in legs] == ["payment", "fee", "refund_allowance"]
+    assert [leg.control["leg"] for leg in legs] == ["payment", "fee", "refund_allowance"]
     assert {leg.payment_id for leg in legs} == {result.payment_id}
     assert len({leg.chain_id for leg in legs}) == 1 and legs[0].chain_id is not None
 

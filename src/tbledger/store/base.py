@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 import sqlalchemy as sa
+import tigerbeetle
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tbledger.errors import (
@@ -177,6 +178,7 @@ class Store:
                 record,
                 status=AccountStatus(record.status),
                 metadata=dict(record.metadata),
+                control=dict(record.control),
                 created_at=now,
                 updated_at=now,
             )
@@ -239,6 +241,24 @@ class Store:
         async with self._connection() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _account_from_row(row)
+
+    async def get_accounts_by_flow_ref(
+        self, flow_ref: str, *, limit: int = STORE_PAGE_ROWS_MAX
+    ) -> list[AccountRecord]:
+        """The flow accounts serving this payment or contract id, in id order.
+
+        Payment and contract ids are scoped to their owner, so several owners' accounts may
+        serve the same id; more than `limit` is a `LimitExceededError`."""
+        _check_limit(limit)
+        query = (
+            sa.select(accounts)
+            .where(accounts.c.flow_ref == flow_ref)
+            .order_by(accounts.c.id)
+            .limit(limit + 1)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_account_from_row(row) for row in _bounded(rows, limit, "accounts of a flow id")]
 
     async def update_account_status(
         self,
@@ -394,6 +414,39 @@ class Store:
         if after_id is not None:
             query = query.where(transfers.c.id > _id("after_id", after_id))
         query = query.order_by(transfers.c.id).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(_intent_from_row(row), row._mapping["pending_timestamp"]) for row in rows]
+
+    async def pending_holds_of(
+        self, account_id: int, *, limit: int = STORE_PAGE_ROWS_MAX
+    ) -> list[tuple[TransferIntent, int | None]]:
+        """Holds on `account_id` (either side) whose latest event is still ``pending``, in id
+        order, each with the engine timestamp of that event; at most `limit`."""
+        _check_limit(limit)
+        account_id = _id("account_id", account_id)
+        latest = audit_events.alias("latest")
+        latest_seq = (
+            sa.select(sa.func.max(latest.c.seq))
+            .where(latest.c.transfer_id == transfers.c.id)
+            .scalar_subquery()
+        )
+        pending = transfers.c.flags.op("&")(int(tigerbeetle.TransferFlags.PENDING)) != 0
+        query = (
+            sa.select(transfers, audit_events.c.engine_timestamp.label("pending_timestamp"))
+            .select_from(transfers)
+            .join(audit_events, audit_events.c.seq == latest_seq)
+            .where(audit_events.c.kind == EventKind.PENDING.value)
+            .where(pending)
+            .where(
+                sa.or_(
+                    transfers.c.debit_account_id == account_id,
+                    transfers.c.credit_account_id == account_id,
+                )
+            )
+            .order_by(transfers.c.id)
+            .limit(limit)
+        )
         async with self._connection() as conn:
             rows = (await conn.execute(query)).all()
         return [(_intent_from_row(row), row._mapping["pending_timestamp"]) for row in rows]
@@ -683,6 +736,8 @@ def _account_from_row(row: sa.Row[Any]) -> AccountRecord:
         status=AccountStatus(m["status"]),
         freeze_transfer_id=m["freeze_transfer_id"],
         metadata=m["metadata"],
+        control=m["control"],
+        flow_ref=m["flow_ref"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
     )
@@ -710,6 +765,7 @@ def _intent_from_row(row: sa.Row[Any]) -> TransferIntent:
         idempotency_key=m["idempotency_key"],
         request_hash=m["request_hash"],
         metadata=m["metadata"],
+        control=m["control"],
         chain_id=m["chain_id"],
         chain_index=m["chain_index"],
         created_at=m["created_at"],

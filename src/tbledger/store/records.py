@@ -67,7 +67,15 @@ class AccountRecord:
     name: str | None = None
     status: AccountStatus = AccountStatus.ACTIVE
     freeze_transfer_id: int | None = None
+    # The caller's own data: stored and returned, never read to decide anything (DESIGN §9).
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The service's own facts about the account (a system account's role, the payment or
+    # contract a flow account serves and its parties): written only by the service and the
+    # flows, never from a caller's input, and what decisions read.
+    control: Mapping[str, Any] = field(default_factory=dict)
+    # The payment or contract id a flow account serves (indexed: refunds and escrow find their
+    # account by it); None for every other account.
+    flow_ref: str | None = None
     # Set by the store; ignored on input.
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -97,7 +105,12 @@ class TransferIntent:
     # Computed by the store from the request fields when an idempotency key is given and no
     # hash is (a service may hash its own wire request instead).
     request_hash: str | None = None
+    # The caller's own data: stored and returned, never read to decide anything (DESIGN §9).
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The service's own facts about the transfer: which flow and leg it is, or which account
+    # status change it makes. Written only by the service and the flows, never from a caller's
+    # input; this, not `metadata`, is what later decisions read.
+    control: Mapping[str, Any] = field(default_factory=dict)
     # The linked chain (atomic batch) this transfer belongs to: its first transfer's id, and the
     # position in it. None outside a chain.
     chain_id: int | None = None
@@ -116,6 +129,7 @@ class TransferIntent:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        control: Mapping[str, Any] | None = None,
     ) -> TransferIntent:
         """The intent for an engine transfer, with the caller's context attached."""
         return cls(
@@ -138,6 +152,7 @@ class TransferIntent:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             metadata=dict(metadata or {}),
+            control=dict(control or {}),
         )
 
     def to_transfer(self) -> tigerbeetle.Transfer:
@@ -222,9 +237,14 @@ _HASHED_FIELDS = (
 
 
 def request_hash_of(intent: TransferIntent) -> str:
-    """sha256 (hex) of an intent's request fields and metadata, stable across processes."""
+    """sha256 (hex) of an intent's request fields, metadata and control facts, stable across
+    processes."""
     document = {name: getattr(intent, name) for name in _HASHED_FIELDS}
     document["metadata"] = dict(intent.metadata)
+    if intent.control:
+        # Only when present, so the hashes of plain transfers stored before the column existed
+        # still match.
+        document["control"] = dict(intent.control)
     # Sorted keys and fixed separators make the text canonical; Python writes ints of any size
     # exactly, so u128 fields hash without rounding.
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -241,6 +261,8 @@ def validate_account(record: AccountRecord) -> None:
     _uint("code", record.code, U16_MAX)
     _status(record.status, record.freeze_transfer_id)
     _metadata("metadata", record.metadata)
+    _metadata("control", record.control)
+    _text("flow_ref", record.flow_ref)
 
 
 def validate_status_change(status: AccountStatus, freeze_transfer_id: int | None) -> None:
@@ -268,6 +290,7 @@ def validate_intent(intent: TransferIntent) -> None:
     ):
         raise ValidationError("request_hash must be 64 lowercase hex digits (a sha256)")
     _metadata("metadata", intent.metadata)
+    _metadata("control", intent.control)
     if intent.chain_id is not None:
         _u128("chain_id", intent.chain_id)
     if intent.chain_index is not None:

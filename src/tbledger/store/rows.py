@@ -93,6 +93,7 @@ _INTENT_FIELDS: Final = (
     "idempotency_key",
     "request_hash",
     "metadata",
+    "control",
     "chain_id",
     "chain_index",
 )
@@ -112,6 +113,8 @@ ACCOUNT_COLUMNS: Final = (
     "status",
     "freeze_transfer_id",
     "metadata",
+    "control",
+    "flow_ref",
     "created_at",
     "updated_at",
 )
@@ -235,6 +238,7 @@ _INTENT_CHECKS: Final = _column_checks(
 _INTENT_KEY = _INTENT_FIELDS.index("idempotency_key")
 _INTENT_HASH = _INTENT_FIELDS.index("request_hash")
 _INTENT_METADATA = _INTENT_FIELDS.index("metadata")
+_INTENT_CONTROL = _INTENT_FIELDS.index("control")
 
 _EVENT_CHECKS: Final = _column_checks(
     _EVENT_FIELDS,
@@ -260,6 +264,9 @@ def intent_columns(intents: Sequence[TransferIntent], now: datetime) -> Columns:
     _check_columns(columns, _INTENT_CHECKS, intents, validate_intent)
     columns[_INTENT_METADATA] = _documents(
         "metadata", columns[_INTENT_METADATA], intents, validate_intent
+    )
+    columns[_INTENT_CONTROL] = _documents(
+        "control", columns[_INTENT_CONTROL], intents, validate_intent
     )
     keys = columns[_INTENT_KEY]
     hashes = columns[_INTENT_HASH]
@@ -333,6 +340,7 @@ def _intent_values(intents: Sequence[TransferIntent]) -> Columns:
         [i.idempotency_key for i in intents],
         [i.request_hash for i in intents],
         [i.metadata for i in intents],
+        [i.control for i in intents],
         [i.chain_id for i in intents],
         [i.chain_index for i in intents],
     ]
@@ -378,6 +386,8 @@ def account_columns(records: Sequence[AccountRecord], now: datetime) -> Columns:
             AccountStatus(record.status).value,
             None if record.freeze_transfer_id is None else int.__int__(record.freeze_transfer_id),
             encode_document("metadata", record.metadata),
+            encode_document("control", record.control),
+            _str_or_none(record.flow_ref),
             now,
             now,
         )

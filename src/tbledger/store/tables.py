@@ -105,7 +105,12 @@ accounts = sa.Table(
     sa.Column("name", sa.String(255), nullable=True),
     sa.Column("status", sa.String(16), nullable=False, server_default=AccountStatus.ACTIVE.value),
     sa.Column("freeze_transfer_id", U128(), nullable=True),
+    # The caller's metadata, never read to decide anything; `control` holds the service's own
+    # facts (a system account's role, a flow account's payment or contract and its parties) and
+    # `flow_ref` the payment or contract id a flow account serves (DESIGN §9, revision 0006).
     sa.Column("metadata", JsonDocument, nullable=False),
+    sa.Column("control", JsonDocument, nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("flow_ref", sa.String(255), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint(_in_list("status", AccountStatus), name="status"),
@@ -122,6 +127,12 @@ accounts = sa.Table(
         unique=True,
         postgresql_where=sa.text("name IS NOT NULL"),
         sqlite_where=sa.text("name IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_accounts_flow_ref",
+        "flow_ref",
+        postgresql_where=sa.text("flow_ref IS NOT NULL"),
+        sqlite_where=sa.text("flow_ref IS NOT NULL"),
     ),
 )
 
@@ -152,6 +163,9 @@ transfers = sa.Table(
     # sha256 of the request fields: the same key with different fields is a caller error.
     sa.Column("request_hash", sa.String(64), nullable=True),
     sa.Column("metadata", JsonDocument, nullable=False),
+    # The service's own facts (flow and leg, or the account status change it makes): written
+    # only by the service, and what later decisions read; never the caller's metadata.
+    sa.Column("control", JsonDocument, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
     # The atomic batch (linked chain) the transfer belongs to: the id of the chain's first
     # transfer and the position in it. Recovery resubmits a chain whole, in order.
@@ -174,6 +188,20 @@ transfers = sa.Table(
         "payment_id",
         postgresql_where=sa.text("payment_id IS NOT NULL"),
         sqlite_where=sa.text("payment_id IS NOT NULL"),
+    ),
+    # Holds by account: closing an account first looks for pending holds on it. Partial (only
+    # pending transfers), so plain transfers pay nothing for it (revision 0006).
+    sa.Index(
+        "ix_transfers_pending_debit",
+        "debit_account_id",
+        postgresql_where=sa.text("(flags & 2) <> 0"),
+        sqlite_where=sa.text("(flags & 2) <> 0"),
+    ),
+    sa.Index(
+        "ix_transfers_pending_credit",
+        "credit_account_id",
+        postgresql_where=sa.text("(flags & 2) <> 0"),
+        sqlite_where=sa.text("(flags & 2) <> 0"),
     ),
     sa.Index(
         "ux_transfers_idempotency_key",
