@@ -165,14 +165,21 @@ class AccountCode:
 
 @dataclass(frozen=True, slots=True)
 class TransferCode:
-    """A transfer code: its engine number and name."""
+    """A transfer code: its engine number and name.
+
+    `customer` marks the codes owner keys may use on the transfers they make themselves (a
+    payment between customers); every other code is the platform's, used by its flows and by
+    admin keys (DESIGN §9)."""
 
     code: int
     name: str
     description: str = ""
+    customer: bool = False
 
     def __post_init__(self) -> None:
         what = f"transfer code {self.name!r}"
+        if not isinstance(self.customer, bool):
+            raise ChartError(f"{what}: customer must be true or false")
         _check_number(what, "code", self.code, U16_MAX)
         _check_name(what, self.name)
         _check_description(f"transfer code {self.name} ({self.code})", self.description)
@@ -426,6 +433,7 @@ _LEDGER_OPTIONAL: Final = ("description", "settles_in")
 _ACCOUNT_REQUIRED: Final = ("code", "name", "account_type")
 _TRANSFER_REQUIRED: Final = ("code", "name")
 _DESCRIPTION_ONLY: Final = ("description",)
+_TRANSFER_OPTIONAL: Final = ("description", "customer")
 
 
 def _read_text(label: str) -> str:
@@ -481,7 +489,7 @@ def _parse_chart(label: str, text: str) -> Chart:
     transfers = []
     for position, raw in enumerate(raw_transfers):
         where, at = _where(label, "transfer_codes", position, raw)
-        _check_keys(where, raw, required=_TRANSFER_REQUIRED, optional=_DESCRIPTION_ONLY)
+        _check_keys(where, raw, required=_TRANSFER_REQUIRED, optional=_TRANSFER_OPTIONAL)
         transfers.append(_build(at, TransferCode, **raw))
     try:
         return Chart(tuple(ledgers), tuple(accounts), tuple(transfers))

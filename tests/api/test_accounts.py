@@ -32,13 +32,13 @@ async def test_admin_creates_an_account(api: Api) -> None:
     # Admin keys open system accounts and name them.
     r = await api.http.post(
         "/v1/accounts",
-        json={"ledger": "USD", "account_type": "escrow", "name": "escrow:test"},
+        json={"ledger": "USD", "account_type": "escrow", "name": "escrow-test"},
         headers=api.admin,
     )
     assert r.status_code == 201, r.text
     assert (r.json()["account_type"], r.json()["name"], r.json()["owner_id"]) == (
         "escrow",
-        "escrow:test",
+        "escrow-test",
         None,
     )
     # Ledgers are named or numbered.

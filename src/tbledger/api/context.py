@@ -21,6 +21,7 @@ from tbledger.amounts import to_minor
 from tbledger.api.errors import ApiError, not_found
 from tbledger.api.keys import KeyRing, Principal, RateLimiter
 from tbledger.api.metrics import Metrics
+from tbledger.api.policy import may_see
 from tbledger.chart import Chart, Ledger
 from tbledger.errors import UnknownCodeError, UnknownLedgerError, ValidationError
 from tbledger.flows import SpendEngine
@@ -124,10 +125,6 @@ class ApiContext:
     async def visible_account(self, caller: Principal, account_id: int) -> AccountRecord:
         """The account if `caller` may see it; 404 otherwise (missing or another owner's)."""
         return (await self.visible_accounts(caller, [account_id]))[account_id]
-
-
-def may_see(caller: Principal, record: AccountRecord) -> bool:
-    return caller.is_admin or (record.owner_id is not None and record.owner_id == caller.owner_id)
 
 
 def account_id_of(text: str, name: str = "account_id") -> int:

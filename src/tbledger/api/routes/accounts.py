@@ -13,10 +13,10 @@ from tbledger.api.context import (
     IdempotencyKey,
     account_id_of,
     derived_id,
-    may_see,
 )
 from tbledger.api.errors import ApiError
 from tbledger.api.keys import Principal
+from tbledger.api.policy import CUSTOMER_ACCOUNT_TYPES, RESERVED_NAME_PREFIXES, may_see
 from tbledger.api.render import account_out, balance_out
 from tbledger.api.routing import router_for
 from tbledger.api.schemas import (
@@ -30,6 +30,7 @@ from tbledger.api.schemas import (
     IdText,
 )
 from tbledger.balances import AccountType
+from tbledger.errors import ValidationError
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
 
@@ -40,7 +41,7 @@ router = router_for("/v1", tags=["accounts"])
 AccountIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=39)]
 
 # What an owner key may open for its owner; system accounts are opened by admins.
-_OWNER_TYPES = frozenset({AccountType.USER.value, AccountType.MERCHANT.value})
+_OWNER_TYPES = CUSTOMER_ACCOUNT_TYPES
 
 
 @router.post("/accounts", response_model=AccountOut, status_code=201)
@@ -62,6 +63,10 @@ async def create_account(
             )
         if body.name is not None:
             raise ApiError(403, "forbidden", "only admin keys name accounts")
+    if body.name is not None and body.name.startswith(RESERVED_NAME_PREFIXES):
+        raise ValidationError(
+            f"account names starting with {', '.join(RESERVED_NAME_PREFIXES)} are the service's own"
+        )
     book = ctx.ledger(body.ledger)
     account_type = AccountType(body.account_type)
     code = ctx.account_code(account_type)

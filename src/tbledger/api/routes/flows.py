@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import BaseModel, Field, StrictInt
 
 from tbledger.api.context import (
@@ -38,10 +38,10 @@ from tbledger.api.context import (
     Ctx,
     IdempotencyKey,
     account_id_of,
-    may_see,
 )
 from tbledger.api.errors import not_found
 from tbledger.api.keys import Principal
+from tbledger.api.policy import may_see
 from tbledger.api.render import result_out
 from tbledger.api.routing import router_for
 from tbledger.api.schemas import (
@@ -55,9 +55,15 @@ from tbledger.api.schemas import (
 )
 from tbledger.balances import AccountType
 from tbledger.chart import Ledger
-from tbledger.errors import UnknownLedgerError, ValidationError
-from tbledger.flows import FLOW_TEXT_CHARS_MAX, RATE_MAGNITUDE_MAX, FlowResult
-from tbledger.ids import format_id, parse_id
+from tbledger.errors import UnknownLedgerError, UnknownReferenceError, ValidationError
+from tbledger.flows import (
+    FLOW_TEXT_CHARS_MAX,
+    RATE_MAGNITUDE_MAX,
+    ContractRef,
+    FlowResult,
+    PaymentRef,
+)
+from tbledger.ids import format_id
 from tbledger.limits import U32_MAX
 from tbledger.store import AccountRecord, TransferIntent
 
@@ -338,6 +344,9 @@ class PaymentIn(StrictBody):
 
 class RefundIn(StrictBody):
     payment_id: FlowText
+    payer_id: IdText | None = Field(
+        default=None, description="the paying account, where several payments share the id"
+    )
     amount: AmountText | None = Field(
         default=None, description="omit to refund all that is left of the payment"
     )
@@ -383,6 +392,9 @@ class EscrowLockIn(StrictBody):
 
 class EscrowReleaseIn(StrictBody):
     contract_id: FlowText
+    payer_id: IdText | None = Field(
+        default=None, description="the payer who locked it, where several contracts share the id"
+    )
     merchant_id: IdText
     amount: AmountText | None = Field(default=None, description="omit for all that is locked")
     amount_unit: AmountUnit = "major"
@@ -392,6 +404,9 @@ class EscrowReleaseIn(StrictBody):
 
 class EscrowVoidIn(StrictBody):
     contract_id: FlowText
+    payer_id: IdText | None = Field(
+        default=None, description="the payer who locked it, where several contracts share the id"
+    )
     amount: AmountText | None = Field(default=None, description="omit for all that is locked")
     amount_unit: AmountUnit = "major"
     event_id: FlowText | None = None
@@ -463,47 +478,53 @@ async def _existing(ctx: ApiContext, text: str, book: Ledger, role: str) -> Acco
 
 
 async def _payment(
-    ctx: ApiContext, caller: Principal, payment_id: str, *, sides: tuple[str, ...]
-) -> AccountRecord:
-    """A payment's refund allowance account; an owner key must own one of `sides` of it."""
-    record = await ctx.service.store.get_account_by_name(f"refundable:{payment_id}")
-    # Names are chosen by admins too: only an account the payment flow made has both parties.
-    if (
-        record is not None
-        and all(side in record.metadata for side in ("payer", "merchant"))
-        and (
-            caller.is_admin
-            or await _sees_any(ctx, caller, [parse_id(record.metadata[s]) for s in sides])
-        )
-    ):
-        return record
-    raise not_found("payment", repr(payment_id))
+    ctx: ApiContext,
+    caller: Principal,
+    payment_id: str,
+    *,
+    sides: tuple[str, ...],
+    payer_id: str | None = None,
+) -> PaymentRef:
+    """The payment with this id that the caller may act on, from the service's own records.
+
+    Payment ids are scoped to the payer's owner, so several owners' payments may share one: an
+    owner key sees only those where it owns one of `sides` (another owner's reads exactly as a
+    missing one), and `payer_id` picks one where the caller still sees several."""
+    payer = None if payer_id is None else account_id_of(payer_id, "payer_id")
+    found = [p for p in await ctx.flows.payments(payment_id) if payer in (None, p.payer_id)]
+    if not caller.is_admin:
+        found = [
+            p
+            for p in found
+            if await _sees_any(ctx, caller, [getattr(p, f"{side}_id") for side in sides])
+        ]
+    if not found:
+        raise not_found("payment", repr(payment_id))
+    if len(found) > 1:
+        raise ValidationError(f"several payments use the id {payment_id!r}: give payer_id")
+    return found[0]
 
 
-async def _contract(ctx: ApiContext, contract_id: str) -> AccountRecord:
-    record = await ctx.service.store.get_account_by_name(f"escrow:{contract_id}")
-    if record is None or "payer" not in record.metadata:
-        raise not_found("contract", repr(contract_id))
-    return record
+async def _contract(ctx: ApiContext, contract_id: str, payer_id: str | None) -> ContractRef:
+    """The escrow contract with this id (admin routes), from the service's own records;
+    `payer_id` picks one where several owners use the id."""
+    payer = None if payer_id is None else account_id_of(payer_id, "payer_id")
+    try:
+        return await ctx.flows.contract(contract_id, payer=payer)
+    except UnknownReferenceError:
+        raise not_found("contract", repr(contract_id)) from None
 
 
 async def _authorization(ctx: ApiContext, caller: Principal, hold_id: str) -> TransferIntent:
     """The user's hold of an anchor authorization named by either of its two holds; 404 if there
     is none, or an owner key's owner is not the held user's."""
     ident = account_id_of(hold_id, "hold_id")
-    store = ctx.service.store
-    intent = await store.get_intent(ident)
-    if (
-        intent is not None
-        and intent.metadata.get("flow") == "anchor_authorization"
-        and intent.chain_id is not None
-    ):
-        members = await store.intents_in_chain(intent.chain_id)
-        hold = next((m for m in members if m.metadata.get("leg") == "authorization"), None)
-        if hold is not None and (
-            caller.is_admin or await _sees_any(ctx, caller, [hold.debit_account_id])
-        ):
-            return hold
+    try:
+        hold = await ctx.flows.authorization(ident)
+    except UnknownReferenceError:
+        raise not_found("authorization", format_id(ident)) from None
+    if caller.is_admin or await _sees_any(ctx, caller, [hold.debit_account_id]):
+        return hold
     raise not_found("authorization", format_id(ident))
 
 
@@ -649,11 +670,14 @@ async def refund(body: RefundIn, ctx: Ctx, caller: Caller, key: IdempotencyKey) 
     """Refund part or all (no `amount`) of what is left of a payment: merchant -> payer. The
     engine refuses refunding more in total than was paid (409). Owner keys refund payments made
     to their own merchant accounts."""
-    record = await _payment(ctx, caller, body.payment_id, sides=("merchant",))
+    record = await _payment(
+        ctx, caller, body.payment_id, sides=("merchant",), payer_id=body.payer_id
+    )
     book = ctx.ledger(record.ledger)
     result = await ctx.flows.refund(
         body.payment_id,
         _optional_minor(ctx, book, body.amount, body.amount_unit),
+        payer=record.payer_id,
         idempotency_key=key,
         event_id=body.event_id,
     )
@@ -666,15 +690,27 @@ async def refund(body: RefundIn, ctx: Ctx, caller: Caller, key: IdempotencyKey) 
 
 
 @router.get("/payments/{payment_id}/refundable", response_model=RefundableOut)
-async def refundable(payment_id: PaymentIdPath, ctx: Ctx, caller: Caller) -> RefundableOut:
+async def refundable(
+    payment_id: PaymentIdPath,
+    ctx: Ctx,
+    caller: Caller,
+    payer_id: Annotated[
+        str | None,
+        Query(
+            pattern=ID_PATTERN,
+            max_length=39,
+            description="the paying account, where several owners' payments share the id",
+        ),
+    ] = None,
+) -> RefundableOut:
     """What is left to refund of a payment. Owner keys see payments they made or received."""
-    record = await _payment(ctx, caller, payment_id, sides=("payer", "merchant"))
+    record = await _payment(ctx, caller, payment_id, sides=("payer", "merchant"), payer_id=payer_id)
     book = ctx.ledger(record.ledger)
-    left = await ctx.flows.refundable_amount(payment_id)
+    left = await ctx.flows.refundable_amount(payment_id, payer=record.payer_id)
     return RefundableOut(
         payment_id=payment_id,
-        payer_id=format_id(parse_id(record.metadata["payer"])),
-        merchant_id=format_id(parse_id(record.metadata["merchant"])),
+        payer_id=format_id(record.payer_id),
+        merchant_id=format_id(record.merchant_id),
         ledger=book.code,
         ledger_name=book.name,
         refundable=book.format_amount(left),
@@ -823,13 +859,14 @@ async def escrow_release(
 ) -> EscrowReleaseOut:
     """Release escrowed funds to a merchant: all that is locked, or `amount`; never more than
     is locked (409). Admin key."""
-    escrow = await _contract(ctx, body.contract_id)
+    escrow = await _contract(ctx, body.contract_id, body.payer_id)
     book = ctx.ledger(escrow.ledger)
     merchant = await _own(ctx, admin, body.merchant_id, book, "merchant_id")
     result = await ctx.flows.escrow_release(
         body.contract_id,
         merchant.id,
         _optional_minor(ctx, book, body.amount, body.amount_unit),
+        payer=escrow.payer_id,
         idempotency_key=key,
         event_id=body.event_id,
         payment_id=body.payment_id,
@@ -849,11 +886,12 @@ async def escrow_void(
     body: EscrowVoidIn, ctx: Ctx, _admin: Admin, key: IdempotencyKey
 ) -> EscrowVoidOut:
     """Return escrowed funds to the payer who locked them: all, or `amount`. Admin key."""
-    escrow = await _contract(ctx, body.contract_id)
+    escrow = await _contract(ctx, body.contract_id, body.payer_id)
     book = ctx.ledger(escrow.ledger)
     result = await ctx.flows.escrow_void(
         body.contract_id,
         _optional_minor(ctx, book, body.amount, body.amount_unit),
+        payer=escrow.payer_id,
         idempotency_key=key,
         event_id=body.event_id,
         payment_id=body.payment_id,

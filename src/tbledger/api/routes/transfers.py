@@ -1,10 +1,13 @@
 """Transfers: single, pending (holds), post / partial post, void, batches, reads and listings.
 
-Before anything reaches the engine, the request is checked against the account mappings: both
-accounts exist, they differ, they are on the transfer's ledger, and an owner key owns the debit
-account (it moves its own money; the credit account may be anyone's). The engine still decides
-everything about money (balances, limits, freezes); these checks give a clear 4xx for requests
-that cannot be right, and keep owner keys inside their own accounts.
+Before anything reaches the engine, the request is checked against the account mappings and the
+authority model (`tbledger.api.policy`): both accounts exist, they differ, they are on the
+transfer's ledger; an owner key debits only its owner's customer accounts, credits only customer
+accounts (anyone's: it may pay anyone) and uses only customer transfer codes. A hold is posted or
+voided by its receiving side (or an admin), never by the payer, and a flow's hold only through
+its flow. The engine still decides everything about money (balances, limits, freezes); these
+checks give a clear 4xx for requests that cannot be right, and keep owner keys inside their
+authority.
 """
 
 from __future__ import annotations
@@ -20,10 +23,17 @@ from tbledger.api.context import (
     IdempotencyKey,
     account_id_of,
     check_batch_size,
-    may_see,
 )
-from tbledger.api.errors import not_found
+from tbledger.api.errors import ApiError, not_found
 from tbledger.api.keys import Principal
+from tbledger.api.policy import (
+    may_credit,
+    may_debit,
+    may_resolve_hold,
+    may_see,
+    may_use_code,
+    resolved_by_flow,
+)
 from tbledger.api.render import result_out, transfer_out
 from tbledger.api.routing import router_for
 from tbledger.api.schemas import (
@@ -52,6 +62,7 @@ IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=39)]
 
 def _request(
     ctx: ApiContext,
+    caller: Principal,
     body: TransferIn,
     accounts: dict[int, AccountRecord],
     *,
@@ -63,18 +74,26 @@ def _request(
     book = ctx.ledger(body.ledger)
     for account_id in (debit, credit):
         if accounts[account_id].ledger != book.code:
+            # Says which account, not which ledger it is on: it may be another owner's.
             raise ValidationError(
-                f"account {format_id(account_id)} is on ledger {accounts[account_id].ledger}, "
-                f"not {book.name} ({book.code})"
+                f"account {format_id(account_id)} is not on ledger {book.name} ({book.code})"
             )
     if body.timeout_s and not pending:
         raise ValidationError("timeout_s applies to pending transfers only")
+    code = ctx.transfer_code(body.code)
+    if not may_use_code(caller, ctx.chart, code):
+        raise ApiError(
+            403,
+            "forbidden",
+            "owner keys use customer transfer codes only "
+            f"({', '.join(c.name for c in ctx.chart.transfer_codes if c.customer)})",
+        )
     return TransferRequest(
         debit_account_id=debit,
         credit_account_id=credit,
         amount=ctx.minor(book, body.amount, body.amount_unit),
         ledger=book.code,
-        code=ctx.transfer_code(body.code),
+        code=code,
         transfer_id=None if body.transfer_id is None else parse_id(body.transfer_id),
         pending=pending,
         timeout=body.timeout_s,
@@ -92,7 +111,8 @@ def _request(
 async def _checked_accounts(
     ctx: ApiContext, caller: Principal, bodies: list[TransferIn]
 ) -> dict[int, AccountRecord]:
-    """Both accounts of every transfer exist and differ; an owner key owns every debit account."""
+    """Both accounts of every transfer exist and differ; the caller may debit every debit
+    account and credit every credit account (a 404, as for a missing account, where not)."""
     debits, credits = [], []
     for body in bodies:
         debit = account_id_of(body.debit_account_id, "debit_account_id")
@@ -104,9 +124,10 @@ async def _checked_accounts(
     found = await ctx.accounts([*debits, *credits])
     for debit, credit in zip(debits, credits, strict=True):
         record = found.get(debit)
-        if record is None or not may_see(caller, record):
+        if record is None or not may_debit(caller, record):
             raise not_found("account", format_id(debit))
-        if credit not in found:
+        record = found.get(credit)
+        if record is None or not may_credit(caller, record):
             raise not_found("account", format_id(credit))
     return found
 
@@ -115,7 +136,7 @@ async def _create(
     ctx: ApiContext, caller: Principal, body: TransferIn, key: str | None, *, pending: bool
 ) -> TransferResultOut:
     accounts = await _checked_accounts(ctx, caller, [body])
-    request = _request(ctx, body, accounts, pending=pending, key=key)
+    request = _request(ctx, caller, body, accounts, pending=pending, key=key)
     if pending:
         return result_out(await ctx.service.create_pending_transfer(request))
     return result_out(await ctx.service.create_transfer(request))
@@ -137,12 +158,12 @@ async def create_pending_transfer(
     return await _create(ctx, caller, body, key, pending=True)
 
 
-async def _pending_for(
-    ctx: ApiContext, caller: Principal, pending_id: int, *, post: bool
-) -> tuple[int, int]:
-    """The hold's ledger and, for visibility, check the caller may resolve it: a post by either
-    party, a void only by the receiving side (a payer cannot take back its authorization)."""
-    intent = await ctx.service.store.get_intent(pending_id)
+async def _pending_for(ctx: ApiContext, caller: Principal, pending_id: int) -> tuple[int, int]:
+    """The hold's ledger, once the caller may resolve it: the receiving side (the credit
+    account's owner) or an admin. A payer can neither take back nor shrink its authorization
+    (a partial post releases the rest to it), and a hold a flow made (an anchor authorization,
+    a freeze) is resolved only through that flow (409)."""
+    intent = await ctx.service.get_intent(pending_id)
     if intent is not None:
         ledger, debit, credit = intent.ledger, intent.debit_account_id, intent.credit_account_id
     else:
@@ -154,11 +175,17 @@ async def _pending_for(
             found[0].debit_account_id,
             found[0].credit_account_id,
         )
-    if not caller.is_admin:
-        records = await ctx.accounts([debit, credit])
-        sides = [credit] if not post else [debit, credit]
-        if not any(a in records and may_see(caller, records[a]) for a in sides):
-            raise not_found("transfer", format_id(pending_id))
+    records = await ctx.accounts([debit, credit])
+    if not may_resolve_hold(caller, records.get(credit)):
+        # To its payer, a hold to resolve reads as missing, as it does to anyone else.
+        raise not_found("transfer", format_id(pending_id))
+    if resolved_by_flow(intent):
+        raise ApiError(
+            409,
+            "hold_of_a_flow",
+            "this hold belongs to a flow (or an account status change): resolve it through "
+            "that flow",
+        )
     return ledger, pending_id
 
 
@@ -168,7 +195,7 @@ async def post_pending_transfer(
 ) -> TransferResultOut:
     """Post a hold in full, or `amount` of it (the rest is released)."""
     body = body or PostIn()
-    ledger, pending_id = await _pending_for(ctx, caller, parse_id(transfer_id), post=True)
+    ledger, pending_id = await _pending_for(ctx, caller, parse_id(transfer_id))
     amount = None
     if body.amount is not None:
         amount = ctx.minor(ctx.ledger(ledger), body.amount, body.amount_unit)
@@ -189,7 +216,7 @@ async def void_pending_transfer(
 ) -> TransferResultOut:
     """Void a hold: release all of it."""
     body = body or VoidIn()
-    _, pending_id = await _pending_for(ctx, caller, parse_id(transfer_id), post=False)
+    _, pending_id = await _pending_for(ctx, caller, parse_id(transfer_id))
     result = await ctx.service.void_pending_transfer(
         pending_id,
         idempotency_key=key,
@@ -213,6 +240,7 @@ async def create_transfers(
     requests = [
         _request(
             ctx,
+            caller,
             one,
             accounts,
             pending=body.pending,
@@ -234,7 +262,7 @@ async def create_transfers(
 async def get_transfer(transfer_id: IdPath, ctx: Ctx, caller: Caller) -> TransferOut:
     """A transfer as the engine holds it, with its audit history."""
     ident = parse_id(transfer_id)
-    intent = await ctx.service.store.get_intent(ident)
+    intent = await ctx.service.get_intent(ident)
     found = await ctx.service.get_transfers([ident])
     engine = found[0] if found else None
     source = engine if engine is not None else intent
