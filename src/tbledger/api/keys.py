@@ -299,10 +299,9 @@ class RateLimiter:
         self._bytes.charge(principal.key_id, count, principal.bytes_per_s, principal.bytes_burst)
 
     def keyless_blocked(self, address: str) -> bool:
-        """Whether a request without a valid key from `address` would be refused now."""
-        return self._addresses.blocked(address, *self._keyless) or self._addresses.blocked(
-            None, *self._global
-        )
+        """Whether `address` has spent its keyless budget. (Not the global one: asked before a
+        key is looked up, it would refuse every caller's valid keys during a flood.)"""
+        return self._addresses.blocked(address, *self._keyless)
 
     def acquire_keyless(self, address: str, *, shared: bool = True) -> int:
         """Take a token for a request without a valid key from `address` (and, if `shared`,
