@@ -36,6 +36,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from tbledger.limits import (
+    HTTP_BODY_IDLE_TIMEOUT_S,
+    HTTP_HEADER_TIMEOUT_S,
+    HTTP_KEEP_ALIVE_TIMEOUT_S,
+)
+
 __all__ = ["app", "main"]
 
 log = logging.getLogger("tbledger.cli")
@@ -344,12 +350,29 @@ def serve(
             "/metrics counts requests by route and status).",
         ),
     ] = False,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a connection may take to send a request's line and headers.",
+        ),
+    ] = HTTP_HEADER_TIMEOUT_S,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Seconds a body may stall between chunks before a 408 and a close."
+        ),
+    ] = HTTP_BODY_IDLE_TIMEOUT_S,
+    keep_alive_timeout: Annotated[
+        int, typer.Option(min=1, help="Seconds an idle keep-alive connection is kept open.")
+    ] = HTTP_KEEP_ALIVE_TIMEOUT_S,
 ) -> None:
     """Run the HTTP API (docs at /docs); system accounts are created on start-up."""
     import uvicorn  # noqa: PLC0415 (keeps the client commands' start-up fast)
     from pydantic import ValidationError as SettingsError  # noqa: PLC0415
 
     from tbledger.api import create_app  # noqa: PLC0415
+    from tbledger.api.server import uvicorn_limits  # noqa: PLC0415
     from tbledger.config import Settings  # noqa: PLC0415
 
     level = log_level.lower()
@@ -373,13 +396,14 @@ def serve(
     )
     _banner(host, port, str(engine_shown), settings.database_url, database_url, data_dir)
     config = uvicorn.Config(
-        create_app(settings, freeze_gc=True),
+        create_app(settings, freeze_gc=True, body_idle_timeout_s=body_timeout),
         host=host,
         port=port,
         log_level=level,
         log_config=None,
         access_log=access_log,
         lifespan="on",
+        **uvicorn_limits(header_timeout_s=header_timeout, keep_alive_timeout_s=keep_alive_timeout),
     )
     server = uvicorn.Server(config)
     server.run()

@@ -108,6 +108,55 @@ API_ADMIN_BURST_DEFAULT: Final = 100_000
 # within this many seconds in every process.
 API_KEY_CACHE_TTL_S: Final = 2.0
 
+# Why: a key's budget also counts transfers and body bytes, not only requests, so a batch of 8189
+# transfers or a 4 MiB body costs what it weighs. Derived from the key's own `rate_per_s` and
+# `burst` so one knob scales all three: a request may carry 20 transfers and 8 KiB of body on
+# average (an owner key's default: 1000 transfers/s, 400 KiB/s). A cost above the bucket's
+# capacity (a full batch, a large body) is admitted when the bucket is full and leaves it in debt,
+# so big batches stay possible while the average rate holds.
+API_KEY_EVENTS_PER_REQUEST: Final = 20
+API_KEY_BYTES_PER_REQUEST: Final = 8 * 1024
+
+# Why: a request without a valid key is answered without reading its body, but answering still
+# costs parsing its headers (and, for a well-formed unknown key, one store read); each client
+# address gets a bucket, and all of them share a global one, so keyless floods cannot take the
+# server's time from keyed callers. Generous enough for a person retyping a key, or a test suite
+# probing every route with bad keys; health probes (/healthz, /readyz) use the per-address bucket
+# only, so a flood from elsewhere cannot fail a load balancer's probe.
+API_KEYLESS_RATE_PER_S: Final = 100
+API_KEYLESS_BURST: Final = 1000
+API_KEYLESS_GLOBAL_RATE_PER_S: Final = 1000
+API_KEYLESS_GLOBAL_BURST: Final = 2000
+
+# Why: a well-formed key id that is not in the store would otherwise cost a store read on every
+# request; misses are remembered this long (a key created meanwhile works at most this much later,
+# well under a person's time to copy a new key into a client), in a bounded table.
+API_KEY_NEGATIVE_TTL_S: Final = 2.0
+API_KEY_NEGATIVE_CACHE_MAX: Final = 10_000
+
+# Why: intents are persisted before the engine sees them (DESIGN section 3), so metadata is stored
+# even for transfers the engine refuses. Besides the per-document cap (STORE_METADATA_BYTES_MAX),
+# one request may carry at most this much metadata in all (as stored: compact JSON), so a refused
+# batch grows the store by at most this plus its rows' fixed columns. 256 KiB is 64 transfers with
+# a full 4 KiB document each, or a full 8189-transfer batch with 32 bytes each.
+HTTP_METADATA_BYTES_PER_REQUEST_MAX: Final = 256 * 1024
+
+# Why: no id, amount or code needs more than 39 digits (2^128); a longer integer literal in a body
+# is refused as malformed before Python converts it (conversion is quadratic in the digits).
+HTTP_JSON_INT_DIGITS_MAX: Final = 100
+
+# Why: a client that stops sending mid-body holds a request (and its memory) until dropped; a
+# body whose next chunk takes longer than this is answered 408 and its connection closed. Ten
+# seconds covers a slow mobile link's pauses. The request line and headers get the same bound
+# (`tbledger serve`), and an idle keep-alive connection is closed after its own, shorter, bound.
+HTTP_BODY_IDLE_TIMEOUT_S: Final = 10.0
+HTTP_HEADER_TIMEOUT_S: Final = 10.0
+HTTP_KEEP_ALIVE_TIMEOUT_S: Final = 5
+
+# Why: headers are small; h11's default 16 KiB buffer for an incomplete request head is enough
+# for a bearer key and the usual proxies' headers, and bounds what a trickled head can hold.
+HTTP_HEADER_BYTES_MAX: Final = 16 * 1024
+
 # Why: the rate limiter keeps one bucket per key in memory; bounding the table keeps a flood of
 # distinct (valid) keys from growing it without limit.
 API_RATE_BUCKETS_MAX: Final = 100_000

@@ -138,6 +138,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
+            # A request that ended with no answer (the client left mid-body) says why in the scope.
+            status = scope.pop("tbledger.status", status)
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")

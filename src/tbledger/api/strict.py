@@ -10,6 +10,12 @@ cached), so pydantic validates what was checked.
 
 The size cap is an ASGI middleware: a ``Content-Length`` past it is refused before any byte is
 read, and a chunked body is cut off as soon as it passes the cap (413 either way).
+
+Once a body is parsed, and before anything reaches the service, the key pays for the events it
+carries (a batch's transfers; any other body is one event: a flow's legs are the flow's, not
+the caller's, choice) and the request's metadata is bounded in all
+(`HTTP_METADATA_BYTES_PER_REQUEST_MAX`, measured as the store writes it), since intents and
+their metadata are stored even when the engine then refuses them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse
 
 from tbledger.api.errors import ApiError
+from tbledger.api.guard import PRINCIPAL
+from tbledger.api.keys import Principal
+from tbledger.limits import HTTP_JSON_INT_DIGITS_MAX, HTTP_METADATA_BYTES_PER_REQUEST_MAX
 
 __all__ = ["BodyLimitMiddleware", "StrictJsonRoute", "strict_loads"]
 
@@ -46,6 +55,18 @@ def _float(text: str) -> float:
     if not math.isfinite(value):
         raise ApiError(400, "malformed_json", f"number {text[:64]} is out of range")
     return value
+
+
+def _int(text: str) -> int:
+    # Refused before int() converts it: conversion is quadratic in the digits, and Python's own
+    # refusal past 4300 digits names an interpreter setting, not the caller's mistake.
+    if len(text) > HTTP_JSON_INT_DIGITS_MAX and len(text.lstrip("-")) > HTTP_JSON_INT_DIGITS_MAX:
+        raise ApiError(
+            400,
+            "malformed_json",
+            f"an integer has more than {HTTP_JSON_INT_DIGITS_MAX} digits",
+        )
+    return int(text)
 
 
 def _check_text(document: Any) -> None:
@@ -78,14 +99,18 @@ def strict_loads(body: bytes) -> Any:
         raise ApiError(400, "malformed_json", "the body is not UTF-8") from None
     try:
         document = json.loads(
-            text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float
+            text,
+            object_pairs_hook=_pairs,
+            parse_constant=_constant,
+            parse_float=_float,
+            parse_int=_int,
         )
     except RecursionError:
         raise ApiError(400, "malformed_json", "the JSON document is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"invalid JSON: {exc.msg} at {exc.pos}") from None
-    except ValueError as exc:  # e.g. an integer literal with more than 4300 digits
-        raise ApiError(400, "malformed_json", f"invalid JSON: {exc}"[:200]) from None
+    except ValueError:  # a number Python cannot convert; its message would name interpreter knobs
+        raise ApiError(400, "malformed_json", "invalid JSON: a number out of range") from None
     # Decoded UTF-8 holds neither NUL (a raw control character is not JSON) nor surrogates, so
     # only a \u escape can bring one in.
     if "\\u" in text:
@@ -104,14 +129,72 @@ class StrictJsonRoute(APIRoute):
                 raise ApiError(422, "invalid_input", "text must not contain NUL (U+0000)")
             body = await request.body()
             if body:
-                content_type = request.headers.get("content-type", "application/json")
+                content_type = request.headers.get("content-type", "")
                 if not content_type.split(";")[0].strip().lower().endswith("json"):
                     raise ApiError(415, "unsupported_media_type", "send application/json")
                 # Starlette's request.json() returns this cached document.
-                request._json = strict_loads(body)
+                request._json = document = strict_loads(body)
+                if b'"metadata"' in body:
+                    _check_metadata_total(document)
+                principal = request.scope.get(PRINCIPAL)
+                if isinstance(principal, Principal):
+                    _charge_events(request, principal, document)
             return await handler(request)
 
         return strict_handler
+
+
+def _events_of(document: Any) -> int:
+    """What a body costs in events: a batch its transfers, anything else one."""
+    if isinstance(document, dict):
+        transfers = document.get("transfers")
+        if isinstance(transfers, list) and transfers:
+            return len(transfers)
+    return 1
+
+
+def _charge_events(request: Request, principal: Principal, document: Any) -> None:
+    ctx = request.app.state.ctx
+    wait_s = ctx.limiter.acquire_events(principal, _events_of(document))
+    if wait_s:
+        ctx.metrics.rate_limited.inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"transfer rate limit of {principal.events_per_s}/s exceeded",
+            headers={"Retry-After": str(wait_s)},
+        )
+
+
+def _check_metadata_total(document: Any) -> None:
+    """Refuse (413) a request whose `metadata` objects, as the store encodes them (compact JSON,
+    ASCII), add up past `HTTP_METADATA_BYTES_PER_REQUEST_MAX`."""
+    total = 0
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            pending.extend(v for v in value if isinstance(v, dict | list))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key == "metadata":
+                    total += _stored_size(item)
+                elif isinstance(item, dict | list):
+                    pending.append(item)
+    if total > HTTP_METADATA_BYTES_PER_REQUEST_MAX:
+        raise ApiError(
+            413,
+            "limit_exceeded",
+            f"the request's metadata is {total} bytes in all; "
+            f"HTTP_METADATA_BYTES_PER_REQUEST_MAX is {HTTP_METADATA_BYTES_PER_REQUEST_MAX}",
+        )
+
+
+def _stored_size(value: Any) -> int:
+    try:
+        return len(json.dumps(value, separators=(",", ":"), allow_nan=False))
+    except (TypeError, ValueError):
+        return 0  # not a JSON document: the schema refuses it
 
 
 Scope = MutableMapping[str, Any]
