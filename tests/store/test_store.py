@@ -325,6 +325,44 @@ async def test_idempotency_key_is_unique_and_found_again(store: Store) -> None:
     assert await store.find_by_idempotency_key("order-43") is None
 
 
+async def test_many_idempotency_keys_are_found_in_one_lookup(store: Store) -> None:
+    keyed = [intent(idempotency_key=f"batch-1:{k}") for k in range(STORE_BATCH_ROWS_MAX)]
+    await store.insert_intents(keyed)
+    await store.insert_intents([intent(idempotency_key="other")])
+    asked = [f"batch-1:{k}" for k in range(STORE_BATCH_ROWS_MAX - 1)] + ["missing"]
+    found = await store.find_by_idempotency_keys(asked)
+    assert len(found) == STORE_BATCH_ROWS_MAX - 1 and "missing" not in found
+    assert all(found[i.idempotency_key].id == i.id for i in keyed[:-1] if i.idempotency_key)
+    assert found["batch-1:7"].request_hash == request_hash_of(keyed[7])
+    assert await store.find_by_idempotency_keys([]) == {}
+    with pytest.raises(LimitExceededError):
+        await store.find_by_idempotency_keys(f"k{n}" for n in range(STORE_BATCH_ROWS_MAX + 1))
+
+
+async def test_the_audits_of_many_transfers_in_one_read(store: Store) -> None:
+    held, refused, quiet = intent(), intent(), intent()
+    await store.insert_intents([held, refused, quiet])
+    await store.append_events(
+        [
+            event(EventKind.PENDING, held.id, status="created"),
+            event(EventKind.FAILED, refused.id, status="exceeds_credits"),
+            event(EventKind.POSTED, held.id, status="created"),
+        ]
+    )
+    audits = await store.transfer_audits([held.id, refused.id, quiet.id, new_id()])
+    assert [e.kind for e in audits[held.id]] == [
+        EventKind.SUBMITTED,
+        EventKind.PENDING,
+        EventKind.POSTED,
+    ]
+    assert [e.status for e in audits[refused.id]] == [None, "exceeds_credits"]
+    assert [e.kind for e in audits[quiet.id]] == [EventKind.SUBMITTED]
+    assert len(audits) == 3
+    # Nothing is truncated: one event more than the limit is an error.
+    with pytest.raises(LimitExceededError):
+        await store.transfer_audits([held.id, refused.id], limit=4)
+
+
 async def test_same_key_different_fields_is_detectable_by_hash(store: Store) -> None:
     original = intent(idempotency_key="k-1", amount=100, metadata={"memo": "a"})
     await store.insert_intents([original])
