@@ -40,6 +40,7 @@ from tbledger.ids import format_id, new_id, parse_id
 from tbledger.service import (
     AccountInfo,
     Health,
+    IntentPage,
     LedgerService,
     RecoveryReport,
     TransferPage,
@@ -66,6 +67,7 @@ __all__ = [
     "IdempotencyConflictError",
     "InsufficientBalanceError",
     "InsufficientLiquidityError",
+    "IntentPage",
     "InvalidIdError",
     "InvariantViolationError",
     "JournalCorruptError",

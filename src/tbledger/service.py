@@ -85,6 +85,7 @@ from tbledger.store.records import validate_account
 __all__ = [
     "AccountInfo",
     "Health",
+    "IntentPage",
     "LedgerService",
     "RecoveryReport",
     "TransferPage",
@@ -196,6 +197,14 @@ class TransferPage:
     """A page of an account's transfers; pass `next_cursor` back for the next page."""
 
     transfers: list[tb.Transfer]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntentPage:
+    """A page of recorded transfers (intents) in id order; pass `next_cursor` back for the next."""
+
+    intents: list[TransferIntent]
     next_cursor: int | None
 
 
@@ -1513,6 +1522,32 @@ class LedgerService:
     async def get_transfers_by_event_id(self, event_id: str) -> list[TransferIntent]:
         """The transfers recorded with this event id."""
         return await self.store.transfers_by_event_id(event_id)
+
+    async def transfers_by_event_id(
+        self,
+        event_id: str,
+        *,
+        owner_id: str | None = None,
+        after: int | str | None = None,
+        limit: int = 100,
+    ) -> IntentPage:
+        """A page of the transfers recorded with this event id, in id order.
+
+        With `owner_id`, only those whose debit or credit account belongs to that owner (what an
+        owner may see); without, all of them. `after` is the `next_cursor` of the previous page.
+        However many transfers share the event id, each page costs one bounded query.
+        """
+        limit = _uint("limit", limit, STORE_PAGE_ROWS_MAX - 1)
+        if limit == 0:
+            raise ValidationError("limit must be at least 1")
+        after_id = None if after is None else parse_id(after)
+        # One row more than the page tells whether there is a next one.
+        intents = await self.store.transfers_by_event_id_page(
+            event_id, limit + 1, owner_id=owner_id, after_id=after_id
+        )
+        if len(intents) <= limit:
+            return IntentPage(intents, None)
+        return IntentPage(intents[:limit], intents[limit - 1].id)
 
     async def list_account_transfers(
         self,

@@ -416,6 +416,29 @@ async def test_transfers_by_event_id_in_id_order(store: Store) -> None:
         await store.transfers_by_event_id("evt-9", limit=2)
 
 
+async def test_a_page_of_an_event_filters_by_owner_in_the_query(store: Store) -> None:
+    alice, bob, bob2 = account(owner_id="alice"), account(owner_id="bob"), account(owner_id="bob")
+    await store.create_accounts([alice, bob, bob2])
+    paid = intent(event_id="evt-1", debit_account_id=alice.id, credit_account_id=bob.id)
+    bobs = [
+        intent(event_id="evt-1", debit_account_id=bob.id, credit_account_id=bob2.id)
+        for _ in range(3)
+    ]
+    owned_by_bob = [paid, *bobs]
+    await store.insert_intents([*bobs, paid, intent(event_id="evt-2", debit_account_id=alice.id)])
+    page = store.transfers_by_event_id_page
+    assert [i.id for i in await page("evt-1", 10, owner_id="alice")] == [paid.id]
+    assert [i.id for i in await page("evt-1", 10, owner_id="bob")] == sorted(
+        i.id for i in owned_by_bob
+    )
+    assert await page("evt-1", 10, owner_id="carol") == []
+    everything = sorted(i.id for i in owned_by_bob)
+    first = await page("evt-1", 2)
+    rest = await page("evt-1", 2, after_id=first[-1].id)
+    assert [i.id for i in first + rest] == everything
+    assert await page("evt-1", 2, after_id=everything[-1]) == []
+
+
 # The audit log.
 
 

@@ -432,6 +432,38 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_intent_from_row(row) for row in _bounded(rows, limit, "transfers of an event")]
 
+    async def transfers_by_event_id_page(
+        self,
+        event_id: str,
+        limit: int,
+        *,
+        owner_id: str | None = None,
+        after_id: int | None = None,
+    ) -> list[TransferIntent]:
+        """A page of the intents tagged with this event id, in id (time) order, at most `limit`;
+        page with `after_id` (the last id of the previous page).
+
+        With `owner_id`, only transfers whose debit or credit account belongs to that owner: the
+        filter is in the query, so other owners' transfers under the same event id cost a page
+        nothing and cannot push the owner's own past a bound.
+        """
+        _check_limit(limit)
+        query = sa.select(transfers).where(transfers.c.event_id == event_id)
+        if owner_id is not None:
+            owned = sa.select(accounts.c.id).where(accounts.c.owner_id == owner_id)
+            query = query.where(
+                sa.or_(
+                    transfers.c.debit_account_id.in_(owned),
+                    transfers.c.credit_account_id.in_(owned),
+                )
+            )
+        if after_id is not None:
+            query = query.where(transfers.c.id > _id("after_id", after_id))
+        query = query.order_by(transfers.c.id).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_intent_from_row(row) for row in rows]
+
     # The audit log.
 
     @overload
