@@ -41,6 +41,7 @@ from tbledger.ids import format_id, new_id, parse_id
 from tbledger.service import (
     AccountInfo,
     Health,
+    IntentPage,
     LedgerService,
     RecoveryReport,
     TransferPage,
@@ -67,6 +68,7 @@ __all__ = [
     "IdempotencyConflictError",
     "InsufficientBalanceError",
     "InsufficientLiquidityError",
+    "IntentPage",
     "InvalidIdError",
     "InvariantViolationError",
     "JournalCorruptError",

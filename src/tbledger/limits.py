@@ -51,6 +51,11 @@ STORE_DIRECT_ROWS_MAX: Final = 64
 # engine batch; lookups by owner, event id or transfer return at most this many rows, else fail.
 STORE_PAGE_ROWS_MAX: Final = BATCH_EVENTS_MAX
 
+# Why: a transfer has a handful of audit events (submitted, outcome unknown, refused by the open
+# circuit, its outcome, a hold's resolution); eight each for a full batch bounds one read of a
+# batch's histories (a replay's) at about 65k rows, a few MiB, where one row more means damage.
+STORE_AUDIT_ROWS_MAX: Final = 8 * BATCH_EVENTS_MAX
+
 # Why: names, owner ids, event ids, payment ids, hashes and idempotency keys are identifiers, not
 # documents; bounded so indexes stay small and both databases agree (SQLite ignores VARCHAR(n)).
 STORE_TEXT_CHARS_MAX: Final = 255
@@ -175,3 +180,9 @@ WRITE_GROUPS_IN_FLIGHT_MAX: Final = 4
 # Why: closing an account refuses while holds on it are pending and lists them; an account with
 # more holds than this is listed in part (the error says so), which is enough to act on.
 PENDING_HOLDS_LISTED_MAX: Final = 100
+
+# Why: a keyed call of at least this many transfers has its keys looked up (one query by key, one
+# by id) before it is queued, so that a replayed batch is answered outside the writer and never
+# holds up other keys' writes; a smaller call skips the lookup on the hot path (a first attempt is
+# the common case), and its replay costs the writer a refused insert and lookups of a few rows.
+WRITE_KEY_LOOKUP_EVENTS_MIN: Final = 64

@@ -69,6 +69,7 @@ from tbledger.limits import (
     U32_MAX,
     U64_MAX,
     WRITE_GROUPS_IN_FLIGHT_MAX,
+    WRITE_KEY_LOOKUP_EVENTS_MIN,
 )
 from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
 from tbledger.store import (
@@ -86,6 +87,7 @@ from tbledger.store.records import validate_account
 __all__ = [
     "AccountInfo",
     "Health",
+    "IntentPage",
     "LedgerService",
     "RecoveryReport",
     "TransferPage",
@@ -197,6 +199,14 @@ class TransferPage:
     """A page of an account's transfers; pass `next_cursor` back for the next page."""
 
     transfers: list[tb.Transfer]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntentPage:
+    """A page of recorded transfers (intents) in id order; pass `next_cursor` back for the next."""
+
+    intents: list[TransferIntent]
     next_cursor: int | None
 
 
@@ -976,6 +986,13 @@ class LedgerService:
             await self._breaker.before_call()
         if keyed:
             intents = [_hashed(i) for i in intents]
+            if len(intents) >= WRITE_KEY_LOOKUP_EVENTS_MIN:
+                # A large keyed call is looked up before it is queued: a replay is answered here,
+                # from the store in bulk, and never takes the writer that persists every other
+                # key's intents.
+                twins = await self._stored_twins(intents)
+                if any(twin is not None for twin in twins):
+                    return await self._write_replayed(intents, twins)
         # Claim the ids before the intents become visible in the store, so that a concurrent call
         # with the same id waits for this one instead of submitting or resolving it again. A
         # claim points at this call's future and the intent's place in it.
@@ -1193,8 +1210,9 @@ class LedgerService:
                 return await self._submit(fresh)
             for result in await self._submit(fresh):
                 outcomes[result.id] = result
-        for intent, previous in replays:
-            outcomes[intent.id] = await self._replay(intent, previous)
+        if replays:
+            for (intent, _), result in zip(replays, await self._replays(replays), strict=True):
+                outcomes[intent.id] = result
         return [outcomes[i.id] for i in intents]
 
     async def _persist(
@@ -1213,8 +1231,7 @@ class LedgerService:
             pass
         fresh: list[TransferIntent] = []
         replays: list[tuple[TransferIntent, TransferIntent]] = []
-        for intent in intents:
-            previous = await self._stored_twin(intent)
+        for intent, previous in zip(intents, await self._stored_twins(intents), strict=True):
             if previous is None:
                 fresh.append(intent)
             else:
@@ -1234,38 +1251,100 @@ class LedgerService:
                 ) from exc
         return fresh, replays
 
-    async def _stored_twin(self, intent: TransferIntent) -> TransferIntent | None:
-        """The stored intent this one replays (same key or same id), or None; or a conflict."""
-        previous = None
-        if intent.idempotency_key is not None:
-            previous = await self.store.find_by_idempotency_key(intent.idempotency_key)
+    async def _stored_twins(self, intents: Sequence[TransferIntent]) -> list[TransferIntent | None]:
+        """The stored intent each of these replays (same key, else same id), or None; or a
+        conflict. One query by key and one by id for the whole call, however large."""
+        keys = [i.idempotency_key for i in intents if i.idempotency_key is not None]
+        by_key = await self.store.find_by_idempotency_keys(keys) if keys else {}
+        twins: list[TransferIntent | None] = []
+        for intent in intents:
+            key = intent.idempotency_key
+            previous = None if key is None else by_key.get(key)
             if previous is not None and previous.request_hash != intent.request_hash:
                 raise IdempotencyConflictError(
-                    f"idempotency key {intent.idempotency_key!r} was used for another request",
+                    f"idempotency key {key!r} was used for another request",
                     code="idempotency_conflict",
-                    details={"idempotency_key": intent.idempotency_key},
+                    details={"idempotency_key": key},
                 )
-        if previous is None:
-            previous = await self.store.get_intent(intent.id)
-            if previous is not None:
-                _check_same_request(intent, previous)
-        return previous
+            twins.append(previous)
+        unmatched = [i.id for i, twin in zip(intents, twins, strict=True) if twin is None]
+        by_id = await self.store.get_intents(unmatched) if unmatched else {}
+        if by_id:
+            for k, intent in enumerate(intents):
+                previous = by_id.get(intent.id)
+                if twins[k] is None and previous is not None:
+                    _check_same_request(intent, previous)
+                    twins[k] = previous
+        return twins
 
-    async def _replay(self, intent: TransferIntent, previous: TransferIntent) -> TransferResult:
-        """The original outcome of a replayed request (waiting for it if still in flight)."""
-        waiting = self._inflight.get(previous.id)
-        # Same id: this call holds the claim itself (the original submission is over).
-        if waiting is not None and previous.id != intent.id:
-            result = (await asyncio.shield(waiting.future))[waiting.index]
-            return replace(result, replayed=True)
-        # The transfer's own outcome: its first outcome event (a hold's later events record
-        # its resolution, not the outcome of creating it).
-        own = _own_outcome(await self.store.transfer_audit(previous.id))
-        if own is not None:
-            return _result_from_event(previous.id, own, replayed=True)
-        # Submitted but never resolved (a crash, a deadline): resolve it now, same id, same fields.
-        (result,) = await self._resolve([previous])
-        return replace(result, replayed=True)
+    async def _write_replayed(
+        self, intents: list[TransferIntent], twins: list[TransferIntent | None]
+    ) -> list[TransferResult]:
+        """A call found to replay stored transfers before it was queued: the replays are answered
+        from the store in bulk, outside the writer, within the call's deadline; the rest is
+        written as a call of its own. Results in the call's order."""
+        replays = [(i, twin) for i, twin in zip(intents, twins, strict=True) if twin is not None]
+        fresh = [i for i, twin in zip(intents, twins, strict=True) if twin is None]
+        if fresh and any(i.chain_id is not None for i in intents):
+            raise IdempotencyConflictError(
+                "part of this atomic batch was already submitted with other transfers",
+                code="idempotency_conflict",
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s + CALL_DEADLINE_SLACK_S
+        # A caller that stops waiting (the deadline, a cancellation) leaves the work running: it
+        # may be settling unresolved originals with the engine, which must not be cut short.
+        work = asyncio.ensure_future(self._replays(replays))
+        self._background.add(work)
+        work.add_done_callback(_retire(self._background))
+        replayed = await _until(work, deadline, [previous for _, previous in replays])
+        outcomes = {i.id: r for (i, _), r in zip(replays, replayed, strict=True)}
+        if fresh:
+            for intent, result in zip(fresh, await self._write_chunk(fresh), strict=True):
+                outcomes[intent.id] = result
+        return [outcomes[i.id] for i in intents]
+
+    async def _replays(
+        self, replays: Sequence[tuple[TransferIntent, TransferIntent]]
+    ) -> list[TransferResult]:
+        """The original outcomes of replayed requests, in order: waiting for those still in
+        flight, then one read of the latest events of the rest (their histories only where the
+        latest is not the outcome of creating the transfer), then settling in one go those that
+        never had an outcome (a crash, a deadline), with the same ids and fields."""
+        found: dict[int, TransferResult] = {}
+        stored: dict[int, TransferIntent] = {}
+        for intent, previous in replays:
+            waiting = self._inflight.get(previous.id)
+            # A claim holding this very intent is this call's own (same id: the original
+            # submission is over); another call's claim is waited for.
+            if waiting is not None and waiting.intent is not intent:
+                result = (await asyncio.shield(waiting.future))[waiting.index]
+                found[previous.id] = replace(result, replayed=True)
+            else:
+                stored.setdefault(previous.id, previous)
+        stored_ids = [t for t in stored if t not in found]
+        latest = await self.store.current_status(stored_ids) if stored_ids else {}
+        # The latest event is usually the transfer's own outcome; a hold resolved since (or an
+        # outcome recorded out of order) needs its history, read for all such at once.
+        own = {
+            t: e
+            for t in stored_ids
+            if (e := latest.get(t)) is not None and _own_outcome([e]) is not None
+        }
+        others = [t for t in stored_ids if t not in own]
+        if others:
+            histories = await self.store.transfer_audits(others)
+            for t in others:
+                event = _own_outcome(histories.get(t, []))
+                if event is not None:
+                    own[t] = event
+        for t, event in own.items():
+            found[t] = _result_from_event(t, event, replayed=True)
+        unresolved = [stored[t] for t in stored_ids if t not in own]
+        if unresolved:
+            for result in await self._resolve(unresolved):
+                found[result.id] = replace(result, replayed=True)
+        return [found[previous.id] for _, previous in replays]
 
     async def _submit(self, intents: list[TransferIntent]) -> list[TransferResult]:
         """Submit persisted intents and record their outcomes (steps 3-5)."""
@@ -1510,6 +1589,32 @@ class LedgerService:
     async def get_transfers_by_event_id(self, event_id: str) -> list[TransferIntent]:
         """The transfers recorded with this event id."""
         return await self.store.transfers_by_event_id(event_id)
+
+    async def transfers_by_event_id(
+        self,
+        event_id: str,
+        *,
+        owner_id: str | None = None,
+        after: int | str | None = None,
+        limit: int = 100,
+    ) -> IntentPage:
+        """A page of the transfers recorded with this event id, in id order.
+
+        With `owner_id`, only those whose debit or credit account belongs to that owner (what an
+        owner may see); without, all of them. `after` is the `next_cursor` of the previous page.
+        However many transfers share the event id, each page costs one bounded query.
+        """
+        limit = _uint("limit", limit, STORE_PAGE_ROWS_MAX - 1)
+        if limit == 0:
+            raise ValidationError("limit must be at least 1")
+        after_id = None if after is None else parse_id(after)
+        # One row more than the page tells whether there is a next one.
+        intents = await self.store.transfers_by_event_id_page(
+            event_id, limit + 1, owner_id=owner_id, after_id=after_id
+        )
+        if len(intents) <= limit:
+            return IntentPage(intents, None)
+        return IntentPage(intents[:limit], intents[limit - 1].id)
 
     async def list_account_transfers(
         self,
@@ -2031,6 +2136,18 @@ async def _until(
             transfer_ids=[i.id for i in intents],
         )
     return future.result()
+
+
+def _retire(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    """A done callback that forgets a finished task and observes its exception (a caller that
+    stopped waiting for it never reads it)."""
+
+    def retire(task: asyncio.Task[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    return retire
 
 
 def _wake(waiter: asyncio.Future[None], *_: object) -> None:

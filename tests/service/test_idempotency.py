@@ -254,3 +254,35 @@ async def test_concurrent_calls_with_one_transfer_id_both_get_the_original_outco
     kinds = [e.kind for e in await service.get_transfer_audit(transfer_id)]
     assert kinds == [EventKind.SUBMITTED, EventKind.POSTED]
     assert (await service.get_balance(book.bob)).posted == 7
+
+
+async def test_a_large_replayed_batch_of_holds_answers_each_holds_own_outcome(
+    ledger: Ledger,
+) -> None:
+    # Large enough to be looked up before it is queued; two of the holds are resolved since, so
+    # their latest events are resolutions and their own outcomes come from their histories.
+    service = ledger.service
+    book = await funded(service)
+    size = 100
+    requests = [
+        request(book.alice, book.bob, 1, pending=True, idempotency_key=f"holds:{k}")
+        for k in range(size)
+    ]
+    first = await service.create_pending_transfers(requests)
+    assert {r.status for r in first} == {"created"}
+    await service.post_pending_transfer(first[3].id)
+    await service.void_pending_transfer(first[7].id)
+    requests_before = service.batcher.stats.requests
+    again = await service.create_pending_transfers(requests)
+    assert [(r.id, r.status, r.timestamp) for r in again] == [
+        (r.id, r.status, r.timestamp) for r in first
+    ]
+    assert all(r.replayed for r in again)
+    assert service.batcher.stats.requests == requests_before
+    assert (await service.get_balance(book.bob)).posted == 1
+    changed = [
+        *requests[:-1],
+        request(book.alice, book.bob, 2, pending=True, idempotency_key=f"holds:{size - 1}"),
+    ]
+    with pytest.raises(IdempotencyConflictError):
+        await service.create_pending_transfers(changed)

@@ -325,6 +325,44 @@ async def test_idempotency_key_is_unique_and_found_again(store: Store) -> None:
     assert await store.find_by_idempotency_key("order-43") is None
 
 
+async def test_many_idempotency_keys_are_found_in_one_lookup(store: Store) -> None:
+    keyed = [intent(idempotency_key=f"batch-1:{k}") for k in range(STORE_BATCH_ROWS_MAX)]
+    await store.insert_intents(keyed)
+    await store.insert_intents([intent(idempotency_key="other")])
+    asked = [f"batch-1:{k}" for k in range(STORE_BATCH_ROWS_MAX - 1)] + ["missing"]
+    found = await store.find_by_idempotency_keys(asked)
+    assert len(found) == STORE_BATCH_ROWS_MAX - 1 and "missing" not in found
+    assert all(found[i.idempotency_key].id == i.id for i in keyed[:-1] if i.idempotency_key)
+    assert found["batch-1:7"].request_hash == request_hash_of(keyed[7])
+    assert await store.find_by_idempotency_keys([]) == {}
+    with pytest.raises(LimitExceededError):
+        await store.find_by_idempotency_keys(f"k{n}" for n in range(STORE_BATCH_ROWS_MAX + 1))
+
+
+async def test_the_audits_of_many_transfers_in_one_read(store: Store) -> None:
+    held, refused, quiet = intent(), intent(), intent()
+    await store.insert_intents([held, refused, quiet])
+    await store.append_events(
+        [
+            event(EventKind.PENDING, held.id, status="created"),
+            event(EventKind.FAILED, refused.id, status="exceeds_credits"),
+            event(EventKind.POSTED, held.id, status="created"),
+        ]
+    )
+    audits = await store.transfer_audits([held.id, refused.id, quiet.id, new_id()])
+    assert [e.kind for e in audits[held.id]] == [
+        EventKind.SUBMITTED,
+        EventKind.PENDING,
+        EventKind.POSTED,
+    ]
+    assert [e.status for e in audits[refused.id]] == [None, "exceeds_credits"]
+    assert [e.kind for e in audits[quiet.id]] == [EventKind.SUBMITTED]
+    assert len(audits) == 3
+    # Nothing is truncated: one event more than the limit is an error.
+    with pytest.raises(LimitExceededError):
+        await store.transfer_audits([held.id, refused.id], limit=4)
+
+
 async def test_same_key_different_fields_is_detectable_by_hash(store: Store) -> None:
     original = intent(idempotency_key="k-1", amount=100, metadata={"memo": "a"})
     await store.insert_intents([original])
@@ -376,6 +414,29 @@ async def test_transfers_by_event_id_in_id_order(store: Store) -> None:
     assert await store.transfers_by_event_id("evt-none") == []
     with pytest.raises(LimitExceededError):
         await store.transfers_by_event_id("evt-9", limit=2)
+
+
+async def test_a_page_of_an_event_filters_by_owner_in_the_query(store: Store) -> None:
+    alice, bob, bob2 = account(owner_id="alice"), account(owner_id="bob"), account(owner_id="bob")
+    await store.create_accounts([alice, bob, bob2])
+    paid = intent(event_id="evt-1", debit_account_id=alice.id, credit_account_id=bob.id)
+    bobs = [
+        intent(event_id="evt-1", debit_account_id=bob.id, credit_account_id=bob2.id)
+        for _ in range(3)
+    ]
+    owned_by_bob = [paid, *bobs]
+    await store.insert_intents([*bobs, paid, intent(event_id="evt-2", debit_account_id=alice.id)])
+    page = store.transfers_by_event_id_page
+    assert [i.id for i in await page("evt-1", 10, owner_id="alice")] == [paid.id]
+    assert [i.id for i in await page("evt-1", 10, owner_id="bob")] == sorted(
+        i.id for i in owned_by_bob
+    )
+    assert await page("evt-1", 10, owner_id="carol") == []
+    everything = sorted(i.id for i in owned_by_bob)
+    first = await page("evt-1", 2)
+    rest = await page("evt-1", 2, after_id=first[-1].id)
+    assert [i.id for i in first + rest] == everything
+    assert await page("evt-1", 2, after_id=everything[-1]) == []
 
 
 # The audit log.

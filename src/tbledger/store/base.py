@@ -43,7 +43,7 @@ from tbledger.errors import (
     ValidationError,
 )
 from tbledger.ids import format_id, parse_id
-from tbledger.limits import STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
+from tbledger.limits import STORE_AUDIT_ROWS_MAX, STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
 from tbledger.store.backend import Backend, StoreOptions, translate_error
 from tbledger.store.connect import open_backend
 from tbledger.store.migrate import upgrade, upgrade_engine
@@ -458,6 +458,18 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _intent_from_row(row)
 
+    async def find_by_idempotency_keys(self, keys: Iterable[str]) -> dict[str, TransferIntent]:
+        """The intents stored under these idempotency keys (one query), by key; unknown keys are
+        left out. A replayed batch is told apart from a new one with this single lookup."""
+        wanted = list(dict.fromkeys(_batch(keys)))
+        if not wanted:
+            return {}
+        query = sa.select(transfers).where(transfers.c.idempotency_key.in_(wanted))
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        found = (_intent_from_row(row) for row in rows)
+        return {i.idempotency_key: i for i in found if i.idempotency_key is not None}
+
     async def transfers_by_event_id(
         self, event_id: str, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[TransferIntent]:
@@ -472,6 +484,38 @@ class Store:
         async with self._connection() as conn:
             rows = (await conn.execute(query)).all()
         return [_intent_from_row(row) for row in _bounded(rows, limit, "transfers of an event")]
+
+    async def transfers_by_event_id_page(
+        self,
+        event_id: str,
+        limit: int,
+        *,
+        owner_id: str | None = None,
+        after_id: int | None = None,
+    ) -> list[TransferIntent]:
+        """A page of the intents tagged with this event id, in id (time) order, at most `limit`;
+        page with `after_id` (the last id of the previous page).
+
+        With `owner_id`, only transfers whose debit or credit account belongs to that owner: the
+        filter is in the query, so other owners' transfers under the same event id cost a page
+        nothing and cannot push the owner's own past a bound.
+        """
+        _check_limit(limit)
+        query = sa.select(transfers).where(transfers.c.event_id == event_id)
+        if owner_id is not None:
+            owned = sa.select(accounts.c.id).where(accounts.c.owner_id == owner_id)
+            query = query.where(
+                sa.or_(
+                    transfers.c.debit_account_id.in_(owned),
+                    transfers.c.credit_account_id.in_(owned),
+                )
+            )
+        if after_id is not None:
+            query = query.where(transfers.c.id > _id("after_id", after_id))
+        query = query.order_by(transfers.c.id).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_intent_from_row(row) for row in rows]
 
     # The audit log.
 
@@ -531,6 +575,36 @@ class Store:
         async with self._connection() as conn:
             rows = (await conn.execute(query)).all()
         return [_event_from_row(row) for row in _bounded(rows, limit, "events of a transfer")]
+
+    async def transfer_audits(
+        self, transfer_ids: Iterable[int], *, limit: int = STORE_AUDIT_ROWS_MAX
+    ) -> dict[int, list[AuditEvent]]:
+        """The events of many transfers (one query), each transfer's in seq order; transfers
+        with none are absent. More than `limit` events in all is a `LimitExceededError`."""
+        ids = list(dict.fromkeys(_id("transfer_id", i) for i in _batch(transfer_ids)))
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError(f"limit must be a positive int, got {limit!r}")
+        if limit > STORE_AUDIT_ROWS_MAX:
+            raise LimitExceededError(
+                f"limit {limit} exceeds STORE_AUDIT_ROWS_MAX={STORE_AUDIT_ROWS_MAX}"
+            )
+        if not ids:
+            return {}
+        query = (
+            sa.select(audit_events)
+            .where(audit_events.c.transfer_id.in_(ids))
+            .order_by(audit_events.c.transfer_id, audit_events.c.seq)
+            .limit(limit + 1)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        result: dict[int, list[AuditEvent]] = {}
+        for row in _bounded(rows, limit, "events of these transfers"):
+            event = _event_from_row(row)
+            if event.transfer_id is None:
+                raise InvariantViolationError(f"event {event.seq} names no transfer")
+            result.setdefault(event.transfer_id, []).append(event)
+        return result
 
     async def current_status(self, transfer_ids: Iterable[int]) -> dict[int, AuditEvent]:
         """Each transfer's latest event (its current status); transfers with none are absent."""

@@ -1,0 +1,124 @@
+"""Replays at any size: a replayed full batch is answered from the store in bulk, in time, and
+never holds up anyone else's writes.
+
+A batch of 8189 transfers refused by the engine (from an empty account) is cheap to send again and
+again with the same `Idempotency-Key`. Each replay must answer the original per-transfer results
+(marked replayed) within the service's deadline, move nothing, and leave the write path free for
+other keys: bob's payments go through while four such replays run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tbledger.limits import BATCH_EVENTS_MAX
+from tests.adversarial.conftest import House
+from tests.api.conftest import SETTINGS
+
+pytestmark = pytest.mark.slow
+
+# The service's own deadline for one call (the engine request's deadline plus its slack).
+DEADLINE_S = SETTINGS["request_timeout_ms"] / 1000
+
+
+def _batch(debit: str, credit: str, size: int) -> dict[str, Any]:
+    one = {"debit_account_id": debit, "credit_account_id": credit, "amount": "0.01"}
+    return {"transfers": [{**one, "ledger": "USD"} for _ in range(size)]}
+
+
+async def _post_batch(house: House, body: dict[str, Any], key: str) -> tuple[httpx.Response, float]:
+    started = time.perf_counter()
+    r = await house.http.post(
+        "/v1/transfers/batch", json=body, headers={**house.alice, "Idempotency-Key": key}
+    )
+    return r, time.perf_counter() - started
+
+
+async def _refused_batch(house: House, key: str) -> tuple[str, dict[str, Any], list[Any]]:
+    """A full batch from a new, empty account of alice's: every transfer refused."""
+    empty = await house.api.account("alice")
+    body = _batch(empty, house.BM, BATCH_EVENTS_MAX)
+    first, _ = await _post_batch(house, body, key)
+    assert first.status_code == 200, first.text
+    results = first.json()["results"]
+    assert (first.json()["created"], first.json()["failed"]) == (0, BATCH_EVENTS_MAX)
+    assert {(x["status"], x["replayed"]) for x in results} == {("exceeds_credits", False)}
+    return empty, body, results
+
+
+async def test_a_replayed_full_batch_answers_the_same_results_within_the_deadline(
+    house: House,
+) -> None:
+    empty, body, original = await _refused_batch(house, "refused-batch")
+    again, elapsed_s = await _post_batch(house, body, "refused-batch")
+    print(f"replay of {BATCH_EVENTS_MAX} refused transfers: {elapsed_s:.3f} s")
+    assert again.status_code == 200, again.text[:500]
+    assert elapsed_s < DEADLINE_S
+    replayed = again.json()["results"]
+    assert [x["id"] for x in replayed] == [x["id"] for x in original]
+    assert [(x["status"], x["timestamp"]) for x in replayed] == [
+        (x["status"], x["timestamp"]) for x in original
+    ]
+    assert all(x["replayed"] for x in replayed)
+    assert (again.json()["created"], again.json()["failed"]) == (0, BATCH_EVENTS_MAX)
+    # The same key with other fields is still a conflict, and nothing moved.
+    other = _batch(empty, house.BM, BATCH_EVENTS_MAX)
+    other["transfers"][-1]["amount"] = "0.02"
+    r, _ = await _post_batch(house, other, "refused-batch")
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "idempotency_conflict")
+    assert await house.posted(empty) == "0.00"
+    assert await house.posted(house.BM) == "0.00"
+    assert await house.posted(house.A) == "100.00"
+
+
+async def test_replays_never_block_other_keys_writes(house: House) -> None:
+    empty, body, original = await _refused_batch(house, "flood")
+    bob_pays = await house.api.account("bob")
+    await house.api.deposit(bob_pays, "10.00")
+
+    async def bob_singles() -> list[tuple[int, float]]:
+        answers = []
+        for n in range(20):
+            started = time.perf_counter()
+            r = await house.http.post(
+                "/v1/transfers",
+                json={
+                    "debit_account_id": bob_pays,
+                    "credit_account_id": house.A,
+                    "amount": "0.10",
+                    "ledger": "USD",
+                },
+                headers={**house.bob, "Idempotency-Key": f"bob-{n}"},
+            )
+            assert r.status_code == 201, r.text
+            assert (r.json()["status"], r.json()["replayed"]) == ("created", False)
+            answers.append((r.status_code, time.perf_counter() - started))
+            await asyncio.sleep(0)
+        return answers
+
+    started = time.perf_counter()
+    *replays, bobs = await asyncio.gather(
+        *(_post_batch(house, body, "flood") for _ in range(4)), bob_singles()
+    )
+    total_s = time.perf_counter() - started
+    slowest_bob_s = max(t for _, t in bobs)
+    print(
+        f"4 concurrent replays of {BATCH_EVENTS_MAX}: "
+        f"{', '.join(f'{t:.3f}' for _, t in replays)} s; "
+        f"bob's 20 payments: slowest {slowest_bob_s:.3f} s; all done in {total_s:.3f} s"
+    )
+    for r, elapsed_s in replays:
+        assert r.status_code == 200, r.text[:500]
+        assert elapsed_s < 4 * DEADLINE_S
+        assert [x["id"] for x in r.json()["results"]] == [x["id"] for x in original]
+        assert all(x["replayed"] for x in r.json()["results"])
+    # Money: the replays moved nothing; bob's twenty payments moved 2.00.
+    assert await house.posted(empty) == "0.00"
+    assert await house.posted(house.BM) == "0.00"
+    assert await house.posted(bob_pays) == "8.00"
+    assert await house.posted(house.A) == "102.00"
