@@ -188,6 +188,7 @@ __all__ = [
     "SpendEngine",
     "SystemAccounts",
     "WithdrawalResult",
+    "exact_rate",
     "exchange_amount",
 ]
 
@@ -537,6 +538,11 @@ def _rate(value: object) -> Decimal:
     if abs(rate.adjusted()) > RATE_MAGNITUDE_MAX or digits > RATE_MAGNITUDE_MAX:
         raise ValidationError(f"rate {rate} is out of range (at most {RATE_MAGNITUDE_MAX} digits)")
     return rate
+
+
+def exact_rate(value: object) -> Decimal:
+    """A rate as `exchange` reads it (`ValidationError` if it is not one), for other modules."""
+    return _rate(value)
 
 
 def exchange_amount(amount: int, rate: Decimal, source_scale: int, target_scale: int) -> int:

@@ -122,3 +122,18 @@ CALL_DEADLINE_SLACK_S: Final = 0.1
 # are with the engine or having their outcomes recorded; more groups in flight shrink each group
 # (less batching) and hold more store connections without making the engine any faster.
 WRITE_GROUPS_IN_FLIGHT_MAX: Final = 4
+
+# Why: a quote fixes a price the platform owes for a moment only; 30 s covers a person reading it
+# and confirming, while the operator's rate can move under it for no longer than that.
+QUOTE_VALIDITY_S: Final = 30
+
+# Why: a fee in basis points of the amount; 10,000 bps is 100%, so no scheduled percentage can
+# take more than the payment itself (the fixed part is checked against each payment's amount).
+FEE_BPS_MAX: Final = 10_000
+
+# Why: a fixed fee is stored in a BIGINT column; 2^63-1 minor units is more than any real fee.
+FEE_FIXED_MINOR_MAX: Final = (1 << 63) - 1
+
+# Why: the current rates are listed in one response; an operator prices a few hundred pairs at
+# most, and more than this is refused rather than truncated.
+RATE_PAIRS_MAX: Final = 1000
