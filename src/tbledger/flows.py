@@ -19,6 +19,11 @@ an int is whole major units: inside tbledger an int amount is always minor units
 codes are resolved through the `Chart` by number or name; an unknown one raises
 `UnknownLedgerError` / `UnknownCodeError`.
 
+Prices. `exchange` takes its `rate`, and `pay` its `fee` and `fee_payer`, from the caller: a
+library caller is the operator's own code, trusted and in-process. The HTTP API prices every call
+from `tbledger.prices` (the operator's rates, quotes the platform issued, the fee schedule) and
+never from a request (DESIGN §9).
+
 Idempotency. A flow takes an `idempotency_key`; leg ``i`` is submitted with the key
 ``f"{key}:{i}"``, and when the caller gives no `event_id`/`payment_id` they are derived from the
 key (uuid5), so a replay is the same request: the service returns the original results
