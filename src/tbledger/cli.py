@@ -6,8 +6,9 @@ Three kinds of command:
   data under ``./.tbledger``; ``TBLEDGER_ENGINE_URL`` / ``TIGERBEETLE_ADDRESSES`` and
   ``TBLEDGER_DATABASE_URL`` (or the options) point it at a TigerBeetle cluster and PostgreSQL.
 * ``db upgrade`` and ``keys create|list|revoke`` work on the store directly, no server needed.
-* ``accounts``, ``balance``, ``transfer``, ``hold``, ``post``, ``void``, ``audit`` and ``recover``
-  talk to a running service over HTTP (``--url`` / ``TBLEDGER_API_URL``, ``--api-key`` /
+* ``accounts``, ``balance``, ``transfer``, ``hold``, ``post``, ``void``, ``audit``, ``recover``,
+  ``rates`` (the operator's exchange rates) and ``fees`` (merchants' fee schedules) talk to a
+  running service over HTTP (``--url`` / ``TBLEDGER_API_URL``, ``--api-key`` /
   ``TBLEDGER_API_KEY``).
 
 Output is a Rich table by default and JSON with ``--json`` (before or after the command name);
@@ -68,7 +69,15 @@ keys_app = typer.Typer(
 accounts_app = typer.Typer(help="Accounts, through a running service.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+rates_app = typer.Typer(
+    help="The operator's exchange rates, through a running service.", no_args_is_help=True
+)
+fees_app = typer.Typer(
+    help="Merchants' fee schedules, through a running service.", no_args_is_help=True
+)
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(rates_app, name="rates")
+app.add_typer(fees_app, name="fees")
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -1170,6 +1179,122 @@ def recover(
     with _remote(url, api_key, out) as remote:
         report = remote.call("POST", "/v1/admin/recover")
     out.result(report, lambda: _fields_table(report, "recovery"))
+
+
+# -- prices ---------------------------------------------------------------------------------------
+
+
+def _rates_table(rates: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="current exchange rates")
+    for column in ("from", "to", "rate", "valid from", "valid until", "source", "set by"):
+        table.add_column(column)
+    for rate in rates:
+        table.add_row(
+            rate["source_ledger_name"],
+            rate["target_ledger_name"],
+            rate["rate"],
+            str(rate["valid_from"])[:19],
+            str(rate.get("valid_until") or "")[:19],
+            rate["source"],
+            rate.get("set_by") or "",
+        )
+    return table
+
+
+@rates_app.command("set")
+def rates_set(
+    ctx: typer.Context,
+    source_ledger: Annotated[str, typer.Argument(help="The ledger sold (USD).")],
+    target_ledger: Annotated[str, typer.Argument(help="The ledger bought (EUR).")],
+    rate: Annotated[
+        str, typer.Argument(help="Units of the target per unit of the source (0.915), exact.")
+    ],
+    source: Annotated[
+        str, typer.Option(help="Where the rate came from (ECB 2026-12-07).")
+    ] = "manual",
+    valid_from: Annotated[
+        str | None,
+        typer.Option(help="ISO 8601 time with its offset (default: now).", show_default=False),
+    ] = None,
+    valid_until: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO 8601 time with its offset (default: until superseded).", show_default=False
+        ),
+    ] = None,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Set the operator's exchange rate for a pair; it supersedes the older one (admin key)."""
+    out = _output(ctx, json_output)
+    body: dict[str, Any] = {
+        "source_ledger": source_ledger,
+        "target_ledger": target_ledger,
+        "rate": rate,
+        "source": source,
+    }
+    if valid_from is not None:
+        body["valid_from"] = valid_from
+    if valid_until is not None:
+        body["valid_until"] = valid_until
+    with _remote(url, api_key, out) as remote:
+        stored = remote.call("POST", "/v1/rates", body=body)
+    out.result(stored, lambda: _rates_table([stored]))
+
+
+@rates_app.command("list")
+def rates_list(
+    ctx: typer.Context,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """The current rate of every pair that has one."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        listing = remote.call("GET", "/v1/rates")
+    out.result(listing, lambda: _rates_table(listing["rates"]))
+
+
+@fees_app.command("set")
+def fees_set(
+    ctx: typer.Context,
+    merchant_id: Annotated[str, typer.Argument(help="The merchant account's id.")],
+    bps: Annotated[
+        int, typer.Option(min=0, max=10_000, help="Basis points of the amount (100 = 1%).")
+    ] = 0,
+    fixed: Annotated[
+        str, typer.Option(help="A fixed part, in the merchant ledger's units.", callback=_amount)
+    ] = "0",
+    payer: Annotated[
+        str, typer.Option(help="Who pays: payer (on top) or merchant (out of the amount).")
+    ] = "payer",
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Set a merchant's fee schedule; payments to it are charged by it from now on (admin key)."""
+    out = _output(ctx, json_output)
+    body = {"fee_bps": bps, "fee_fixed": fixed, "fee_payer": payer}
+    with _remote(url, api_key, out) as remote:
+        stored = remote.call("PUT", f"/v1/fees/merchants/{merchant_id}", body=body)
+    out.result(stored, lambda: _fields_table(stored, "fee schedule"))
+
+
+@fees_app.command("show")
+def fees_show(
+    ctx: typer.Context,
+    merchant_id: Annotated[str, typer.Argument(help="The merchant account's id.")],
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """What a payment to a merchant is charged: its schedule, or the platform default."""
+    out = _output(ctx, json_output)
+    with _remote(url, api_key, out) as remote:
+        shown = remote.call("GET", f"/v1/fees/merchants/{merchant_id}")
+    out.result(shown, lambda: _fields_table(shown, "fee schedule"))
 
 
 # -- demo -----------------------------------------------------------------------------------------

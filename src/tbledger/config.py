@@ -9,10 +9,13 @@ delay. tbledger's own variables start with ``TBLEDGER_``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tbledger.engine import EngineConfig, parse_engine_url
+from tbledger.limits import FEE_BPS_MAX
 from tbledger.store.backend import StoreOptions
 
 __all__ = ["Settings"]
@@ -89,6 +92,20 @@ class Settings(BaseSettings):
         ge=0,
         le=3_600,
         description="intents younger than this are in flight, not in the recovery backlog",
+    )
+
+    # The platform's default fee, for merchants without a schedule of their own (`tbledger.prices`).
+    # A percentage only: a fixed part is in minor units of one ledger, so it is set per merchant
+    # account (which has one ledger), never platform-wide.
+    fee_bps: int = Field(
+        default=0,
+        ge=0,
+        le=FEE_BPS_MAX,
+        description="default payment fee in basis points of the amount (100 = 1%), rounded down",
+    )
+    fee_payer: Literal["payer", "merchant"] = Field(
+        default="payer",
+        description="who pays the default fee: the payer (on top) or the merchant (out of it)",
     )
 
     def store_options(self) -> StoreOptions | None:

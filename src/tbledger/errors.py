@@ -19,6 +19,8 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     │   ├── StoreUnavailableError   the database cannot be reached or the connection was lost
     │   ├── DuplicateRecordError    a unique key (id, idempotency key, name) is already taken
     │   └── RecordNotFoundError     a write named a record the store does not have
+    ├── PriceError                  no operator rate for a pair, or a quote that is expired, spent
+    │                               or for another exchange (`code`, `details`)
     ├── TigerBeetleError            the engine refused or could not be asked (`code`, `details`)
     │   ├── TransferFailedError     the engine refused a transfer; `code` is its status name
     │   │   ├── InsufficientBalanceError  exceeds_credits/exceeds_debits (`available`, `requested`)
@@ -87,6 +89,22 @@ class DuplicateRecordError(StoreError):
 
 class RecordNotFoundError(StoreError, LookupError):
     """A write named a record (an account, a transfer) that the store does not have."""
+
+
+class PriceError(TbledgerError):
+    """The platform cannot price this operation now; nothing moved.
+
+    `code` says why: ``"rate_unavailable"`` (no current operator rate for the pair),
+    ``"quote_expired"``, ``"quote_used"`` (a quote is spent by the first exchange that names it),
+    ``"quote_mismatch"`` (the quote is for another pair or amount).
+    """
+
+    def __init__(
+        self, message: str, *, code: str, details: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details: dict[str, object] = dict(details or {})
 
 
 class TigerBeetleError(TbledgerError):

@@ -19,6 +19,11 @@ an int is whole major units: inside tbledger an int amount is always minor units
 codes are resolved through the `Chart` by number or name; an unknown one raises
 `UnknownLedgerError` / `UnknownCodeError`.
 
+Prices. `exchange` takes its `rate`, and `pay` its `fee` and `fee_payer`, from the caller: a
+library caller is the operator's own code, trusted and in-process. The HTTP API prices every call
+from `tbledger.prices` (the operator's rates, quotes the platform issued, the fee schedule) and
+never from a request (DESIGN §9).
+
 Idempotency. A flow takes an `idempotency_key`; leg ``i`` is submitted with the key
 ``f"{key}:{i}"``, and when the caller gives no `event_id`/`payment_id` they are derived from the
 key (uuid5), so a replay is the same request: the service returns the original results
@@ -191,6 +196,7 @@ __all__ = [
     "SpendEngine",
     "SystemAccounts",
     "WithdrawalResult",
+    "exact_rate",
     "exchange_amount",
 ]
 
@@ -574,6 +580,11 @@ def _rate(value: object) -> Decimal:
     if abs(rate.adjusted()) > RATE_MAGNITUDE_MAX or digits > RATE_MAGNITUDE_MAX:
         raise ValidationError(f"rate {rate} is out of range (at most {RATE_MAGNITUDE_MAX} digits)")
     return rate
+
+
+def exact_rate(value: object) -> Decimal:
+    """A rate as `exchange` reads it (`ValidationError` if it is not one), for other modules."""
+    return _rate(value)
 
 
 def exchange_amount(amount: int, rate: Decimal, source_scale: int, target_scale: int) -> int:

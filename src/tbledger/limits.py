@@ -186,3 +186,18 @@ PENDING_HOLDS_LISTED_MAX: Final = 100
 # holds up other keys' writes; a smaller call skips the lookup on the hot path (a first attempt is
 # the common case), and its replay costs the writer a refused insert and lookups of a few rows.
 WRITE_KEY_LOOKUP_EVENTS_MIN: Final = 64
+
+# Why: a quote fixes a price the platform owes for a moment only; 30 s covers a person reading it
+# and confirming, while the operator's rate can move under it for no longer than that.
+QUOTE_VALIDITY_S: Final = 30
+
+# Why: a fee in basis points of the amount; 10,000 bps is 100%, so no scheduled percentage can
+# take more than the payment itself (the fixed part is checked against each payment's amount).
+FEE_BPS_MAX: Final = 10_000
+
+# Why: a fixed fee is stored in a BIGINT column; 2^63-1 minor units is more than any real fee.
+FEE_FIXED_MINOR_MAX: Final = (1 << 63) - 1
+
+# Why: the current rates are listed in one response; an operator prices a few hundred pairs at
+# most, and more than this is refused rather than truncated.
+RATE_PAIRS_MAX: Final = 1000

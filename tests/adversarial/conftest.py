@@ -74,7 +74,7 @@ async def house(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     engine = ClientAsync(cluster_id=0, clock=clock)
     store = await _store_for(request.param, request, tmp_path)
     service = LedgerService(engine=engine, store=store, **SETTINGS)
-    app = create_app(service=service)
+    app = create_app(service=service, clock=clock)
     try:
         async with app.router.lifespan_context(app):
             admin = mint_key(name="test admin", scope="admin")

@@ -96,7 +96,7 @@ async def api(postgres_target: tuple[str, StoreOptions]) -> AsyncIterator[Api]:
     engine = ClientAsync(cluster_id=0, clock=clock)
     store = await Store.connect(url, migrate=True, options=options)
     service = LedgerService(engine=engine, store=store, **SETTINGS)
-    app = create_app(service=service)
+    app = create_app(service=service, clock=clock)
     try:
         async with app.router.lifespan_context(app):
             admin = mint_key(name="test admin", scope="admin")

@@ -22,6 +22,8 @@ ADMIN_ONLY = {
     ("POST", "/v1/admin/recover"),
     ("GET", "/v1/events"),
     ("POST", "/v1/flows/deposit"),
+    ("POST", "/v1/rates"),
+    ("PUT", "/v1/fees/merchants/{account_id}"),
 }
 
 

@@ -57,6 +57,19 @@ async def system_account(api: Api, role: str, ledger: str = "USD") -> str:
     return f"0x{account_id:032x}"
 
 
+async def set_rate(api: Api, rate: str = "0.915", source: str = "USD", target: str = "EUR") -> None:
+    """The operator's rate for a pair (admin key): what exchanges run at."""
+    body = {"source_ledger": source, "target_ledger": target, "rate": rate}
+    r = await api.http.post("/v1/rates", json=body, headers=api.admin)
+    assert r.status_code == 201, r.text
+
+
+async def set_fee(api: Api, merchant: str, **schedule: Any) -> None:
+    """A merchant's fee schedule (admin key): what payments to it are charged."""
+    r = await api.http.put(f"/v1/fees/merchants/{merchant}", json=schedule, headers=api.admin)
+    assert r.status_code == 200, r.text
+
+
 def error_code(r: httpx.Response) -> str:
     return str(r.json()["error"]["code"])
 
@@ -233,7 +246,8 @@ def payment(payer: str, merchant: str, amount: str = "20.00", **extra: Any) -> d
 async def test_an_owner_pays_a_merchant_with_a_fee(api: Api, alice_funded: str) -> None:
     merchant = await shop(api)
     owner = await api.owner("alice")
-    body = payment(alice_funded, merchant, fee="0.50", payment_id="pay-1")
+    await set_fee(api, merchant, fee_bps=0, fee_fixed="0.50")
+    body = payment(alice_funded, merchant, payment_id="pay-1")
     r = await post(api, "payments", body, owner, key="pay-1")
     assert r.status_code == 201, r.text
     out = r.json()
@@ -267,7 +281,8 @@ async def test_an_owner_pays_a_merchant_with_a_fee(api: Api, alice_funded: str) 
 
 async def test_a_merchant_can_pay_the_fee(api: Api, alice_funded: str) -> None:
     merchant = await shop(api)
-    body = payment(alice_funded, merchant, "10.00", fee="0.30", fee_payer="merchant")
+    await set_fee(api, merchant, fee_bps=300, fee_payer="merchant")  # 3% of 10.00
+    body = payment(alice_funded, merchant, "10.00")
     r = await post(api, "payments", body, await api.owner("alice"))
     assert r.status_code == 201, r.text
     assert r.json()["details"]["fee_payer"] == "merchant"
@@ -278,9 +293,8 @@ async def test_a_merchant_can_pay_the_fee(api: Api, alice_funded: str) -> None:
 
 async def test_a_payment_the_payer_cannot_cover_moves_nothing(api: Api, alice_funded: str) -> None:
     merchant = await shop(api)
-    r = await post(
-        api, "payments", payment(alice_funded, merchant, "100.00", fee="0.01"), api.admin
-    )
+    await set_fee(api, merchant, fee_bps=0, fee_fixed="0.01")
+    r = await post(api, "payments", payment(alice_funded, merchant, "100.00"), api.admin)
     assert r.status_code == 409 and error_code(r) == "exceeds_credits"
     assert await posted(api, alice_funded) == "100.00"
     assert await posted(api, merchant) == "0.00"
@@ -625,21 +639,20 @@ async def test_a_partial_settlement_and_refusals(api: Api, alice_funded: str) ->
 # -- exchange -------------------------------------------------------------------------------------
 
 
-def exchange(
-    source: str, target: str, amount: str = "10.00", rate: Any = "0.915"
-) -> dict[str, Any]:
+def exchange(source: str, target: str, amount: str = "10.00", **extra: Any) -> dict[str, Any]:
     return {
         "source_account_id": source,
         "target_account_id": target,
         "amount": amount,
         "source_ledger": "USD",
         "target_ledger": "EUR",
-        "rate": rate,
+        **extra,
     }
 
 
 async def test_an_owner_exchanges_between_its_accounts(api: Api, alice_funded: str) -> None:
     alice_eur = await api.account("alice", ledger="EUR")
+    await set_rate(api, "0.915")
     funded = await post(api, "liquidity", {"amount": "500.00", "ledger": "EUR"}, api.admin)
     assert funded.status_code == 201
     owner = await api.owner("alice")
@@ -674,24 +687,28 @@ async def test_exchange_refusals(api: Api, alice_funded: str) -> None:
     owner = await api.owner("alice")
     await post(api, "liquidity", {"amount": "5.00", "ledger": "EUR"}, api.admin)
     before = api.engine_requests()
+    # No operator rate for the pair yet: nothing can be priced.
+    unpriced = await post(api, "exchanges", exchange(alice_funded, alice_eur), owner)
+    assert unpriced.status_code == 409 and error_code(unpriced) == "rate_unavailable"
+    await set_rate(api, "0.915")
     # The target must be the caller's own too.
     foreign = await post(api, "exchanges", exchange(alice_funded, bob_eur), owner)
     assert foreign.status_code == 404 and error_code(foreign) == "account_not_found"
-    for rate in [0.915, "1e3", "-1", " 1", "abc", "0", "1" * 50]:
+    # A request never sets the rate: the field does not exist, whatever its value.
+    for rate in ["1000000", "0.915", 0.915, "1e3", "-1", "abc"]:
         r = await post(api, "exchanges", exchange(alice_funded, alice_eur, rate=rate), owner)
         assert r.status_code == 422, (rate, r.text)
     wrong_ledger = await post(api, "exchanges", exchange(alice_eur, alice_funded), owner)
     assert wrong_ledger.status_code == 422
-    nothing = await post(api, "exchanges", exchange(alice_funded, alice_eur, "0.01", "0.5"), owner)
+    # 0.01 USD at 0.915 is less than one EUR cent.
+    nothing = await post(api, "exchanges", exchange(alice_funded, alice_eur, "0.01"), owner)
     assert nothing.status_code == 422
     assert api.engine_requests() == before
 
     # The platform's liquidity (5.00 EUR) cannot cover 9.15 EUR: nothing moves.
     short = await post(api, "exchanges", exchange(alice_funded, alice_eur), owner)
     assert short.status_code == 409 and error_code(short) == "exceeds_credits"
-    beyond = await post(
-        api, "exchanges", exchange(alice_funded, alice_eur, "100.01", "0.01"), owner
-    )
+    beyond = await post(api, "exchanges", exchange(alice_funded, alice_eur, "100.01"), owner)
     assert beyond.status_code == 409 and error_code(beyond) == "exceeds_credits"
     assert await posted(api, alice_funded) == "100.00"
     assert await posted(api, alice_eur) == "0.00"
@@ -726,6 +743,7 @@ async def test_every_flow_route_documents_a_typed_response(api: Api) -> None:
         ("post", "/v1/flows/settlements"),
         ("post", "/v1/flows/settlements/{settlement_id}/reverse"),
         ("post", "/v1/flows/exchanges"),
+        ("post", "/v1/flows/exchanges/quotes"),
     }
     assert set(routes) == expected
     components = schema["components"]["schemas"]

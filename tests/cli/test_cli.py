@@ -140,6 +140,45 @@ def test_money_moves_through_the_cli(admin: Service) -> None:
     assert table.exit_code == 0 and "available" in table.stdout
 
 
+def test_rates_and_fee_schedules_through_the_cli(admin: Service) -> None:
+    assert ok(api(admin, "rates", "list"))["rates"] == []
+    stored = ok(api(admin, "rates", "set", "USD", "EUR", "0.915", "--source", "ECB 2026-12-07"))
+    assert (stored["rate"], stored["source"]) == ("0.915", "ECB 2026-12-07")
+    ok(api(admin, "rates", "set", "USD", "EUR", "0.92"))
+    [current] = ok(api(admin, "rates", "list"))["rates"]
+    assert (current["source_ledger_name"], current["rate"], current["source"]) == (
+        "USD",
+        "0.92",
+        "manual",
+    )
+    bad = api(admin, "rates", "set", "USD", "EUR", "1e3")
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["status"] == 422
+
+    merchant = ok(api(admin, "accounts", "create", "--ledger", "USD", "--type", "merchant"))
+    default = ok(api(admin, "fees", "show", merchant["id"]))
+    assert (default["fee_bps"], default["platform_default"]) == (0, True)
+    schedule = ok(
+        api(
+            admin,
+            "fees",
+            "set",
+            merchant["id"],
+            "--bps",
+            "250",
+            "--fixed",
+            "0.30",
+            "--payer",
+            "merchant",
+        )
+    )
+    assert (schedule["fee_bps"], schedule["fee_fixed"], schedule["fee_payer"]) == (
+        250,
+        "0.30",
+        "merchant",
+    )
+    assert ok(api(admin, "fees", "show", merchant["id"]))["platform_default"] is False
+
+
 def test_human_output_without_json(admin: Service) -> None:
     env = {"TBLEDGER_API_URL": admin.url, "TBLEDGER_API_KEY": admin.admin_key}
     result = runner.invoke(

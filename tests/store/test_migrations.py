@@ -25,7 +25,15 @@ from tbledger.store.tables import accounts, audit_events, metadata, transfers
 from tests.store.conftest import BACKENDS, sqlite_url
 from tests.support.database import SessionDatabase
 
-TABLES = {"accounts", "transfers", "audit_events", "api_keys"}
+TABLES = {
+    "accounts",
+    "transfers",
+    "audit_events",
+    "api_keys",
+    "exchange_rates",
+    "merchant_fees",
+    "exchange_quotes",
+}
 AUDIT_FOREIGN_KEYS = ["fk_audit_events_account_id", "fk_audit_events_transfer_id"]
 TRANSFER_ROW: dict[str, Any] = {
     "id": 1,
@@ -233,6 +241,10 @@ async def test_sqlite_has_the_append_only_triggers(tmp_path: Path) -> None:
             assert [r[0] for r in rows] == [
                 "audit_events_no_delete",
                 "audit_events_no_update",
+                "exchange_rates_no_delete",
+                "exchange_rates_no_update",
+                "merchant_fees_no_delete",
+                "merchant_fees_no_update",
                 "transfers_no_delete",
                 "transfers_no_update",
             ]
@@ -263,6 +275,9 @@ EXPECTED_GRANTS = {
     "accounts": {"SELECT", "INSERT", "UPDATE"},
     "transfers": {"SELECT", "INSERT"},
     "audit_events": {"SELECT", "INSERT"},
+    "exchange_rates": {"SELECT", "INSERT"},
+    "merchant_fees": {"SELECT", "INSERT"},
+    "exchange_quotes": {"SELECT", "INSERT", "UPDATE"},
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,12 +20,13 @@ from tbledger.api.errors import ERROR_RESPONSES, install_error_handlers
 from tbledger.api.guard import GuardMiddleware
 from tbledger.api.keys import KeyRing, RateLimiter
 from tbledger.api.metrics import Metrics, MetricsMiddleware
-from tbledger.api.routes import accounts, flows, ops, transfers
+from tbledger.api.routes import accounts, flows, ops, prices, transfers
 from tbledger.api.strict import BodyLimitMiddleware
 from tbledger.chart import Chart
 from tbledger.config import Settings
 from tbledger.flows import SpendEngine
 from tbledger.limits import HTTP_BODY_BYTES_MAX, HTTP_BODY_IDLE_TIMEOUT_S
+from tbledger.prices import Prices
 from tbledger.service import LedgerService
 
 __all__ = ["create_app"]
@@ -45,6 +46,7 @@ def create_app(
     background: bool = True,
     telemetry: bool = False,
     freeze_gc: bool = False,
+    clock: Callable[[], int] | None = None,
 ) -> FastAPI:
     """The API app. Pass `service` (connected or not) to share one; else it is built from
     `settings` (default: the environment).
@@ -62,6 +64,9 @@ def create_app(
     OpenTelemetry provider is configured). Off by default: the app exports Prometheus metrics
     itself, and FastAPI looks for a provider on every request (measured: about 6% of the
     server's time under load), even when none is configured.
+
+    `clock` (nanoseconds since the epoch; default wall time) is what rates and quotes are valid
+    against: tests pass the engine's manual clock and move it instead of sleeping.
     """
     metrics = Metrics()
     book = chart if chart is not None else Chart.default()
@@ -83,6 +88,12 @@ def create_app(
                 keys=KeyRing(svc.store),
                 limiter=RateLimiter(),
                 metrics=metrics,
+                prices=Prices(
+                    svc.store,
+                    clock=clock,
+                    fee_bps=svc.settings.fee_bps,
+                    fee_payer=svc.settings.fee_payer,
+                ),
             )
             if freeze_gc:
                 gc.collect()
@@ -102,7 +113,7 @@ def create_app(
         telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
     )
     install_error_handlers(app)
-    for module in (ops, accounts, transfers, flows):
+    for module in (ops, accounts, transfers, flows, prices):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, bytes_max=body_bytes_max)
     # The key is checked (and rate limited) from the headers before anything reads the body.

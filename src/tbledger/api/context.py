@@ -28,6 +28,7 @@ from tbledger.errors import UnknownCodeError, UnknownLedgerError, ValidationErro
 from tbledger.flows import SpendEngine
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import BATCH_EVENTS_MAX, U128_MAX
+from tbledger.prices import Prices
 from tbledger.service import CONTROL_TRANSFER_CODE, LedgerService
 from tbledger.store import AccountRecord
 
@@ -55,6 +56,7 @@ class ApiContext:
     keys: KeyRing
     limiter: RateLimiter
     metrics: Metrics
+    prices: Prices
     _accounts: OrderedDict[int, AccountRecord] = field(default_factory=OrderedDict)
 
     # -- chart ----------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ exception tree maps onto statuses here, in one table, so a route never chooses a
 * 400 malformed JSON (duplicate keys, NaN, nesting), 401 no or bad key, 403 a scope that may not
   use the route, 404 unknown (or another owner's) account, transfer or reference;
 * 409 the engine refused the money movement (the status name is the code), an idempotency key was
-  reused for a different request, or a record already exists;
+  reused for a different request, a record already exists, or the platform cannot price the
+  request now (``rate_unavailable``, ``quote_expired``, ``quote_used``, ``quote_mismatch``);
 * 413 a body or a batch past its limit, 415 a body that is not JSON, 422 input out of range or
   malformed, 429 rate limited;
 * 503 the engine or the database cannot be reached, the circuit is open, or the outcome is not
@@ -29,9 +30,11 @@ from tbledger.errors import (
     CircuitOpenError,
     DuplicateRecordError,
     IdempotencyConflictError,
+    InsufficientLiquidityError,
     LimitExceededError,
     NotConnectedError,
     OutcomeUnknownError,
+    PriceError,
     RecordNotFoundError,
     StoreUnavailableError,
     TbledgerError,
@@ -126,6 +129,8 @@ def _status_of(exc: TbledgerError) -> tuple[int, str]:
         return 409, "idempotency_conflict"
     if isinstance(exc, DuplicateRecordError):
         return 409, "already_exists"
+    if isinstance(exc, PriceError):
+        return 409, exc.code
     if isinstance(exc, TransferFailedError):
         return 409, code if isinstance(code, str) and code else "transfer_failed"
     if isinstance(exc, OutcomeUnknownError):
@@ -139,8 +144,16 @@ def _status_of(exc: TbledgerError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
-def error_response(exc: TbledgerError) -> JSONResponse:
+# What an owner key hears when the platform's liquidity cannot cover its exchange: the amount the
+# platform holds is the platform's business (DESIGN §9), so neither the message nor the details
+# name it, nor the liquidity account.
+_LIQUIDITY_MESSAGE = "the platform cannot cover this exchange now; nothing moved"
+
+
+def error_response(exc: TbledgerError, *, admin: bool = True) -> JSONResponse:
     status, code = _status_of(exc)
+    if isinstance(exc, InsufficientLiquidityError) and not admin:
+        return JSONResponse(_body(code, _LIQUIDITY_MESSAGE), status_code=status)
     if isinstance(exc, DuplicateRecordError):
         # The driver's message names constraints and key values: internals, not an answer.
         return JSONResponse(
@@ -169,7 +182,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TbledgerError)
     async def _library_error(request: Request, exc: TbledgerError) -> JSONResponse:
-        return error_response(exc)
+        principal = getattr(request.state, "principal", None)
+        return error_response(exc, admin=bool(getattr(principal, "is_admin", False)))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -51,6 +51,9 @@ from tbledger.store.records import (
     AccountRecord,
     ApiKeyRecord,
     AuditEvent,
+    ExchangeQuote,
+    ExchangeRate,
+    MerchantFee,
     NewAuditEvent,
     TransferIntent,
     validate_status_change,
@@ -70,6 +73,9 @@ from tbledger.store.tables import (
     accounts,
     api_keys,
     audit_events,
+    exchange_quotes,
+    exchange_rates,
+    merchant_fees,
     transfers,
 )
 
@@ -728,6 +734,131 @@ class Store:
             raise RecordNotFoundError(f"no API key {key_id!r}")
         return _key_from_row(row)
 
+    # Prices: operator rates, quotes, merchant fee schedules (the values are checked by
+    # `tbledger.prices`, their only writer).
+
+    async def add_exchange_rate(self, rate: ExchangeRate) -> ExchangeRate:
+        """Append an operator rate; it supersedes the pair's older rows from its `valid_from`."""
+        values = {
+            "source_ledger": rate.source_ledger,
+            "target_ledger": rate.target_ledger,
+            "rate": rate.rate,
+            "valid_from": rate.valid_from,
+            "valid_until": rate.valid_until,
+            "source": rate.source,
+            "set_by": rate.set_by,
+            "created_at": _now(),
+        }
+        statement = exchange_rates.insert().values(values).returning(*exchange_rates.c)
+        async with self._transaction() as conn:
+            row = (await conn.execute(statement)).one()
+        return _rate_from_row(row)
+
+    async def current_exchange_rate(
+        self, source_ledger: int, target_ledger: int, at: datetime
+    ) -> ExchangeRate | None:
+        """The pair's newest rate whose validity started by `at`; None if there is none or it
+        ended (an ended rate is not replaced by an older one: the operator stopped the pair)."""
+        c = exchange_rates.c
+        query = (
+            sa.select(exchange_rates)
+            .where(
+                c.source_ledger == source_ledger,
+                c.target_ledger == target_ledger,
+                c.valid_from <= at,
+            )
+            .order_by(c.seq.desc())
+            .limit(1)
+        )
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        rate = None if row is None else _rate_from_row(row)
+        return None if rate is None or _ended(rate, at) else rate
+
+    async def current_exchange_rates(
+        self, at: datetime, *, limit: int = STORE_PAGE_ROWS_MAX
+    ) -> list[ExchangeRate]:
+        """Every pair's current rate at `at` (as `current_exchange_rate`), by pair."""
+        _check_limit(limit)
+        c = exchange_rates.c
+        newest = (
+            sa.select(sa.func.max(c.seq).label("seq"))
+            .where(c.valid_from <= at)
+            .group_by(c.source_ledger, c.target_ledger)
+            .subquery()
+        )
+        query = (
+            sa.select(exchange_rates)
+            .join(newest, newest.c.seq == c.seq)
+            .order_by(c.source_ledger, c.target_ledger)
+            .limit(limit + 1)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        found = [_rate_from_row(row) for row in _bounded(rows, limit, "rate pairs")]
+        return [rate for rate in found if not _ended(rate, at)]
+
+    async def insert_quote(self, quote: ExchangeQuote) -> ExchangeQuote:
+        """Store an issued quote; `DuplicateRecordError` if its id (or `spent_by`) is taken."""
+        values = {column.name: getattr(quote, column.name) for column in exchange_quotes.c}
+        async with self._transaction() as conn:
+            await conn.execute(exchange_quotes.insert().values(values))
+        return quote
+
+    async def get_quote(self, quote_id: int) -> ExchangeQuote | None:
+        query = sa.select(exchange_quotes).where(exchange_quotes.c.id == _id("quote_id", quote_id))
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _quote_from_row(row)
+
+    async def quote_spent_by(self, spent_by: str) -> ExchangeQuote | None:
+        """The quote an exchange with this idempotency key spent, if any."""
+        query = sa.select(exchange_quotes).where(exchange_quotes.c.spent_by == spent_by)
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _quote_from_row(row)
+
+    async def spend_quote(self, quote_id: int, at: datetime, spent_by: str | None) -> bool:
+        """Mark an unspent quote spent at `at`; False if it was already spent (one statement, so
+        two exchanges racing for one quote cannot both spend it)."""
+        c = exchange_quotes.c
+        statement = (
+            sa.update(exchange_quotes)
+            .where(c.id == _id("quote_id", quote_id), c.spent_at.is_(None))
+            .values(spent_at=at, spent_by=spent_by)
+        )
+        async with self._transaction() as conn:
+            result = await conn.execute(statement)
+        return bool(result.rowcount == 1)
+
+    async def add_merchant_fee(self, fee: MerchantFee) -> MerchantFee:
+        """Append a merchant's fee schedule; it replaces the older one from now on."""
+        values = {
+            "account_id": _id("account_id", fee.account_id),
+            "fee_bps": fee.fee_bps,
+            "fee_fixed_minor": fee.fee_fixed_minor,
+            "fee_payer": fee.fee_payer,
+            "set_by": fee.set_by,
+            "created_at": _now(),
+        }
+        statement = merchant_fees.insert().values(values).returning(*merchant_fees.c)
+        async with self._transaction() as conn:
+            row = (await conn.execute(statement)).one()
+        return _fee_from_row(row)
+
+    async def merchant_fee(self, account_id: int) -> MerchantFee | None:
+        """The merchant account's newest fee schedule, or None (the platform default applies)."""
+        c = merchant_fees.c
+        query = (
+            sa.select(merchant_fees)
+            .where(c.account_id == _id("account_id", account_id))
+            .order_by(c.seq.desc())
+            .limit(1)
+        )
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _fee_from_row(row)
+
     # Connections.
 
     @contextlib.asynccontextmanager
@@ -857,6 +988,43 @@ def _key_from_row(row: sa.Row[Any]) -> ApiKeyRecord:
         burst=row.burst,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+    )
+
+
+def _ended(rate: ExchangeRate, at: datetime) -> bool:
+    return rate.valid_until is not None and rate.valid_until <= at
+
+
+def _rate_from_row(row: sa.Row[Any]) -> ExchangeRate:
+    m = row._mapping
+    return ExchangeRate(
+        seq=int(m["seq"]),
+        source_ledger=m["source_ledger"],
+        target_ledger=m["target_ledger"],
+        rate=m["rate"],
+        valid_from=m["valid_from"],
+        valid_until=m["valid_until"],
+        source=m["source"],
+        set_by=m["set_by"],
+        created_at=m["created_at"],
+    )
+
+
+def _quote_from_row(row: sa.Row[Any]) -> ExchangeQuote:
+    m = row._mapping
+    return ExchangeQuote(**{column.name: m[column.name] for column in exchange_quotes.c})
+
+
+def _fee_from_row(row: sa.Row[Any]) -> MerchantFee:
+    m = row._mapping
+    return MerchantFee(
+        seq=int(m["seq"]),
+        account_id=m["account_id"],
+        fee_bps=m["fee_bps"],
+        fee_fixed_minor=m["fee_fixed_minor"],
+        fee_payer=m["fee_payer"],
+        set_by=m["set_by"],
+        created_at=m["created_at"],
     )
 
 

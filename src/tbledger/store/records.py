@@ -40,6 +40,9 @@ __all__ = [
     "AccountRecord",
     "ApiKeyRecord",
     "AuditEvent",
+    "ExchangeQuote",
+    "ExchangeRate",
+    "MerchantFee",
     "NewAuditEvent",
     "TransferIntent",
     "encode_document",
@@ -431,3 +434,54 @@ class ApiKeyRecord:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExchangeRate:
+    """An operator's exchange rate for a pair of ledgers, as set (and never changed after).
+
+    `rate` is exact decimal text: units of the target per unit of the source, in major units.
+    """
+
+    source_ledger: int
+    target_ledger: int
+    rate: str
+    valid_from: datetime
+    valid_until: datetime | None = None
+    source: str
+    set_by: str
+    # Set by the store; ignored on input.
+    seq: int | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExchangeQuote:
+    """A rate the platform fixed for one owner, pair and amount (minor units of the source)."""
+
+    id: int
+    owner_id: str | None
+    key_id: str
+    source_ledger: int
+    target_ledger: int
+    amount: int
+    rate: str
+    rate_seq: int
+    issued_at: datetime
+    expires_at: datetime
+    spent_at: datetime | None = None
+    spent_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MerchantFee:
+    """A merchant account's fee schedule: `fee_bps` of the amount plus `fee_fixed_minor`."""
+
+    account_id: int
+    fee_bps: int
+    fee_fixed_minor: int
+    fee_payer: str
+    set_by: str
+    # Set by the store; ignored on input.
+    seq: int | None = None
+    created_at: datetime | None = None

@@ -24,6 +24,12 @@ measured about 30 ms without the foreign keys and 70 to 120 ms with them.
 Indexes on optional columns (event id, payment id, chain id, an event's account) are partial:
 most rows have no value there, and every lookup is by value (revision 0005).
 
+Prices (revision 0006, DESIGN §9: prices come from the platform, never from a request):
+``exchange_rates`` holds the operator's rates and ``merchant_fees`` the per-merchant fee
+schedule, both append-only like the audit log (a new row supersedes the older one for its pair
+or merchant; history stays). ``exchange_quotes`` holds the quotes the platform issued; a quote's
+row is updated once, when an exchange spends it.
+
 The Alembic migrations in ``tbledger.store.migrations`` create exactly this schema (a test
 compares them); the names of constraints and indexes are fixed here so errors can be mapped.
 """
@@ -45,6 +51,9 @@ __all__ = [
     "accounts",
     "api_keys",
     "audit_events",
+    "exchange_quotes",
+    "exchange_rates",
+    "merchant_fees",
     "metadata",
     "transfers",
 ]
@@ -261,4 +270,86 @@ api_keys = sa.Table(
     sa.Column("burst", sa.Integer(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+# The operator's exchange rates, append-only. The current rate of a pair at a time is the newest
+# row (highest seq) whose validity has started; a row whose `valid_until` has passed leaves the
+# pair without a rate (an operator sets an end to stop trading at a stale price). `rate` is the
+# exact decimal text (never a float): units of the target per unit of the source, major units.
+exchange_rates = sa.Table(
+    "exchange_rates",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.Identity(always=True),
+        primary_key=True,
+    ),
+    sa.Column("source_ledger", sa.BigInteger(), nullable=False),
+    sa.Column("target_ledger", sa.BigInteger(), nullable=False),
+    sa.Column("rate", sa.String(96), nullable=False),
+    sa.Column("valid_from", UtcDateTime(), nullable=False),
+    sa.Column("valid_until", UtcDateTime(), nullable=True),
+    # Where the rate came from ("ECB 2026-12-07", "manual") and who set it (an admin key's id).
+    sa.Column("source", sa.String(255), nullable=False),
+    sa.Column("set_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Index(
+        "ix_exchange_rates_source_ledger_target_ledger_seq", "source_ledger", "target_ledger", "seq"
+    ),
+    sqlite_autoincrement=True,
+)
+
+# Per-merchant fee schedule overrides, append-only: the newest row of a merchant account is its
+# schedule; merchants without one pay the platform default (`Settings.fee_bps`, `fee_payer`).
+merchant_fees = sa.Table(
+    "merchant_fees",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.Identity(always=True),
+        primary_key=True,
+    ),
+    sa.Column("account_id", U128(), nullable=False),
+    sa.Column("fee_bps", sa.Integer(), nullable=False),
+    sa.Column("fee_fixed_minor", sa.BigInteger(), nullable=False),
+    sa.Column("fee_payer", sa.String(16), nullable=False),
+    sa.Column("set_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("fee_bps >= 0 AND fee_bps <= 10000", name="fee_bps"),
+    sa.CheckConstraint("fee_fixed_minor >= 0", name="fee_fixed_minor"),
+    sa.CheckConstraint("fee_payer IN ('payer', 'merchant')", name="fee_payer"),
+    sa.Index("ix_merchant_fees_account_id_seq", "account_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# Quotes the platform issued: a rate fixed for one pair and amount, for one owner (None: issued
+# to an admin key, usable by admin keys only), until `expires_at`. Spending it sets `spent_at`
+# and `spent_by` (the exchange's idempotency key, so a retry of that exchange replays at the same
+# rate); a second exchange cannot spend it again. An exchange priced at the operator's rate with
+# an idempotency key is recorded here too, as a quote issued and spent at once, so a retry after
+# the rate moved replays the first exchange instead of conflicting with it.
+exchange_quotes = sa.Table(
+    "exchange_quotes",
+    metadata,
+    sa.Column("id", U128(), primary_key=True, autoincrement=False),
+    sa.Column("owner_id", sa.String(255), nullable=True),
+    sa.Column("key_id", sa.String(255), nullable=False),
+    sa.Column("source_ledger", sa.BigInteger(), nullable=False),
+    sa.Column("target_ledger", sa.BigInteger(), nullable=False),
+    sa.Column("amount", U128(), nullable=False),
+    sa.Column("rate", sa.String(96), nullable=False),
+    sa.Column("rate_seq", sa.BigInteger(), nullable=False),
+    sa.Column("issued_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("spent_at", UtcDateTime(), nullable=True),
+    sa.Column("spent_by", sa.String(255), nullable=True),
+    sa.Index(
+        "ux_exchange_quotes_spent_by",
+        "spent_by",
+        unique=True,
+        postgresql_where=sa.text("spent_by IS NOT NULL"),
+        sqlite_where=sa.text("spent_by IS NOT NULL"),
+    ),
 )

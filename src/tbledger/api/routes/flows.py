@@ -19,6 +19,10 @@ anchor. An account, payment, contract or authorization an owner key may not see 
 a missing one (404). Reads: an anchor's state is visible to the held user's owner, a payment's
 refundable amount to its payer's and merchant's owners, liquidity to admins only.
 
+Prices come from the platform (DESIGN §9, `tbledger.prices`): an exchange runs at a quote's rate
+or the operator's current rate, a payment's fee and who pays it come from the merchant's fee
+schedule (or the platform default); no request body carries a rate, a fee or a fee payer.
+
 Flows move money of customer accounts (user and merchant); system accounts (treasury, fee pool,
 liquidity, escrow, refundable allowances) move only through the flows that own them, so a
 request naming one as a flow's account is refused (422) before the engine sees it.
@@ -58,8 +62,8 @@ from tbledger.chart import Ledger
 from tbledger.errors import UnknownLedgerError, UnknownReferenceError, ValidationError
 from tbledger.flows import (
     FLOW_TEXT_CHARS_MAX,
-    RATE_MAGNITUDE_MAX,
     ContractRef,
+    FeePayer,
     FlowResult,
     PaymentRef,
 )
@@ -77,17 +81,6 @@ IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=39)]
 FlowText = Annotated[str, Field(min_length=1, max_length=FLOW_TEXT_CHARS_MAX)]
 PaymentIdPath = Annotated[str, Path(min_length=1, max_length=FLOW_TEXT_CHARS_MAX)]
 LedgerPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,32}$")]
-RateText = Annotated[
-    str,
-    Field(
-        # Digits with an optional fraction, no sign or exponent: read exactly, never as a float.
-        # The flow bounds the magnitude further (at most RATE_MAGNITUDE_MAX digits).
-        pattern=r"^(0|[1-9][0-9]*)(\.[0-9]+)?$",
-        max_length=2 * RATE_MAGNITUDE_MAX + 1,
-        description="units of the target per unit of the source, in major units (0.915 EUR/USD)",
-        examples=["0.915"],
-    ),
-]
 TimeoutS = Annotated[
     StrictInt, Field(ge=1, le=U32_MAX, description="seconds until the hold expires")
 ]
@@ -329,13 +322,8 @@ class PaymentIn(StrictBody):
     payer_id: IdText
     merchant_id: IdText
     amount: AmountText = Field(description="what the merchant is paid (before a merchant fee)")
-    amount_unit: AmountUnit = Field(default="major", description="the unit of amount and fee")
+    amount_unit: AmountUnit = "major"
     ledger: LedgerRef
-    fee: AmountText = Field(default="0", description="to the fee pool; may be zero")
-    fee_payer: Literal["payer", "merchant"] = Field(
-        default="payer",
-        description="payer: debited amount + fee; merchant: nets amount - fee (fee <= amount)",
-    )
     event_id: FlowText | None = None
     payment_id: FlowText | None = Field(
         default=None, description="the id refunds name (derived from the key if omitted)"
@@ -435,7 +423,10 @@ class ExchangeIn(StrictBody):
     amount_unit: AmountUnit = "major"
     source_ledger: LedgerRef
     target_ledger: LedgerRef
-    rate: RateText
+    quote_id: IdText | None = Field(
+        default=None,
+        description="a quote this owner was issued: its rate, once; else the current rate",
+    )
     event_id: FlowText | None = None
     payment_id: FlowText | None = None
 
@@ -555,6 +546,26 @@ def _optional_minor(ctx: ApiContext, book: Ledger, amount: str | None, unit: str
     return None if amount is None else ctx.minor(book, amount, unit)
 
 
+async def _fee(
+    ctx: ApiContext, key: str | None, merchant_id: int, amount: int
+) -> tuple[int, FeePayer]:
+    """A payment's fee and who pays it, from the platform's schedule for the merchant.
+
+    A retry under the same idempotency key is charged what the first call was (read from its
+    recorded fee leg, the chain's second), so a schedule changed in between replays the payment
+    instead of conflicting with it.
+    """
+    schedule = await ctx.prices.fee_schedule(merchant_id)
+    store = ctx.service.store
+    if key is None or await store.find_by_idempotency_key(f"{key}:0") is None:
+        return schedule.fee_for(amount), schedule.fee_payer
+    leg = await store.find_by_idempotency_key(f"{key}:1")
+    if leg is None or leg.code != ctx.chart.transfer_code("FEE").code:
+        return 0, schedule.fee_payer
+    side = FeePayer.MERCHANT if leg.debit_account_id == merchant_id else FeePayer.PAYER
+    return leg.amount, side
+
+
 # -- deposit, withdrawal, liquidity ---------------------------------------------------------------
 
 
@@ -636,18 +647,21 @@ async def liquidity_available(ledger: LedgerPath, ctx: Ctx, _admin: Admin) -> Li
 
 @router.post("/payments", response_model=PaymentOut, status_code=201)
 async def pay(body: PaymentIn, ctx: Ctx, caller: Caller, key: IdempotencyKey) -> PaymentOut:
-    """Pay a merchant, with an optional fee to the fee pool, atomically; the payment can later
-    be refunded up to `amount`. Owner keys pay from their own accounts, to any merchant."""
+    """Pay a merchant, with the fee the platform's schedule sets for it (to the fee pool),
+    atomically; the payment can later be refunded up to `amount`. Owner keys pay from their own
+    accounts, to any merchant."""
     book = ctx.ledger(body.ledger)
     payer = await _own(ctx, caller, body.payer_id, book, "payer_id")
     merchant = await _existing(ctx, body.merchant_id, book, "merchant_id")
+    minor = ctx.minor(book, body.amount, body.amount_unit)
+    fee, fee_payer = await _fee(ctx, key, merchant.id, minor)
     result = await ctx.flows.pay(
         payer.id,
         merchant.id,
-        ctx.minor(book, body.amount, body.amount_unit),
+        minor,
         ledger=book.code,
-        fee=ctx.minor(book, body.fee, body.amount_unit, allow_zero=True),
-        fee_payer=body.fee_payer,
+        fee=fee,
+        fee_payer=fee_payer,
         idempotency_key=key,
         event_id=body.event_id,
         payment_id=body.payment_id,
@@ -965,20 +979,33 @@ async def reverse_settlement(
 
 @router.post("/exchanges", response_model=ExchangeOut, status_code=201)
 async def exchange(body: ExchangeIn, ctx: Ctx, caller: Caller, key: IdempotencyKey) -> ExchangeOut:
-    """Exchange `amount` from an account on one ledger into an account on another at `rate`,
-    through the platform's liquidity (rounded down; 409 if the liquidity cannot cover it). Owner
-    keys exchange between their own accounts."""
+    """Exchange `amount` from an account on one ledger into an account on another through the
+    platform's liquidity, at the rate of `quote_id` (spent by this call) or else the operator's
+    current rate (409 ``rate_unavailable`` if there is none), rounded down; 409 if the liquidity
+    cannot cover it. Owner keys exchange between their own accounts."""
     source_book = ctx.ledger(body.source_ledger)
     target_book = ctx.ledger(body.target_ledger)
     source = await _own(ctx, caller, body.source_account_id, source_book, "source_account_id")
     target = await _own(ctx, caller, body.target_account_id, target_book, "target_account_id")
+    if source_book.code == target_book.code:
+        raise ValidationError("an exchange needs two different ledgers")  # before it is priced
+    minor = ctx.minor(source_book, body.amount, body.amount_unit)
     result = await ctx.flows.exchange(
         source.id,
         target.id,
-        ctx.minor(source_book, body.amount, body.amount_unit),
+        minor,
         source_ledger=source_book.code,
         target_ledger=target_book.code,
-        rate=body.rate,
+        rate=await ctx.prices.rate_for_exchange(
+            source_ledger=source_book.code,
+            target_ledger=target_book.code,
+            amount=minor,
+            owner_id=caller.owner_id,
+            is_admin=caller.is_admin,
+            key_id=caller.key_id,
+            quote_id=None if body.quote_id is None else account_id_of(body.quote_id, "quote_id"),
+            spent_by=key,
+        ),
         idempotency_key=key,
         event_id=body.event_id,
         payment_id=body.payment_id,
