@@ -256,5 +256,5 @@ async def test_an_uncovered_exchange_tells_an_owner_key_no_amount(house: House) 
     assert await liquidity(house) == "5.00"
     # An admin key running the same exchange gets the detail.
     admin = await exchange(house, house.admin)
-    assert admin.status_code == 409
-    assert admin.json()["error"]["details"]["leg"] == "exchange_in"
+    assert admin.status_code == 409, admin.text
+    assert admin.json()["error"]["details"]["leg"] == "exchange_in", admin.text

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tbledger.api.guard import PRINCIPAL
 from tbledger.errors import (
     AccountNotFoundError,
     CircuitOpenError,
@@ -182,7 +183,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TbledgerError)
     async def _library_error(request: Request, exc: TbledgerError) -> JSONResponse:
-        principal = getattr(request.state, "principal", None)
+        principal = request.scope.get(PRINCIPAL)
         return error_response(exc, admin=bool(getattr(principal, "is_admin", False)))
 
     @app.exception_handler(RequestValidationError)

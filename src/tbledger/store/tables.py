@@ -24,7 +24,7 @@ measured about 30 ms without the foreign keys and 70 to 120 ms with them.
 Indexes on optional columns (event id, payment id, chain id, an event's account) are partial:
 most rows have no value there, and every lookup is by value (revision 0005).
 
-Prices (revision 0006, DESIGN §9: prices come from the platform, never from a request):
+Prices (revision 0007, DESIGN §9: prices come from the platform, never from a request):
 ``exchange_rates`` holds the operator's rates and ``merchant_fees`` the per-merchant fee
 schedule, both append-only like the audit log (a new row supersedes the older one for its pair
 or merchant; history stays). ``exchange_quotes`` holds the quotes the platform issued; a quote's
