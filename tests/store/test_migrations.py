@@ -263,6 +263,10 @@ EXPECTED_GRANTS = {
     "accounts": {"SELECT", "INSERT", "UPDATE"},
     "transfers": {"SELECT", "INSERT"},
     "audit_events": {"SELECT", "INSERT"},
+    # Keys are revoked (UPDATE of revoked_at alone, a column grant), never rewritten or deleted.
+    "api_keys": {"SELECT", "INSERT"},
+    # Read by commands that do not migrate, to tell a schema behind the migrations.
+    "alembic_version": {"SELECT"},
 }
 
 
@@ -308,6 +312,15 @@ async def test_app_role_is_nologin_with_exactly_the_store_grants(pg_target: Targ
             {"r": DEFAULT_APP_ROLE},
         )
         assert usage.scalar_one() is True
+        updatable = await conn.execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'api_keys' "
+                "AND table_schema = current_schema() "
+                "AND has_column_privilege(:r, 'api_keys', column_name, 'UPDATE')"
+            ),
+            {"r": DEFAULT_APP_ROLE},
+        )
+        assert updatable.scalars().all() == ["revoked_at"]
     assert await grants(pg_target.engine, DEFAULT_APP_ROLE) == EXPECTED_GRANTS
 
 

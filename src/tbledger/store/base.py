@@ -46,7 +46,7 @@ from tbledger.ids import format_id, parse_id
 from tbledger.limits import STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
 from tbledger.store.backend import Backend, StoreOptions, sent_nothing, translate_error
 from tbledger.store.connect import open_backend
-from tbledger.store.migrate import upgrade, upgrade_engine
+from tbledger.store.migrate import check_at_head, upgrade, upgrade_engine
 from tbledger.store.records import (
     AccountRecord,
     ApiKeyRecord,
@@ -133,6 +133,7 @@ class Store:
         url: str,
         *,
         migrate: bool = False,
+        require_head: bool = False,
         app_role: str | None = None,
         options: StoreOptions | None = None,
     ) -> Store:
@@ -142,7 +143,9 @@ class Store:
         or ``sqlite://`` (in memory, migrated on open since nothing else can reach it).
         `migrate` first upgrades the schema to the latest migration; `app_role` names the
         PostgreSQL role the migration grants to (default: ``options.role``, else
-        ``tbledger_app``). `options` sets the PostgreSQL schema and role, pool size and timeouts.
+        ``tbledger_app``). `require_head`, for callers that must not migrate (the application
+        role may not), fails with `StoreError` unless the schema is at the latest migration.
+        `options` sets the PostgreSQL schema and role, pool size and timeouts.
         """
         backend = open_backend(url, options)
         if migrate and not backend.single_connection:
@@ -158,6 +161,8 @@ class Store:
             if backend.single_connection:
                 await upgrade_engine(engine, app_role=app_role)
             await store.ping()
+            if require_head:
+                await check_at_head(engine)
         except BaseException:
             await engine.dispose()
             raise
