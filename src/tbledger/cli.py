@@ -540,12 +540,17 @@ def _keys_table(keys: Sequence[dict[str, Any]], title: str | None = None) -> Tab
 
 
 def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
-    """Run `work(store)` on the store at `url` (migrated first), then close it."""
+    """Run `work(store)` on the store at `url`, which must be at the latest schema, then close it.
+
+    Key management does not migrate: it must work as the service's own database user (a leaked
+    key is revoked with the credentials at hand), which may not change the schema. A schema that
+    is not at head fails with a message saying to run ``tbledger db upgrade``.
+    """
     from tbledger.errors import TbledgerError  # noqa: PLC0415
     from tbledger.store import Store  # noqa: PLC0415
 
     async def run() -> Any:
-        store = await Store.connect(url, migrate=True)
+        store = await Store.connect(url, require_head=True)
         try:
             return await work(store)
         finally:

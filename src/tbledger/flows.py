@@ -118,7 +118,8 @@ it before submitting, so a payment to an unknown merchant leaves an empty, named
 Errors when the engine refuses (for a chain, the first member whose status is not
 ``linked_event_failed`` decides): exceeds_credits -> `InsufficientBalanceError` (or
 `RefundExceedsPaymentError` on a refundable account, `InsufficientLiquidityError` on a liquidity
-account); an account closed by a freeze -> `AccountFrozenError`; an unknown account ->
+account); a closed account -> `AccountFrozenError`, code ``account_frozen`` when it is frozen (else
+the engine's ``*_already_closed``); an unknown account ->
 `AccountNotFoundError`; anything else -> `TransferFailedError` with the status as `code`. A
 payment, contract, settlement or hold that the store does not know -> `UnknownReferenceError`.
 """
@@ -1777,7 +1778,11 @@ class SpendEngine:
                 message, available=available, requested=requested, code=status, details=details
             )
         if status in _CLOSED:
-            return AccountFrozenError(message, code=status, details=details)
+            # A frozen account answers account_frozen, one closed for good the engine's status.
+            code = await self.service.refusal_code(
+                status, debit_account_id=leg.debit, credit_account_id=leg.credit
+            )
+            return AccountFrozenError(message, code=code, details=details)
         if status in _NOT_FOUND:
             return AccountNotFoundError(message, code=status, details=details)
         return TransferFailedError(message, code=status, details=details)

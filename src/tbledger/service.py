@@ -54,6 +54,7 @@ from tbledger.errors import (
     NotConnectedError,
     OutcomeUnknownError,
     PendingHoldsError,
+    TbledgerError,
     TigerBeetleError,
     TransferFailedError,
     ValidationError,
@@ -104,6 +105,8 @@ _F = tb.TransferFlags
 AMOUNT_MAX = tb.AMOUNT_MAX
 # The transfer code of freeze, unfreeze and close transfers (not a business code).
 CONTROL_TRANSFER_CODE = U16_MAX
+# The error code of a transfer refused because an account is frozen (the engine says closed).
+ACCOUNT_FROZEN = "account_frozen"
 _OK = frozenset({_S.CREATED, _S.EXISTS})
 _INSUFFICIENT = frozenset({_S.EXCEEDS_CREDITS, _S.EXCEEDS_DEBITS})
 _CLOSED = frozenset({_S.DEBIT_ACCOUNT_ALREADY_CLOSED, _S.CREDIT_ACCOUNT_ALREADY_CLOSED})
@@ -958,7 +961,42 @@ class LedgerService:
                         available = a.credits_posted - a.debits_posted - a.debits_pending
                     else:
                         available = a.debits_posted - a.credits_posted - a.credits_pending
-        return _transfer_error(result, intent, available)
+        frozen = False
+        if status in _CLOSED:
+            frozen = (
+                await self.refusal_code(
+                    result.status,
+                    debit_account_id=intent.debit_account_id,
+                    credit_account_id=intent.credit_account_id,
+                )
+                == ACCOUNT_FROZEN
+            )
+        return _transfer_error(result, intent, available, frozen=frozen)
+
+    async def refusal_code(
+        self, status: str, *, debit_account_id: int, credit_account_id: int
+    ) -> str:
+        """The error code for a transfer the engine refused with `status`.
+
+        The engine knows only that an account is closed; the store knows why. An account the
+        service froze (its status, which only the service writes) answers `ACCOUNT_FROZEN`, so a
+        caller can tell a freeze that may be lifted from an account closed for good, which keeps
+        the engine's ``debit_account_already_closed`` / ``credit_account_already_closed``. Any
+        other status is its own code. When the store cannot be read the engine's name stands:
+        the refusal is the error, the reason only its context.
+        """
+        closed = _S.__members__.get(status.upper())
+        if closed not in _CLOSED:
+            return status
+        account_id = (
+            debit_account_id if closed == _S.DEBIT_ACCOUNT_ALREADY_CLOSED else credit_account_id
+        )
+        record = None
+        with contextlib.suppress(TbledgerError):
+            record = await self.store.get_account(account_id)
+        if record is not None and record.status is AccountStatus.FROZEN:
+            return ACCOUNT_FROZEN
+        return status
 
     # -- the write path -------------------------------------------------------------------------
 
@@ -2027,7 +2065,11 @@ def _result_from_event(transfer_id: int, event: AuditEvent, *, replayed: bool) -
 
 
 def _transfer_error(
-    result: TransferResult, intent: TransferIntent | None, available: int | None
+    result: TransferResult,
+    intent: TransferIntent | None,
+    available: int | None,
+    *,
+    frozen: bool = False,
 ) -> TigerBeetleError:
     status = _S.__members__.get(result.status.upper())
     details: dict[str, object] = {"transfer_id": format_id(result.id), "status": result.status}
@@ -2041,7 +2083,10 @@ def _transfer_error(
             details=details,
         )
     if status in _CLOSED:
-        return AccountFrozenError(message, code=result.status, details=details)
+        if frozen:
+            message = f"{message} (the account is frozen)"
+        code = ACCOUNT_FROZEN if frozen else result.status
+        return AccountFrozenError(message, code=code, details=details)
     if status in _NOT_FOUND:
         return AccountNotFoundError(message, code=result.status, details=details)
     return TransferFailedError(message, code=result.status, details=details)

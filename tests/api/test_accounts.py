@@ -189,10 +189,10 @@ async def test_freeze_refuses_transfers_until_unfrozen(api: Api) -> None:
     owner = await api.owner("alice")
     r = await api.http.post("/v1/transfers", json=_transfer(alice, bob, "1.00"), headers=owner)
     assert r.status_code == 409, r.text
-    assert r.json()["error"]["code"] == "debit_account_already_closed"
+    assert r.json()["error"]["code"] == "account_frozen"
     r = await api.http.post("/v1/transfers", json=_transfer(bob, alice, "1.00"), headers=api.admin)
     assert r.status_code == 409
-    assert r.json()["error"]["code"] == "credit_account_already_closed"
+    assert r.json()["error"]["code"] == "account_frozen"
     # The money is still there, and reads still work.
     r = await api.http.get(f"/v1/accounts/{alice}", headers=owner)
     assert (r.json()["status"], r.json()["balance"]["posted"]) == ("frozen", "10.00")

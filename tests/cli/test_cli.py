@@ -7,18 +7,24 @@ command talks to the service over HTTP with ``--json``.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from tbledger.__main__ import main
 from tbledger.cli import app
 from tbledger.config import Settings
+from tbledger.store import DEFAULT_APP_ROLE, downgrade, upgrade_sync
+from tests.support.database import SessionDatabase, _asyncpg_dsn
 from tests.support.live_service import live_service
 from tests.support.tbserver import free_port
 
@@ -237,9 +243,57 @@ def test_db_upgrade(tmp_path: Path) -> None:
 
 def test_default_store_lives_in_the_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    ok(run("db", "upgrade", "--data-dir", str(data)))
     ok(run("keys", "create", "--admin", "--name", "me", "--data-dir", str(data)))
     assert (data / "tbledger.db").exists()
     assert len(ok(run("keys", "list", "--data-dir", str(data)))["keys"]) == 1
+
+
+def test_keys_do_not_migrate_and_say_how_to(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    refused = run("keys", "list", "--database-url", url)
+    assert refused.exit_code != 0
+    assert "run `tbledger db upgrade`" in " ".join(refused.stderr.split())
+    ok(run("db", "upgrade", "--database-url", url))
+    assert ok(run("keys", "list", "--database-url", url))["keys"] == []
+
+
+async def _sql(url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def test_keys_as_the_services_own_database_user(postgres_database: SessionDatabase) -> None:
+    # The service's login user holds nothing but tbledger_app's privileges, as in production
+    # (docs/deployment.md); the tables are migrated by the privileged user, and live in a schema
+    # named after the service's user, which PostgreSQL's default search_path ("$user") finds.
+    owner_url = postgres_database.url
+    user = f"tbledger_web_{secrets.token_hex(4)}"
+    service_url = make_url(owner_url).set(username=user, password=None)
+    db = ("--database-url", service_url.render_as_string(hide_password=False))
+    upgrade_sync(owner_url, schema=user)
+    grant = f'GRANT "{DEFAULT_APP_ROLE}" TO "{user}"'
+    asyncio.run(_sql(owner_url, f'CREATE ROLE "{user}" LOGIN', grant))
+    try:
+        created = ok(run("keys", "create", "--owner", "erin", "--name", "erin's", *db))
+        assert created["token"].startswith(f"tbl_{created['id']}_")
+        assert [k["id"] for k in ok(run("keys", "list", *db))["keys"]] == [created["id"]]
+        revoked = ok(run("keys", "revoke", created["id"], *db))
+        assert revoked["revoked_at"] is not None and not revoked["active"]
+        again = ok(run("keys", "revoke", created["id"], *db))
+        assert again["revoked_at"] == revoked["revoked_at"]
+
+        # A schema behind the packaged migrations is refused with what to do.
+        asyncio.run(downgrade(owner_url, "0005", schema=user))
+        behind = run("keys", "list", *db)
+        assert behind.exit_code != 0
+        assert "run `tbledger db upgrade`" in " ".join(behind.stderr.split())
+    finally:
+        asyncio.run(_sql(owner_url, f'DROP SCHEMA "{user}" CASCADE', f'DROP ROLE "{user}"'))
 
 
 def test_demo() -> None:

@@ -57,7 +57,7 @@ async def test_a_deposit_to_a_frozen_account_is_refused_by_the_engine(world: Wor
     await world.freeze(world.bob)
     with pytest.raises(AccountFrozenError) as caught:
         await world.spend.deposit(world.bob, 100, ledger="USD")
-    assert caught.value.code == "credit_account_already_closed"
+    assert caught.value.code == "account_frozen"
     assert (await world.balance(world.bob)).posted == 0
 
 

@@ -75,10 +75,10 @@ async def test_a_frozen_account_is_refused_by_the_engine_in_both_directions(
     await service.update_account_status(book.alice, "frozen")
     with pytest.raises(AccountFrozenError) as outgoing:
         await service.create_transfer(request(book.alice, book.bob, 10))
-    assert outgoing.value.code == "debit_account_already_closed"
+    assert outgoing.value.code == "account_frozen"
     with pytest.raises(AccountFrozenError) as incoming:
         await service.create_transfer(request(book.treasury, book.alice, 10))
-    assert incoming.value.code == "credit_account_already_closed"
+    assert incoming.value.code == "account_frozen"
     with pytest.raises(AccountFrozenError):
         await service.create_pending_transfer(request(book.alice, book.bob, 10))
     # The refusal is the engine's, and it is in the audit trail.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,6 +209,44 @@ async def test_postgres_store_survives_dropped_connections(postgres_case: StoreC
     await asyncio.gather(store.ping(), store.events_since(0, 1), store.ping())
     await store.insert_intents([_intent()], returning=False)
     assert len(await store.events_since(0, 10)) == 1
+
+
+# What a server sends an idle session it terminates (a restart, a failover, pg_terminate_backend)
+# just before it closes the socket: a FATAL ErrorResponse, 57P01.
+_FAREWELL_FIELDS = (
+    b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0"
+)
+_FAREWELL = b"E" + struct.pack("!i", 4 + len(_FAREWELL_FIELDS)) + _FAREWELL_FIELDS
+
+
+async def test_pooled_connections_the_server_said_farewell_to_are_replaced(
+    postgres_case: StoreCase,
+) -> None:
+    # Between the server's farewell and the end of its stream, which the event loop reads turns
+    # later, a pooled connection is neither known closed nor usable: its driver refuses the next
+    # statement without sending it. Every store call then retries on another connection, and
+    # the refusing ones are dropped. Here the farewell reaches every pooled connection and the
+    # ends of their streams never do, so each is found out by a refused statement.
+    store = postgres_case.store
+    intent = _intent()
+    # Through SQLAlchemy (a read), then straight to the driver (a small batch, one statement).
+    calls = [
+        lambda: store.events_since(0, 10),
+        lambda: store.insert_intents(iter([intent]), returning=False),
+    ]
+    for call in calls:
+        async with contextlib.AsyncExitStack() as stack:
+            conns = [await stack.enter_async_context(store.engine.connect()) for _ in range(4)]
+            drivers = [(await conn.get_raw_connection()).driver_connection for conn in conns]
+        for driver in drivers:
+            assert driver is not None
+            driver._protocol.data_received(_FAREWELL)
+            assert not driver.is_closed()
+        await call()
+        # Every pooled connection is taken: none of those the server left is handed out again.
+        await asyncio.gather(*(store.ping() for _ in range(8)))
+        assert all(driver is not None and driver.is_closed() for driver in drivers)
+    assert [e.transfer_id for e in await store.events_since(0, 10)] == [intent.id]
 
 
 async def test_an_idle_connection_is_checked_before_use(

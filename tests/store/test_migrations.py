@@ -278,6 +278,10 @@ EXPECTED_GRANTS = {
     "exchange_rates": {"SELECT", "INSERT"},
     "merchant_fees": {"SELECT", "INSERT"},
     "exchange_quotes": {"SELECT", "INSERT", "UPDATE"},
+    # Keys are revoked (UPDATE of revoked_at alone, a column grant), never rewritten or deleted.
+    "api_keys": {"SELECT", "INSERT"},
+    # Read by commands that do not migrate, to tell a schema behind the migrations.
+    "alembic_version": {"SELECT"},
 }
 
 
@@ -323,6 +327,15 @@ async def test_app_role_is_nologin_with_exactly_the_store_grants(pg_target: Targ
             {"r": DEFAULT_APP_ROLE},
         )
         assert usage.scalar_one() is True
+        updatable = await conn.execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'api_keys' "
+                "AND table_schema = current_schema() "
+                "AND has_column_privilege(:r, 'api_keys', column_name, 'UPDATE')"
+            ),
+            {"r": DEFAULT_APP_ROLE},
+        )
+        assert updatable.scalars().all() == ["revoked_at"]
     assert await grants(pg_target.engine, DEFAULT_APP_ROLE) == EXPECTED_GRANTS
 
 

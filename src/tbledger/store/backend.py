@@ -38,7 +38,7 @@ from tbledger.limits import (
 from tbledger.store.rows import Columns
 from tbledger.store.tables import metadata
 
-__all__ = ["Backend", "StoreOptions", "translate_error"]
+__all__ = ["Backend", "StoreOptions", "sent_nothing", "translate_error"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +143,41 @@ def translate_error(exc: Exception) -> Exception | None:
     if isinstance(exc, sa_exc.SQLAlchemyError):
         return StoreError(f"store failure: {exc}")
     return None
+
+
+def sent_nothing(exc: BaseException) -> bool:
+    """True when `exc` (or what it wraps) is the driver refusing a statement it never sent.
+
+    asyncpg checks its connection before it writes a statement: one it knows closed says
+    "connection is closed", and one whose protocol is not idle says "cannot switch to state".
+    The second is what a connection the server terminated looks like in the pool until the
+    event loop has read the end of its stream: the server's farewell (a FATAL ErrorResponse,
+    57P01 on a restart or pg_terminate_backend) arrived while it was idle, which put the
+    protocol out of step. Nothing of the statement reached the database, and a transaction on a
+    connection the server dropped was rolled back, so the store may retry the whole call on
+    another connection. Anything else (a statement lost in flight included) may have been
+    applied and is not retried.
+    """
+    seen: BaseException | None = exc
+    for _ in range(_CAUSES_MAX):
+        if seen is None:
+            return False
+        if isinstance(seen, asyncpg.exceptions.InternalClientError):
+            return str(seen).startswith("cannot switch to state")
+        if isinstance(seen, asyncpg.InterfaceError):
+            return str(seen) in _CLOSED_BEFORE_SENDING
+        # SQLAlchemy keeps the driver's exception in .orig, its asyncpg adapter in __cause__.
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__
+    return False
+
+
+# asyncpg's messages for a statement refused because the connection was already closed.
+_CLOSED_BEFORE_SENDING = frozenset(
+    {"connection is closed", "cannot perform operation: connection is closed"}
+)
+# The store's exception, SQLAlchemy's, the adapter's, the driver's: a chain is never longer.
+_CAUSES_MAX = 6
 
 
 def _translate_dbapi(exc: sa_exc.DBAPIError) -> StoreError:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import sqlalchemy as sa
 import tigerbeetle
@@ -44,9 +45,9 @@ from tbledger.errors import (
 )
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import STORE_AUDIT_ROWS_MAX, STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
-from tbledger.store.backend import Backend, StoreOptions, translate_error
+from tbledger.store.backend import Backend, StoreOptions, sent_nothing, translate_error
 from tbledger.store.connect import open_backend
-from tbledger.store.migrate import upgrade, upgrade_engine
+from tbledger.store.migrate import check_at_head, upgrade, upgrade_engine
 from tbledger.store.records import (
     AccountRecord,
     ApiKeyRecord,
@@ -82,9 +83,41 @@ from tbledger.store.tables import (
 __all__ = ["Store"]
 
 _T = TypeVar("_T")
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
 
 # audit_events.seq is a BIGINT: the largest cursor the database can compare against.
 _SEQ_MAX = (1 << 63) - 1
+
+
+def _reconnecting(method: _Method) -> _Method:
+    """Run a store call again, on another connection, when it failed before reaching the database.
+
+    A restart or failover of PostgreSQL closes every pooled connection, and a connection the
+    server closed can still be handed out in the moments before the event loop has read the end
+    of its stream; the driver then refuses the call's statement without sending it
+    (`sent_nothing`). Each call is one statement or one transaction, so nothing of it happened,
+    and the call is made again; the refusing connection was invalidated, and the pool replaces it.
+    Each refusal uses up one connection that predates the fault, so the pool's size plus one
+    attempts are sure to reach a new one. Anything else, a statement lost in flight included,
+    is raised: it may have been applied. Iterators among the arguments are read into lists
+    first, so that the retry sees the same rows.
+    """
+
+    @functools.wraps(method)
+    async def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(list(arg) if isinstance(arg, Iterator) else arg for arg in args)
+        kwargs = {k: list(v) if isinstance(v, Iterator) else v for k, v in kwargs.items()}
+        attempts_left = self._attempts_max
+        while True:
+            try:
+                return await method(self, *args, **kwargs)
+            except StoreError as exc:
+                attempts_left -= 1
+                if attempts_left <= 0 or not sent_nothing(exc):
+                    raise
+
+    # The same signature: the arguments go through unchanged (iterators as lists).
+    return cast(_Method, call)
 
 
 class Store:
@@ -96,6 +129,9 @@ class Store:
         self._backend = backend
         # SQLite in memory is one connection: calls must not interleave their transactions on it.
         self._turns: asyncio.Lock | None = asyncio.Lock() if backend.single_connection else None
+        # One attempt per pooled connection that may predate a server restart, and one more.
+        pool = engine.sync_engine.pool
+        self._attempts_max = 1 + (pool.size() if isinstance(pool, sa.pool.QueuePool) else 0)
         self._closed = False
 
     @classmethod
@@ -104,6 +140,7 @@ class Store:
         url: str,
         *,
         migrate: bool = False,
+        require_head: bool = False,
         app_role: str | None = None,
         options: StoreOptions | None = None,
     ) -> Store:
@@ -113,7 +150,9 @@ class Store:
         or ``sqlite://`` (in memory, migrated on open since nothing else can reach it).
         `migrate` first upgrades the schema to the latest migration; `app_role` names the
         PostgreSQL role the migration grants to (default: ``options.role``, else
-        ``tbledger_app``). `options` sets the PostgreSQL schema and role, pool size and timeouts.
+        ``tbledger_app``). `require_head`, for callers that must not migrate (the application
+        role may not), fails with `StoreError` unless the schema is at the latest migration.
+        `options` sets the PostgreSQL schema and role, pool size and timeouts.
         """
         backend = open_backend(url, options)
         if migrate and not backend.single_connection:
@@ -129,6 +168,8 @@ class Store:
             if backend.single_connection:
                 await upgrade_engine(engine, app_role=app_role)
             await store.ping()
+            if require_head:
+                await check_at_head(engine)
         except BaseException:
             await engine.dispose()
             raise
@@ -160,6 +201,7 @@ class Store:
         self._closed = True
         await self._engine.dispose()
 
+    @_reconnecting
     async def ping(self) -> None:
         """Check the database answers; raise `StoreUnavailableError` if it does not."""
         try:
@@ -172,6 +214,7 @@ class Store:
 
     # Accounts.
 
+    @_reconnecting
     async def create_accounts(self, rows: Iterable[AccountRecord]) -> list[AccountRecord]:
         """Insert account mappings and their ``account_created`` events (a statement each)."""
         records = _batch(rows)
@@ -206,6 +249,7 @@ class Store:
             await self._backend.insert_events(conn, events, returning=False)
         return stored
 
+    @_reconnecting
     async def get_account(self, account_id: int) -> AccountRecord | None:
         """The account mapped to `account_id`, or None."""
         account_id = _id("account_id", account_id)
@@ -214,6 +258,7 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _account_from_row(row)
 
+    @_reconnecting
     async def get_accounts(self, account_ids: Iterable[int]) -> dict[int, AccountRecord]:
         """The accounts mapped to these ids (one query), by id; unknown ids are left out."""
         ids = sorted({_id("account_id", a) for a in account_ids})
@@ -226,6 +271,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return {r.id: r for r in (_account_from_row(row) for row in rows)}
 
+    @_reconnecting
     async def get_accounts_by_owner(
         self, owner_id: str, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[AccountRecord]:
@@ -241,6 +287,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_account_from_row(row) for row in _bounded(rows, limit, "accounts of an owner")]
 
+    @_reconnecting
     async def get_account_by_name(self, name: str) -> AccountRecord | None:
         """The account with this unique name (system accounts), or None."""
         query = sa.select(accounts).where(accounts.c.name == name)
@@ -248,6 +295,7 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _account_from_row(row)
 
+    @_reconnecting
     async def get_accounts_by_flow_ref(
         self, flow_ref: str, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[AccountRecord]:
@@ -266,6 +314,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_account_from_row(row) for row in _bounded(rows, limit, "accounts of a flow id")]
 
+    @_reconnecting
     async def update_account_status(
         self,
         account_id: int,
@@ -323,6 +372,7 @@ class Store:
         self, intents: Iterable[TransferIntent], *, returning: bool
     ) -> list[AuditEvent] | None: ...
 
+    @_reconnecting
     async def insert_intents(
         self, intents: Iterable[TransferIntent], *, returning: bool = True
     ) -> list[AuditEvent] | None:
@@ -363,6 +413,7 @@ class Store:
             for seq, transfer_id in zip(seqs, ids, strict=True)
         ]
 
+    @_reconnecting
     async def get_intent(self, transfer_id: int) -> TransferIntent | None:
         """The intent with this transfer id, or None."""
         transfer_id = _id("transfer_id", transfer_id)
@@ -371,6 +422,7 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _intent_from_row(row)
 
+    @_reconnecting
     async def get_intents(self, transfer_ids: Iterable[int]) -> dict[int, TransferIntent]:
         """The intents with these transfer ids (one query), by id; unknown ids are left out."""
         ids = sorted({_id("transfer_id", t) for t in transfer_ids})
@@ -383,6 +435,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return {i.id: i for i in (_intent_from_row(row) for row in rows)}
 
+    @_reconnecting
     async def intents_in_chain(self, chain_id: int) -> list[TransferIntent]:
         """Every member of the linked chain `chain_id`, in chain order."""
         chain_id = _id("chain_id", chain_id)
@@ -395,6 +448,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_intent_from_row(row) for row in rows]
 
+    @_reconnecting
     async def open_holds(
         self, limit: int, *, after_id: int | None = None
     ) -> list[tuple[TransferIntent, int | None]]:
@@ -424,6 +478,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [(_intent_from_row(row), row._mapping["pending_timestamp"]) for row in rows]
 
+    @_reconnecting
     async def pending_holds_of(
         self, account_id: int, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[tuple[TransferIntent, int | None]]:
@@ -457,6 +512,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [(_intent_from_row(row), row._mapping["pending_timestamp"]) for row in rows]
 
+    @_reconnecting
     async def find_by_idempotency_key(self, key: str) -> TransferIntent | None:
         """The intent stored under this idempotency key, or None."""
         query = sa.select(transfers).where(transfers.c.idempotency_key == key)
@@ -464,6 +520,7 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _intent_from_row(row)
 
+    @_reconnecting
     async def find_by_idempotency_keys(self, keys: Iterable[str]) -> dict[str, TransferIntent]:
         """The intents stored under these idempotency keys (one query), by key; unknown keys are
         left out. A replayed batch is told apart from a new one with this single lookup."""
@@ -476,6 +533,7 @@ class Store:
         found = (_intent_from_row(row) for row in rows)
         return {i.idempotency_key: i for i in found if i.idempotency_key is not None}
 
+    @_reconnecting
     async def transfers_by_event_id(
         self, event_id: str, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[TransferIntent]:
@@ -540,6 +598,7 @@ class Store:
         self, events: Iterable[NewAuditEvent], *, returning: bool
     ) -> list[AuditEvent] | None: ...
 
+    @_reconnecting
     async def append_events(
         self, events: Iterable[NewAuditEvent], *, returning: bool = True
     ) -> list[AuditEvent] | None:
@@ -566,6 +625,7 @@ class Store:
             for seq, row, record in zip(seqs, zip(*values, strict=True), records, strict=True)
         ]
 
+    @_reconnecting
     async def transfer_audit(
         self, transfer_id: int, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[AuditEvent]:
@@ -582,6 +642,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_event_from_row(row) for row in _bounded(rows, limit, "events of a transfer")]
 
+    @_reconnecting
     async def transfer_audits(
         self, transfer_ids: Iterable[int], *, limit: int = STORE_AUDIT_ROWS_MAX
     ) -> dict[int, list[AuditEvent]]:
@@ -612,6 +673,7 @@ class Store:
             result.setdefault(event.transfer_id, []).append(event)
         return result
 
+    @_reconnecting
     async def current_status(self, transfer_ids: Iterable[int]) -> dict[int, AuditEvent]:
         """Each transfer's latest event (its current status); transfers with none are absent."""
         ids = list(dict.fromkeys(_id("transfer_id", i) for i in _batch(transfer_ids)))
@@ -634,6 +696,7 @@ class Store:
             result[event.transfer_id] = event
         return result
 
+    @_reconnecting
     async def intents_without_outcome(
         self,
         limit: int,
@@ -666,6 +729,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_intent_from_row(row) for row in rows]
 
+    @_reconnecting
     async def events_since(self, cursor: int, limit: int) -> list[AuditEvent]:
         """The durable tail: events with seq > `cursor`, in seq order, at most `limit`.
 
@@ -687,6 +751,7 @@ class Store:
 
     # API keys.
 
+    @_reconnecting
     async def create_api_key(self, record: ApiKeyRecord) -> ApiKeyRecord:
         """Store a new key; `DuplicateRecordError` if its id is taken."""
         values = {
@@ -705,6 +770,7 @@ class Store:
             ).one()
         return _key_from_row(row)
 
+    @_reconnecting
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         """The key with this public id (revoked or not), or None."""
         query = sa.select(api_keys).where(api_keys.c.id == key_id)
@@ -712,6 +778,7 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _key_from_row(row)
 
+    @_reconnecting
     async def list_api_keys(self, *, limit: int = STORE_PAGE_ROWS_MAX) -> list[ApiKeyRecord]:
         """Every key, oldest first; more than `limit` is a `LimitExceededError`."""
         _check_limit(limit)
@@ -720,6 +787,7 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_key_from_row(row) for row in _bounded(rows, limit, "API keys")]
 
+    @_reconnecting
     async def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
         """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
         statement = (
@@ -863,12 +931,22 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        async with self._turn(), self._translated(), self._engine.connect() as conn:
+        async with (
+            self._turn(),
+            self._translated(),
+            self._engine.connect() as conn,
+            _dropped_when_unsent(conn),
+        ):
             yield conn
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self._turn(), self._translated(), self._engine.begin() as conn:
+        async with (
+            self._turn(),
+            self._translated(),
+            self._engine.begin() as conn,
+            _dropped_when_unsent(conn),
+        ):
             yield conn
 
     @contextlib.asynccontextmanager
@@ -890,6 +968,19 @@ class Store:
             if translated is None:
                 raise
             raise translated from exc
+
+
+@contextlib.asynccontextmanager
+async def _dropped_when_unsent(conn: AsyncConnection) -> AsyncIterator[None]:
+    # A connection whose driver refused a statement unsent is out of step with its server (or
+    # closed): SQLAlchemy does not know the driver's refusal for a disconnect, and would return
+    # it to the pool, where its reset fails; invalidated, it is replaced before its next use.
+    try:
+        yield
+    except Exception as exc:
+        if sent_nothing(exc) and not conn.invalidated:
+            await conn.invalidate(exc)
+        raise
 
 
 def _now() -> datetime:

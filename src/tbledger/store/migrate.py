@@ -15,9 +15,12 @@ import threading
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tbledger.errors import StoreError
 from tbledger.store.backend import StoreOptions, translate_error
 from tbledger.store.connect import open_backend
 from tbledger.store.postgres import check_identifier
@@ -25,6 +28,7 @@ from tbledger.store.postgres import check_identifier
 __all__ = [
     "DEFAULT_APP_ROLE",
     "alembic_config",
+    "check_at_head",
     "downgrade",
     "upgrade",
     "upgrade_engine",
@@ -100,6 +104,37 @@ async def upgrade_engine(
 ) -> None:
     """Upgrade the database behind an existing engine (the in-memory SQLite store's own)."""
     await _run(engine, "upgrade", revision, app_role)
+
+
+async def check_at_head(engine: AsyncEngine) -> None:
+    """Raise `StoreError` unless the database behind `engine` is at the latest migration.
+
+    For code that must not migrate (it runs as the application role, which may not change the
+    schema): a schema that is behind, missing or unreadable fails here, with what to do, rather
+    than later on a missing table or column. Reads ``alembic_version`` only.
+    """
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+    def current(connection: Connection) -> set[str]:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+    upgrade_hint = "run `tbledger db upgrade` as the user that owns the tables"
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(current)
+    except Exception as exc:
+        translated = translate_error(exc)
+        if translated is None:
+            raise
+        raise StoreError(
+            f"cannot read the store's schema version ({translated}); {upgrade_hint}"
+        ) from exc
+    if found != heads:
+        shown = ", ".join(sorted(found)) or "none (never migrated)"
+        raise StoreError(
+            f"the store's schema is at revision {shown}, not at the latest "
+            f"({', '.join(sorted(heads))}); {upgrade_hint}"
+        )
 
 
 async def _run(engine: AsyncEngine, direction: str, revision: str, app_role: str | None) -> None:

@@ -234,7 +234,9 @@ async def create_transfers(
     """Many transfers in one engine request: one result per transfer, in order.
 
     With `atomic`, all or nothing. A malformed transfer refuses the whole batch (422) before the
-    engine sees any of it; refusals by the engine are per-transfer results."""
+    engine sees any of it; refusals by the engine are per-transfer results, whose status is the
+    engine's own name: a frozen account's transfer says ``debit_account_already_closed`` (or
+    ``credit_...``) here, where a single transfer's error says ``account_frozen``."""
     check_batch_size(len(body.transfers))
     accounts = await _checked_accounts(ctx, caller, body.transfers)
     requests = [
