@@ -238,6 +238,20 @@ class Walk:
             for path, operations in self.api.app.openapi()["paths"].items()
             for method in operations
         )
+        self.money_routes = [
+            ("POST", path)
+            for path in (
+                "/v1/transfers",
+                "/v1/transfers/pending",
+                "/v1/transfers/batch",
+                *sorted(HOLD_ROUTES),
+                "/v1/flows/payments",
+                "/v1/flows/refunds",
+                "/v1/flows/escrow/lock",
+                "/v1/flows/exchanges",
+            )
+            if ("POST", path) in self.routes
+        ]
         self.hits: dict[tuple[str, str], int] = dict.fromkeys(self.routes, 0)
         self.history: deque[Step] = deque(maxlen=12)
         self.outcomes: Counter[tuple[str, str, str]] = Counter()
@@ -387,7 +401,9 @@ class Walk:
         if self.bob_requests and self.rng.random() < 0.08:
             step = self.replay(index)
         else:
-            method, route = self.rng.choice(self.routes)
+            # Half the time a route where an owner key moves money: most state to attack there.
+            pool = self.money_routes if self.rng.random() < 0.5 else self.routes
+            method, route = self.rng.choice(pool)
             step = self.bob_request(index, method, route)
         self.hits[(step.method, step.route)] = self.hits.get((step.method, step.route), 0) + 1
         before = self.snapshot
@@ -676,7 +692,7 @@ class Walk:
         plausible = self.plausible_body(route) if self.rng.random() < 0.6 else None
         if plausible is not None:
             body = plausible
-            if self.rng.random() < 0.5:
+            if self.rng.random() < 0.4:
                 self.mutate(body)
             if route in HOLD_ROUTES:
                 url = f"/v1/transfers/{self.pick_hold()}/{route.rsplit('/', 1)[1]}"
@@ -832,8 +848,8 @@ class Walk:
             body[self.rng.choice(accounts)] = self.hostile_account()
         elif roll < 0.5 and "debit_account_id" in body:
             body["code"] = self.rng.choice(CODES[1:])
-        elif roll < 0.65:
-            body["metadata"] = self.metadata()
+        elif roll < 0.65 and ("debit_account_id" in body or not body):
+            body["metadata"] = self.metadata()  # the bodies that take metadata
         elif roll < 0.75 and "debit_account_id" in body:
             body["transfer_id"] = self.pick_transfer()
         elif roll < 0.85 and "ledger" in body:
@@ -1001,8 +1017,10 @@ class Walk:
         customers = [h.A, h.AE, h.BM, self.BU, self.BE, self.AM]
 
         async def deposits(i: int) -> None:
-            account = self.rng.choice([h.A, h.A, self.BU, h.BM])
-            body = {"account_id": account, "amount": self.small(5000), "ledger": "USD"}
+            account, ledger = self.rng.choice(
+                [(h.A, "USD"), (h.A, "USD"), (self.BU, "USD"), (h.BM, "USD"), (self.BE, "EUR")]
+            )
+            body = {"account_id": account, "amount": self.small(6000), "ledger": ledger}
             await self.legit(i, "admin", "POST", "/v1/flows/deposit", body)
 
         async def freezes(i: int) -> None:
