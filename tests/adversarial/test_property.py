@@ -110,6 +110,7 @@ ACCOUNT_READS = frozenset(
         ("GET", "/v1/accounts/{account_id}/transfers"),
     }
 )
+PAYER_FIELDS = ("debit_account_id", "payer_id", "source_account_id")
 HOLD_ROUTES = frozenset({"/v1/transfers/{transfer_id}/post", "/v1/transfers/{transfer_id}/void"})
 RESOLVING = tb.TransferFlags.POST_PENDING_TRANSFER | tb.TransferFlags.VOID_PENDING_TRANSFER
 CLOSING = tb.TransferFlags.CLOSING_DEBIT | tb.TransferFlags.CLOSING_CREDIT
@@ -230,7 +231,7 @@ class Walk:
         self.house = house
         self.api = house.api
         self.http = house.http
-        self.rng = random.Random(seed)
+        self.rng = random.Random(f"{seed}:{kind}")  # each store kind walks its own path
         self.seed = seed
         self.kind = kind
         self.routes = sorted(
@@ -844,7 +845,17 @@ class Walk:
             return
         roll = self.rng.random()
         accounts = [k for k in body if k.endswith("account_id") or k in ("payer_id", "merchant_id")]
-        if roll < 0.35 and accounts:
+        payer = next((k for k in PAYER_FIELDS if k in body), None)
+        ledger = ledger_of(body.get("ledger") or body.get("source_ledger"))
+        theirs = self.ids_where(
+            lambda r: (
+                r.owner_id == "alice" and r.status is AccountStatus.ACTIVE and r.ledger == ledger
+            )
+        )
+        if roll < 0.25 and payer is not None and theirs:
+            # The plainest theft: alice's money, on the right ledger, paid out by bob's key.
+            body[payer] = hex_id(self.rng.choice(theirs))
+        elif roll < 0.4 and accounts:
             body[self.rng.choice(accounts)] = self.hostile_account()
         elif roll < 0.5 and "debit_account_id" in body:
             body["code"] = self.rng.choice(CODES[1:])
@@ -862,7 +873,13 @@ class Walk:
 
     def hostile_account(self) -> str:
         """Another owner's account, a system account or a flow's account."""
-        others = self.ids_where(lambda r: not self.is_bobs(r))
+        if self.rng.random() < 0.5:
+            # Alice's accounts that can move: the ones an authority bug would drain.
+            others = self.ids_where(
+                lambda r: r.owner_id == "alice" and r.status is AccountStatus.ACTIVE
+            )
+        else:
+            others = self.ids_where(lambda r: not self.is_bobs(r))
         return hex_id(self.rng.choice(others)) if others else self.pick_account()
 
     def pick_hold(self) -> str:
