@@ -96,12 +96,8 @@ ACCOUNT_TYPES = [
     "root",
 ]
 RESERVED_NAMES = ["system:fee_pool:1", "system:treasury:1", "refundable:x:p", "escrow:x:c", "bob"]
-# Routes only an admin key may call: the policy table's, and the price routes docs/api.md gives
-# to admin keys.
-ADMIN_ROUTES = frozenset(
-    {route for route, rule in ROUTES.items() if rule.access is Access.ADMIN}
-    | {("POST", "/v1/rates"), ("PUT", "/v1/fees/merchants/{account_id}")}
-)
+# Routes only an admin key may call, from the policy table.
+ADMIN_ROUTES = frozenset(route for route, rule in ROUTES.items() if rule.access is Access.ADMIN)
 # Reads of one account by id: an owner key sees its own owner's accounts only.
 ACCOUNT_READS = frozenset(
     {

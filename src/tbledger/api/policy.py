@@ -140,7 +140,16 @@ ROUTES: Final[Mapping[tuple[str, str], RouteRule]] = {
     ("POST", "/v1/flows/settlements"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("POST", "/v1/flows/settlements/{settlement_id}/reverse"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("POST", "/v1/flows/exchanges"): RouteRule(
-        Access.KEY, "between its owner's own accounts, at the platform's rate"
+        Access.KEY, "between its owner's own accounts, at the platform's rate or its own quote"
+    ),
+    ("POST", "/v1/flows/exchanges/quotes"): RouteRule(
+        Access.KEY, "quotes for its owner (usable by its owner's keys only)"
+    ),
+    ("POST", "/v1/rates"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
+    ("GET", "/v1/rates"): RouteRule(Access.KEY, "the current rates (not who set them)"),
+    ("PUT", "/v1/fees/merchants/{account_id}"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
+    ("GET", "/v1/fees/merchants/{account_id}"): RouteRule(
+        Access.KEY, "any merchant's fee schedule (what a payer will be charged)"
     ),
 }
 
