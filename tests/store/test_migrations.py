@@ -22,6 +22,7 @@ from tbledger.store import DEFAULT_APP_ROLE, StoreOptions, downgrade, upgrade, u
 from tbledger.store.connect import open_backend
 from tbledger.store.migrate import alembic_config
 from tbledger.store.tables import accounts, audit_events, metadata, transfers
+from tbledger.store.types import U64, U128, JsonDocument
 from tests.store.conftest import BACKENDS, sqlite_url
 from tests.support.database import SessionDatabase
 
@@ -404,3 +405,76 @@ async def test_migrations_in_one_process_take_turns(tmp_path: Path) -> None:
             assert names == TABLES | {"alembic_version"}
         finally:
             await engine.dispose()
+
+
+async def test_0006_carries_the_services_facts_out_of_metadata(target: Target) -> None:
+    """Facts only the service could have written move to `control`; a caller's look-alike does
+    not, except for flow labels, which the flows also check against the transfer's shape."""
+    await target.upgrade(revision="0005")
+    old_transfers = sa.table(
+        "transfers",
+        *(sa.column(name, U128()) for name in ("id", "debit_account_id", "credit_account_id")),
+        *(sa.column(name, U128()) for name in ("amount", "pending_id", "user_data_128")),
+        *(sa.column(name, U64()) for name in ("user_data_64", "timestamp")),
+        *(sa.column(name) for name in ("user_data_32", "timeout", "ledger", "code", "flags")),
+        sa.column("metadata", JsonDocument),
+    )
+    old_accounts = sa.table(
+        "accounts",
+        sa.column("id", U128()),
+        *(sa.column(name) for name in ("account_type", "ledger", "code", "name")),
+        sa.column("metadata", JsonDocument),
+    )
+    freeze = {"purpose": "freeze", "account_id": "0x02"}
+    label = {"flow": "settlement", "leg": "settlement", "memo": "m"}
+    base = {k: v for k, v in TRANSFER_ROW.items() if k not in ("metadata", "id", "code")}
+    payment = {"payment_id": "p-1", "payer": "0x02", "merchant": "0x03"}
+    async with target.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(old_transfers),
+            [
+                {**base, "id": 1, "code": 65535, "metadata": freeze},
+                {**base, "id": 2, "code": 3, "metadata": freeze},  # a caller's look-alike
+                {**base, "id": 3, "code": 30, "metadata": label},
+            ],
+        )
+        await conn.execute(
+            sa.insert(old_accounts),
+            [
+                {**ACCOUNT_ROW, "id": 10, "name": "refundable:p-1", "metadata": payment},
+                {**ACCOUNT_ROW, "id": 11, "name": "system:treasury:1", "metadata": {"role": "t"}},
+                {**ACCOUNT_ROW, "id": 12, "name": None, "metadata": {"role": "treasury"}},
+            ],
+        )
+    await target.upgrade()
+    async with target.engine.connect() as conn:
+        moved = {
+            r.id: (r.control, r.metadata)
+            for r in await conn.execute(
+                sa.select(transfers.c.id, transfers.c.control, transfers.c.metadata)
+            )
+        }
+        found = {
+            r.id: (r.control, r.flow_ref)
+            for r in await conn.execute(
+                sa.select(accounts.c.id, accounts.c.control, accounts.c.flow_ref)
+            )
+        }
+    assert moved == {
+        1: (freeze, freeze),
+        2: ({}, freeze),
+        3: (
+            {"flow": "settlement", "leg": "settlement"},
+            label,
+        ),
+    }
+    assert found[10] == (
+        {"kind": "refundable", "payment_id": "p-1", "payer": "0x02", "merchant": "0x03"},
+        "p-1",
+    )
+    assert found[11] == ({"system": True, "role": "t"}, None)
+    assert found[12] == ({}, None)
+    # The carry-over lifted the transfers' append-only guard for itself only.
+    with pytest.raises(sa.exc.DBAPIError):
+        async with target.engine.begin() as conn:
+            await conn.execute(sa.update(transfers).values(amount=11))
