@@ -234,7 +234,7 @@ async def test_a_recovered_freeze_updates_the_account_status(ledger: Ledger) -> 
         ledger=LEDGER,
         code=65535,
         flags=int(_TF.PENDING | _TF.CLOSING_DEBIT),
-        metadata={"purpose": "freeze", "account_id": format_id(book.alice)},
+        control={"purpose": "freeze", "account_id": format_id(book.alice)},
     )
     await ledger.store.insert_intents([freeze])
     await service.recover(grace_s=0)
