@@ -1312,8 +1312,8 @@ def demo(
     ] = "memory://",
 ) -> None:
     """A short demonstration on the engine: accounts, transfers, a hold, balances moving."""
-    from tbledger.demo import run_demo  # noqa: PLC0415
     from tbledger.errors import TbledgerError  # noqa: PLC0415
+    from tbledger.tools.demo import run_demo  # noqa: PLC0415
 
     console = Console(highlight=False)
     _make_parent(engine)
@@ -1387,7 +1387,7 @@ def loadtest(
 ) -> None:
     """Open-loop load at a fixed rate, latency from each request's intended start, then ledger
     checks. Exits 1 on any error or failed check."""
-    from tbledger.loadtest import command  # noqa: PLC0415 (keeps other commands' start-up fast)
+    from tbledger.tools.loadtest import command  # noqa: PLC0415 (keeps other commands' start-up fast)
 
     root = ctx.find_root().obj
     try:
@@ -1481,7 +1481,7 @@ def bench(
     ] = None,
 ) -> None:
     """The benchmark suite, in one run: every figure a ratio to a baseline of the same run."""
-    from tbledger.benchmarks import SECTIONS, BenchOptions, run  # noqa: PLC0415
+    from tbledger.tools.bench import SECTIONS, BenchOptions, run  # noqa: PLC0415
 
     sections = tuple(s.strip() for s in only.split(",") if s.strip())
     unknown = [s for s in sections if s not in SECTIONS]
