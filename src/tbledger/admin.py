@@ -19,7 +19,14 @@ from typing import TypeVar
 from tbledger.api.keys import Scope, mint_key
 from tbledger.store import ApiKeyRecord, Store, upgrade
 
-__all__ = ["ApiKeyInfo", "create_key", "list_keys", "revoke_key", "upgrade_database"]
+__all__ = [
+    "ApiKeyInfo",
+    "check_key",
+    "create_key",
+    "list_keys",
+    "revoke_key",
+    "upgrade_database",
+]
 
 _T = TypeVar("_T")
 
@@ -63,6 +70,24 @@ async def _with_store(database_url: str, work: Callable[[Store], Awaitable[_T]])
         return await work(store)
     finally:
         await store.close()
+
+
+def check_key(
+    *,
+    name: str,
+    admin: bool = False,
+    owner_id: str | None = None,
+    rate_per_s: int | None = None,
+    burst: int | None = None,
+) -> None:
+    """`ValidationError` if `create_key` would refuse these settings, without a store."""
+    mint_key(
+        name=name,
+        scope=Scope.ADMIN if admin else Scope.OWNER,
+        owner_id=owner_id,
+        rate_per_s=rate_per_s,
+        burst=burst,
+    )
 
 
 async def create_key(
