@@ -281,3 +281,12 @@ def test_the_blocking_client_is_generated_from_the_async_one() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_docs_example_runs(service: Service, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    example = example.replace('"http://127.0.0.1:8000"', repr(service.url))
+    example = example.replace('"tbl_<id>_<secret>"', repr(service.admin_key))
+    exec(compile(example, "docs/client.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["exceeds_credits", "87.50"]
