@@ -24,12 +24,11 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-import httpx
 import typer
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
@@ -37,7 +36,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from tbledger.admin import ApiKeyInfo, create_key, list_keys, revoke_key
+from tbledger.client import LedgerClient, TransferSpec, answer_of
+from tbledger.errors import HttpApiError, TbledgerError, ValidationError
 from tbledger.limits import (
+    CLIENT_TIMEOUT_S,
     HTTP_BODY_IDLE_TIMEOUT_S,
     HTTP_HEADER_TIMEOUT_S,
     HTTP_KEEP_ALIVE_TIMEOUT_S,
@@ -47,11 +50,13 @@ __all__ = ["app", "main"]
 
 log = logging.getLogger("tbledger.cli")
 
+_T = TypeVar("_T")
+
 DEFAULT_DATA_DIR = Path(".tbledger")
 ENGINE_FILE = "engine.tbj"
 DATABASE_FILE = "tbledger.db"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-HTTP_TIMEOUT_S = 30.0
+HTTP_TIMEOUT_S = CLIENT_TIMEOUT_S
 OUTPUT_WIDTH_PIPED = 200
 _AMOUNT = re.compile(r"[0-9]{1,39}(\.[0-9]{1,38})?")
 
@@ -112,13 +117,13 @@ class Output:
         if not self.json:
             self.err.print(text)
 
-    def fail(self, failure: ServiceError) -> None:
+    def fail(self, failure: HttpApiError) -> None:
         if self.json:
             body: dict[str, Any] = {
                 "error": {
                     "code": failure.code,
                     "message": failure.message,
-                    "details": failure.details,
+                    "details": _jsonable(failure.details),
                 },
                 "status": failure.status,
             }
@@ -128,7 +133,7 @@ class Output:
         self.err.print(
             Text.assemble(("error: ", "bold red"), f"{where}{failure.code}: {failure.message}")
         )
-        for key, value in failure.details.items():
+        for key, value in _jsonable(failure.details).items():
             self.err.print(f"  {key}: {json.dumps(value)}", markup=False)
         if failure.status == 401:
             self.err.print(
@@ -150,6 +155,11 @@ class Output:
         )
 
 
+def _jsonable(details: dict[str, object]) -> dict[str, Any]:
+    """An error's details as the service sent them (they crossed the wire as JSON)."""
+    return json.loads(json.dumps(details, default=str))  # type: ignore[no-any-return]
+
+
 def _output(ctx: typer.Context, json_flag: bool) -> Output:
     root = ctx.find_root().obj
     return Output(json=json_flag or (isinstance(root, Output) and root.json))
@@ -163,66 +173,17 @@ def _die(message: str, code: int = 1) -> typer.Exit:
 # -- HTTP -----------------------------------------------------------------------------------------
 
 
-class ServiceError(Exception):
-    """An error answer from the service (or none at all: `status` is None)."""
-
-    def __init__(
-        self, status: int | None, code: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-
-class Remote:
-    """A running tbledger service, reached with one API key."""
-
-    def __init__(self, http: httpx.Client) -> None:
-        self._http = http
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        try:
-            response = self._http.request(method, path, json=body, params=params, headers=headers)
-        except httpx.TransportError as exc:
-            raise ServiceError(
-                None, "unreachable", f"cannot reach the service at {self._http.base_url}: {exc}"
-            ) from exc
-        if response.is_success:
-            return response.json()
-        try:
-            error = response.json()["error"]
-            raise ServiceError(
-                response.status_code,
-                str(error["code"]),
-                str(error["message"]),
-                error.get("details") or {},
-            )
-        except (ValueError, KeyError, TypeError):
-            raise ServiceError(
-                response.status_code, "http_error", response.text[:500] or response.reason_phrase
-            ) from None
-
-
 @contextlib.contextmanager
-def _remote(url: str, api_key: str | None, out: Output) -> Iterator[Remote]:
-    """A client for the service; an `ServiceError` inside prints and exits with status 1."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=HTTP_TIMEOUT_S) as http:
+def _remote(url: str, api_key: str | None, out: Output) -> Iterator[LedgerClient]:
+    """A client of the service; an error answer inside prints and exits with status 1."""
+    with LedgerClient(url.rstrip("/"), api_key=api_key, timeout_s=HTTP_TIMEOUT_S) as client:
         try:
-            yield Remote(http)
-        except ServiceError as failure:
-            out.fail(failure)
+            yield client
+        except TbledgerError as exc:
+            answer = answer_of(exc)
+            if answer is None:
+                raise
+            out.fail(answer)
             raise typer.Exit(1) from None
 
 
@@ -487,12 +448,12 @@ def db_upgrade(
     json_output: JsonFlag = False,
 ) -> None:
     """Migrate the store's schema to the latest version (safe to repeat)."""
-    from tbledger.store import upgrade  # noqa: PLC0415
+    from tbledger.admin import upgrade_database  # noqa: PLC0415
 
     out = _output(ctx, json_output)
     url = _database_url(database_url, data_dir)
     try:
-        asyncio.run(upgrade(url))
+        asyncio.run(upgrade_database(url))
     except Exception as exc:
         raise _die(f"cannot upgrade {_shown(url)}: {exc}") from None
     out.result(
@@ -504,7 +465,7 @@ def db_upgrade(
 # -- keys -----------------------------------------------------------------------------------------
 
 
-def _key_json(record: Any, token: str | None = None) -> dict[str, Any]:
+def _key_json(record: ApiKeyInfo, token: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": record.id,
         "name": record.name,
@@ -539,25 +500,11 @@ def _keys_table(keys: Sequence[dict[str, Any]], title: str | None = None) -> Tab
     return table
 
 
-def _with_store(url: str, work: Callable[[Any], Any]) -> Any:
-    """Run `work(store)` on the store at `url`, which must be at the latest schema, then close it.
-
-    Key management does not migrate: it must work as the service's own database user (a leaked
-    key is revoked with the credentials at hand), which may not change the schema. A schema that
-    is not at head fails with a message saying to run ``tbledger db upgrade``.
-    """
-    from tbledger.errors import TbledgerError  # noqa: PLC0415
-    from tbledger.store import Store  # noqa: PLC0415
-
-    async def run() -> Any:
-        store = await Store.connect(url, require_head=True)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
+def _admin(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run one `tbledger.admin` job; a library error (a store that is not at the latest schema,
+    an unknown key) prints and exits with status 1."""
     try:
-        return asyncio.run(run())
+        return asyncio.run(work)
     except TbledgerError as exc:
         raise _die(str(exc)) from None
 
@@ -584,35 +531,31 @@ def keys_create(
     json_output: JsonFlag = False,
 ) -> None:
     """Create an API key and print its token (once: only its hash is stored)."""
-    from tbledger.api.keys import Scope, mint_key  # noqa: PLC0415
-    from tbledger.errors import ValidationError  # noqa: PLC0415
+    from tbledger.admin import check_key  # noqa: PLC0415
 
     out = _output(ctx, json_output)
     if admin == (owner is not None):
         raise typer.BadParameter("pass exactly one of --admin or --owner OWNER")
     try:
-        minted = mint_key(
-            name=name,
-            scope=Scope.ADMIN if admin else Scope.OWNER,
-            owner_id=owner,
-            rate_per_s=rate,
-            burst=burst,
-        )
+        check_key(name=name, admin=admin, owner_id=owner, rate_per_s=rate, burst=burst)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
     url = _database_url(database_url, data_dir)
-    record = _with_store(url, lambda store: store.create_api_key(minted.record))
-    data = _key_json(record, minted.token)
+    record = _admin(
+        create_key(url, name=name, admin=admin, owner_id=owner, rate_per_s=rate, burst=burst)
+    )
+    token = record.token or ""
+    data = _key_json(record, token)
 
     def render() -> RenderableType:
         return Group(
             _keys_table([data], title="API key created"),
             Panel(
-                Text(minted.token, style="bold"),
+                Text(token, style="bold"),
                 title="token: shown once, keep it secret",
                 expand=False,
             ),
-            Text(f"use it: export TBLEDGER_API_KEY={minted.token}"),
+            Text(f"use it: export TBLEDGER_API_KEY={token}"),
         )
 
     out.result(data, render)
@@ -628,7 +571,7 @@ def keys_list(
     """List API keys (ids, names, scopes; never secrets)."""
     out = _output(ctx, json_output)
     url = _database_url(database_url, data_dir)
-    records = _with_store(url, lambda store: store.list_api_keys())
+    records = _admin(list_keys(url))
     keys = [_key_json(r) for r in records]
     out.result({"keys": keys}, lambda: _keys_table(keys))
 
@@ -644,7 +587,7 @@ def keys_revoke(
     """Revoke an API key (running services stop accepting it within seconds)."""
     out = _output(ctx, json_output)
     url = _database_url(database_url, data_dir)
-    record = _with_store(url, lambda store: store.revoke_api_key(key_id))
+    record = _admin(revoke_key(url, key_id))
     data = _key_json(record)
     out.result(data, lambda: _keys_table([data], title="API key revoked"))
 
@@ -809,15 +752,18 @@ def accounts_create(
     with _remote(url, api_key, out) as remote, out.progress(count) as progress:
         task = progress.add_task("opening accounts", total=count)
         for index in range(count):
-            body: dict[str, Any] = {"ledger": ledger, "account_type": account_type}
-            if owner is not None:
-                body["owner_id"] = owner
-            if name is not None:
-                body["name"] = name if count == 1 else f"{name}-{index + 1}"
+            named = None if name is None else (name if count == 1 else f"{name}-{index + 1}")
             key = idempotency_key
             if key is not None and count > 1:
                 key = f"{key}-{index + 1}"
-            created.append(remote.call("POST", "/v1/accounts", body=body, idempotency_key=key))
+            opened = remote.create_account(
+                ledger=ledger,
+                account_type=account_type,
+                owner_id=owner,
+                name=named,
+                idempotency_key=key,
+            )
+            created.append(opened.to_json())
             progress.advance(task)
     if count == 1:
         out.result(created[0], lambda: _account_view(created[0], "account opened"))
@@ -839,7 +785,7 @@ def accounts_show(
     """An account with its balance."""
     out = _output(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        account = remote.call("GET", f"/v1/accounts/{account_id}")
+        account = remote.get_account(account_id).to_json()
     out.result(account, lambda: _account_view(account, "account"))
 
 
@@ -855,7 +801,7 @@ def accounts_list(
     """An owner's accounts with their balances."""
     out = _output(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        listing = remote.call("GET", "/v1/accounts", params={"owner_id": owner, "limit": limit})
+        listing = remote.list_accounts(owner_id=owner, limit=limit).to_json()
     accounts = listing["accounts"]
     out.result(listing, lambda: _account_table(accounts, title=f"accounts of {owner}"))
 
@@ -864,7 +810,12 @@ def _status_command(
     action: str, account_id: str, url: str, api_key: str | None, out: Output
 ) -> None:
     with _remote(url, api_key, out) as remote:
-        account = remote.call("POST", f"/v1/accounts/{account_id}/{action}")
+        change = {
+            "freeze": remote.freeze_account,
+            "unfreeze": remote.unfreeze_account,
+            "close": remote.close_account,
+        }[action]
+        account = change(account_id).to_json()
     out.result(account, lambda: _account_view(account, f"account {account['status']}"))
 
 
@@ -919,17 +870,16 @@ def balance(
     out = _output(ctx, json_output)
     with _remote(url, api_key, out) as remote:
         if len(account_ids) == 1:
-            balances = [remote.call("GET", f"/v1/balances/{account_ids[0]}")]
+            balances = [remote.get_balance(account_ids[0]).to_json()]
         else:
-            listing = remote.call("GET", "/v1/balances", params={"account_id": account_ids})
-            balances = listing["balances"]
+            balances = [b.to_json() for b in remote.get_balances(account_ids)]
     data: Any = balances[0] if len(balances) == 1 else {"balances": balances}
     out.result(data, lambda: _balance_table(balances))
 
 
-def _ledger_of(remote: Remote, account_id: str) -> str:
-    account = remote.call("GET", f"/v1/accounts/{account_id}")
-    return str(account.get("ledger_name") or account["ledger"])
+def _ledger_of(remote: LedgerClient, account_id: str) -> str:
+    account = remote.get_account(account_id)
+    return str(account.ledger_name or account.ledger)
 
 
 def _transfer_body(
@@ -944,23 +894,19 @@ def _transfer_body(
     payment_id: str | None,
     transfer_id: str | None = None,
     timeout_s: int = 0,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "amount_unit": "minor" if minor else "major",
-        "ledger": ledger,
-        "code": code,
-    }
-    optional = {
-        "event_id": event_id,
-        "payment_id": payment_id,
-        "transfer_id": transfer_id,
-        "timeout_s": timeout_s or None,
-    }
-    body.update({k: v for k, v in optional.items() if v is not None})
-    return body
+) -> TransferSpec:
+    return TransferSpec(
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=amount,
+        amount_unit="minor" if minor else "major",
+        ledger=ledger,
+        code=code,
+        event_id=event_id,
+        payment_id=payment_id,
+        transfer_id=transfer_id,
+        timeout_s=timeout_s or None,
+    )
 
 
 LedgerOpt = Annotated[
@@ -1003,7 +949,7 @@ def transfer(
     if transfer_id is not None and repeat > 1:
         raise typer.BadParameter("--id names one transfer; it cannot be used with --repeat")
     results: list[dict[str, Any]] = []
-    refused: list[ServiceError] = []
+    refused: list[HttpApiError] = []
     with _remote(url, api_key, out) as remote:
         book = ledger or _ledger_of(remote, debit)
         body = _transfer_body(
@@ -1018,9 +964,7 @@ def transfer(
             transfer_id=transfer_id,
         )
         if repeat == 1:
-            result = remote.call(
-                "POST", "/v1/transfers", body=body, idempotency_key=idempotency_key
-            )
+            result = remote.create_transfer(body, idempotency_key=idempotency_key).to_json()
             out.result(result, lambda: _results_table([result], "transfer"))
             return
         with out.progress(repeat) as progress:
@@ -1028,11 +972,10 @@ def transfer(
             for index in range(repeat):
                 key = None if idempotency_key is None else f"{idempotency_key}-{index + 1}"
                 try:
-                    results.append(
-                        remote.call("POST", "/v1/transfers", body=body, idempotency_key=key)
-                    )
-                except ServiceError as failure:
-                    if failure.status != 409:
+                    results.append(remote.create_transfer(body, idempotency_key=key).to_json())
+                except TbledgerError as exc:
+                    failure = answer_of(exc)
+                    if failure is None or failure.status != 409:
                         raise
                     refused.append(failure)
                     results.append({"id": None, "status": failure.code, "ok": False})
@@ -1094,9 +1037,7 @@ def hold(
             transfer_id=transfer_id,
             timeout_s=timeout,
         )
-        result = remote.call(
-            "POST", "/v1/transfers/pending", body=body, idempotency_key=idempotency_key
-        )
+        result = remote.create_pending_transfer(body, idempotency_key=idempotency_key).to_json()
     out.result(result, lambda: _results_table([result], "hold"))
 
 
@@ -1125,14 +1066,15 @@ def post(
 ) -> None:
     """Post a hold, in full or in part."""
     out = _output(ctx, json_output)
-    body: dict[str, Any] = {}
-    if amount is not None:
-        body = {"amount": amount, "amount_unit": "minor" if minor else "major"}
-    body.update({k: v for k, v in {"event_id": event_id, "payment_id": payment_id}.items() if v})
     with _remote(url, api_key, out) as remote:
-        result = remote.call(
-            "POST", f"/v1/transfers/{pending_id}/post", body=body, idempotency_key=idempotency_key
-        )
+        result = remote.post_pending_transfer(
+            pending_id,
+            amount=amount,
+            amount_unit="minor" if minor else "major",
+            event_id=event_id or None,
+            payment_id=payment_id or None,
+            idempotency_key=idempotency_key,
+        ).to_json()
     out.result(result, lambda: _results_table([result], "posted"))
 
 
@@ -1149,11 +1091,13 @@ def void(
 ) -> None:
     """Void a hold: release all of it."""
     out = _output(ctx, json_output)
-    body = {k: v for k, v in {"event_id": event_id, "payment_id": payment_id}.items() if v}
     with _remote(url, api_key, out) as remote:
-        result = remote.call(
-            "POST", f"/v1/transfers/{pending_id}/void", body=body, idempotency_key=idempotency_key
-        )
+        result = remote.void_pending_transfer(
+            pending_id,
+            event_id=event_id or None,
+            payment_id=payment_id or None,
+            idempotency_key=idempotency_key,
+        ).to_json()
     out.result(result, lambda: _results_table([result], "voided"))
 
 
@@ -1168,7 +1112,7 @@ def audit(
     """A transfer as the engine holds it, with its audit history."""
     out = _output(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        found = remote.call("GET", f"/v1/transfers/{transfer_id}")
+        found = remote.get_transfer(transfer_id).to_json()
     out.result(found, lambda: _transfer_view(found))
 
 
@@ -1182,7 +1126,7 @@ def recover(
     """Resolve every transfer intent without an outcome now (admin key)."""
     out = _output(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        report = remote.call("POST", "/v1/admin/recover")
+        report = remote.recover().to_json()
     out.result(report, lambda: _fields_table(report, "recovery"))
 
 
@@ -1233,18 +1177,15 @@ def rates_set(
 ) -> None:
     """Set the operator's exchange rate for a pair; it supersedes the older one (admin key)."""
     out = _output(ctx, json_output)
-    body: dict[str, Any] = {
-        "source_ledger": source_ledger,
-        "target_ledger": target_ledger,
-        "rate": rate,
-        "source": source,
-    }
-    if valid_from is not None:
-        body["valid_from"] = valid_from
-    if valid_until is not None:
-        body["valid_until"] = valid_until
     with _remote(url, api_key, out) as remote:
-        stored = remote.call("POST", "/v1/rates", body=body)
+        stored = remote.set_rate(
+            source_ledger=source_ledger,
+            target_ledger=target_ledger,
+            rate=rate,
+            source=source,
+            valid_from=valid_from,
+            valid_until=valid_until,
+        ).to_json()
     out.result(stored, lambda: _rates_table([stored]))
 
 
@@ -1258,7 +1199,7 @@ def rates_list(
     """The current rate of every pair that has one."""
     out = _output(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        listing = remote.call("GET", "/v1/rates")
+        listing = {"rates": [r.to_json() for r in remote.rates()]}
     out.result(listing, lambda: _rates_table(listing["rates"]))
 
 
@@ -1281,9 +1222,10 @@ def fees_set(
 ) -> None:
     """Set a merchant's fee schedule; payments to it are charged by it from now on (admin key)."""
     out = _output(ctx, json_output)
-    body = {"fee_bps": bps, "fee_fixed": fixed, "fee_payer": payer}
     with _remote(url, api_key, out) as remote:
-        stored = remote.call("PUT", f"/v1/fees/merchants/{merchant_id}", body=body)
+        stored = remote.set_fee_schedule(
+            merchant_id, fee_bps=bps, fee_fixed=fixed, fee_payer=payer
+        ).to_json()
     out.result(stored, lambda: _fields_table(stored, "fee schedule"))
 
 
@@ -1298,7 +1240,7 @@ def fees_show(
     """What a payment to a merchant is charged: its schedule, or the platform default."""
     out = _output(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        shown = remote.call("GET", f"/v1/fees/merchants/{merchant_id}")
+        shown = remote.fee_schedule(merchant_id).to_json()
     out.result(shown, lambda: _fields_table(shown, "fee schedule"))
 
 
@@ -1312,8 +1254,8 @@ def demo(
     ] = "memory://",
 ) -> None:
     """A short demonstration on the engine: accounts, transfers, a hold, balances moving."""
-    from tbledger.demo import run_demo  # noqa: PLC0415
     from tbledger.errors import TbledgerError  # noqa: PLC0415
+    from tbledger.tools.demo import run_demo  # noqa: PLC0415
 
     console = Console(highlight=False)
     _make_parent(engine)
@@ -1387,7 +1329,7 @@ def loadtest(
 ) -> None:
     """Open-loop load at a fixed rate, latency from each request's intended start, then ledger
     checks. Exits 1 on any error or failed check."""
-    from tbledger.loadtest import command  # noqa: PLC0415 (keeps other commands' start-up fast)
+    from tbledger.tools.loadtest import command  # noqa: PLC0415 (keeps other commands' start-up fast)
 
     root = ctx.find_root().obj
     try:
@@ -1481,7 +1423,7 @@ def bench(
     ] = None,
 ) -> None:
     """The benchmark suite, in one run: every figure a ratio to a baseline of the same run."""
-    from tbledger.benchmarks import SECTIONS, BenchOptions, run  # noqa: PLC0415
+    from tbledger.tools.bench import SECTIONS, BenchOptions, run  # noqa: PLC0415
 
     sections = tuple(s.strip() for s in only.split(",") if s.strip())
     unknown = [s for s in sections if s not in SECTIONS]

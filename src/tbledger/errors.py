@@ -33,7 +33,17 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     │   ├── OutcomeUnknownError     the deadline passed; the request may still be applied
     │   ├── CircuitOpenError        too many recent engine faults; calls fail fast for a while
     │   └── IdempotencyConflictError  an idempotency key was reused for a different request
-    └── InvariantViolationError     an internal money invariant failed (a bug; never ignored)
+    ├── InvariantViolationError     an internal money invariant failed (a bug; never ignored)
+    └── HttpApiError                our HTTP API answered an error no class above names, or
+        │                           none at all (`status`, `code`, `details`; `tbledger.client`)
+        ├── ApiUnreachableError     no answer: the service could not be reached (`status` None)
+        ├── ApiAuthError            401/403: no key, a bad or revoked one, or a scope too narrow
+        ├── RateLimitedError        429: the key's budget ran out (`retry_after_s`)
+        └── ServiceUnavailableError  503 ``unavailable``: the engine or the database is down
+
+`tbledger.client` raises the classes above the API's errors stand for (a 409 ``exceeds_credits``
+is an `InsufficientBalanceError`, a 422 a `ValidationError`, a 503 ``outcome_unknown`` an
+`OutcomeUnknownError`...), each raised ``from`` the `HttpApiError` that carries the answer.
 
 The engine port keeps the official client's own exceptions (``tigerbeetle.TooMuchDataError``,
 ``tigerbeetle.ClientClosedError``, ``tigerbeetle.IntegerOverflowError``, ...), so code written for
@@ -263,3 +273,58 @@ class UnknownReferenceError(ValidationError, LookupError):
         super().__init__(message)
         self.code = code
         self.details: dict[str, object] = dict(details or {})
+
+
+class HttpApiError(TbledgerError):
+    """Our HTTP API answered with an error (or did not answer: `status` is None).
+
+    `status` is the HTTP status, `code` the API's stable error code, `details` its details. The
+    client raises it directly for answers no library class names (401, 403, 429, 405, 500...),
+    and as the ``__cause__`` of the library error it raises for the others.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        code: str,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details: dict[str, object] = dict(details or {})
+
+
+class ApiUnreachableError(HttpApiError):
+    """The service could not be reached, or the connection broke before an answer: a write may
+    or may not have been applied; retry it with the same idempotency key."""
+
+
+class ApiAuthError(HttpApiError):
+    """401: no API key, or a malformed, unknown or revoked one; 403: the key's scope may not use
+    this route or open this kind of account."""
+
+
+class RateLimitedError(HttpApiError):
+    """429: the key's requests, transfers or body bytes per second ran out; `retry_after_s` is
+    the service's ``Retry-After`` (whole seconds), None when it sent none."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        code: str = "rate_limited",
+        details: dict[str, object] | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, details=details)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailableError(HttpApiError):
+    """503 ``unavailable``: the service cannot reach its engine or its database now. Nothing is
+    known to have been applied; retry with the same idempotency key."""

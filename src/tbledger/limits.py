@@ -201,3 +201,8 @@ FEE_FIXED_MINOR_MAX: Final = (1 << 63) - 1
 # Why: the current rates are listed in one response; an operator prices a few hundred pairs at
 # most, and more than this is refused rather than truncated.
 RATE_PAIRS_MAX: Final = 1000
+
+# Why: the HTTP client's bound on one request, connecting and reading together. The service
+# answers a write within its engine deadline or says 503 `outcome_unknown`; 30 s is far past that,
+# so the client gives up only on a service that is not answering at all.
+CLIENT_TIMEOUT_S: Final = 30.0

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tbledger.benchmarks import SECTIONS
+from tbledger.tools.bench import SECTIONS
 
 QUICK_BUDGET_S = 60.0
 FIGURE_KEYS = {"key", "label", "unit", "value", "runs", "baseline", "baseline_value", "ratio"}

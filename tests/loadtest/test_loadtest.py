@@ -17,9 +17,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tbledger.api import mint_key
+from tbledger.admin import create_key, upgrade_database
 from tbledger.config import Settings
-from tbledger.loadtest import (
+from tbledger.errors import ApiUnreachableError
+from tbledger.tools.loadtest import (
     SATURATED,
     Arrival,
     Arrivals,
@@ -38,7 +39,6 @@ from tbledger.loadtest import (
     build_plan,
     run_loadtest,
 )
-from tbledger.store import Store
 from tests.support.live_service import live_service
 from tests.support.tbserver import free_port
 
@@ -247,13 +247,10 @@ class Service:
 
 
 async def _admin_key(database_url: str) -> str:
-    store = await Store.connect(database_url, migrate=True)
-    try:
-        minted = mint_key(name="loadtest", scope="admin")
-        await store.create_api_key(minted.record)
-    finally:
-        await store.close()
-    return minted.token
+    await upgrade_database(database_url)
+    created = await create_key(database_url, name="loadtest", admin=True)
+    assert created.token is not None
+    return created.token
 
 
 @pytest.fixture
@@ -299,8 +296,10 @@ async def test_http_target_counts_errors_by_status_and_code(service: Service) ->
 async def test_an_unreachable_service_fails_by_exception_type() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     target = HttpTarget(url, "tbl_nope_nope", ledger="USD", connections=4)
-    with pytest.raises(aiohttp.ClientConnectionError):
+    with pytest.raises(ApiUnreachableError) as unreachable:
         await target.open()
+    # The transport's own exception says why (it names the error when requests fail later).
+    assert isinstance(unreachable.value.__cause__, aiohttp.ClientConnectionError)
     # A failed open leaves nothing open behind it.
     with pytest.raises(RuntimeError, match="not open"):
-        _ = target.http
+        _ = target.client

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tbledger.benchmarks.env import start_replica as local_replica
+from tbledger.tools.bench.env import start_replica as local_replica
 
 CLUSTER_ID = 0
 

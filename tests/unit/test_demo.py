@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tbledger.demo import run_demo
+from tbledger.tools.demo import run_demo
 
 
 async def test_demo_shows_balances_moving() -> None:

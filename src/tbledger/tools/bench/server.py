@@ -1,6 +1,6 @@
 """The HTTP section's server process: the API over the twin in memory, served by uvicorn.
 
-Run as ``python -m tbledger.benchmarks.server --port P --database-url URL [--schema S]
+Run as ``python -m tbledger.tools.bench.server --port P --database-url URL [--schema S]
 --accounts N --setup FILE``: connects a `LedgerService` (the twin in memory, the audit trail in
 `URL`), creates N ``system_buffer`` accounts on ledger 1 (in bulk, as the benchmarks do) and an
 admin API key, writes ``{"token", "account_ids", "pid"}`` to FILE, then serves the app until
@@ -26,10 +26,10 @@ async def _serve(args: argparse.Namespace) -> None:
     import uvicorn  # noqa: PLC0415
 
     from tbledger.api import create_app, mint_key  # noqa: PLC0415
-    from tbledger.benchmarks.workbench import Workbench  # noqa: PLC0415
     from tbledger.config import Settings  # noqa: PLC0415
     from tbledger.ids import format_id  # noqa: PLC0415
     from tbledger.service import LedgerService  # noqa: PLC0415
+    from tbledger.tools.bench.workbench import Workbench  # noqa: PLC0415
 
     settings = Settings(
         engine_url="memory://",

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tbledger.benchmarks.common import BenchOptions
+from tbledger.tools.bench.common import BenchOptions
 
 __all__ = ["Postgres", "RealServer", "find_postgres", "machine", "real_server", "versions"]
 

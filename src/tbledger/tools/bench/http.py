@@ -1,12 +1,12 @@
 """Section 3, http: the API served by uvicorn in a process of its own, vs the library path.
 
-The server (`tbledger.benchmarks.server`) runs the app over the twin in memory with the audit
+The server (`tbledger.tools.bench.server`) runs the app over the twin in memory with the audit
 trail in PostgreSQL (a fresh schema; SQLite when there is no PostgreSQL), in its own process, so
 that it does not share the GIL with the clients. It is measured with:
 
 * single-transfer requests (``POST /v1/transfers``): a closed loop of K keep-alive connections
   (aiohttp, on uvloop when installed), each sending its next request when the last one is
-  answered, spread over one or more client processes (`tbledger.benchmarks.loadclient`), for a
+  answered, spread over one or more client processes (`tbledger.tools.bench.loadclient`), for a
   fixed window after a warm-up; requests/s counts the 201s answered inside the window. The
   server's and the clients' CPU time over the window say which side is the bottleneck (the
   clients' CPU per request is a small fraction of the server's, so the figures measure the
@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 
-from tbledger.benchmarks.common import BenchmarkError, Figure, Section, split, uniform_pairs
-from tbledger.benchmarks.context import Context
-from tbledger.benchmarks.loadclient import event_loop, session
-from tbledger.benchmarks.workbench import (
+from tbledger.client import LedgerClient
+from tbledger.errors import TbledgerError
+from tbledger.tools.bench.common import BenchmarkError, Figure, Section, split, uniform_pairs
+from tbledger.tools.bench.context import Context
+from tbledger.tools.bench.loadclient import event_loop, session
+from tbledger.tools.bench.workbench import (
     TWIN_MEMORY,
     Run,
     Workbench,
@@ -88,12 +89,9 @@ def runqueue_wait_s(pid: int) -> float | None:
 def engine_events(server: Server) -> tuple[float, float] | None:
     """(events, requests) the server's batcher sent to the engine so far (its /metrics)."""
     try:
-        text = httpx.get(
-            f"{server.url}/metrics",
-            headers={"authorization": f"Bearer {server.token}"},
-            timeout=10,
-        ).text
-    except httpx.HTTPError:
+        with LedgerClient(server.url, api_key=server.token, timeout_s=10) as client:
+            text = client.metrics()
+    except TbledgerError:
         return None
     found: dict[str, float] = {}
     for line in text.splitlines():
@@ -155,7 +153,7 @@ def serve(
     command = [
         sys.executable,
         "-m",
-        "tbledger.benchmarks.server",
+        "tbledger.tools.bench.server",
         "--port",
         str(port),
         "--database-url",
@@ -183,9 +181,9 @@ def serve(
             if time.monotonic() > deadline:
                 raise BenchmarkError("the server did not answer within 180 s")
             if setup.exists():
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
+                with contextlib.suppress(TbledgerError), LedgerClient(url, timeout_s=2) as probe:
+                    probe.health()
+                    break
             time.sleep(0.1)
         data = json.loads(setup.read_text())
         yield Server(url, int(data["pid"]), data["token"], data["account_ids"], process, log)
@@ -301,7 +299,7 @@ class ClientPool:
         while len(self.processes) < count:
             self.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "tbledger.benchmarks.loadclient"],
+                    [sys.executable, "-m", "tbledger.tools.bench.loadclient"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
@@ -342,7 +340,7 @@ def closed_loop(
     for client, share in zip(clients, shares, strict=True):
         job = {
             "url": server.url,
-            "path": "/v1/transfers",
+            "route": "transfer",
             "expect": 201,
             "token": server.token,
             "bodies": _bodies(rng, server.account_ids, BODIES_PER_CLIENT),
@@ -436,16 +434,14 @@ async def batch_run(
     async with session(server.url, server.token, streams, 300.0) as client:
         # One small request per connection first, so that they are open before the timed region.
         async def open_one() -> None:
-            async with client.get("/healthz") as response:
-                await response.read()
+            await client.health()
 
         await asyncio.gather(*(open_one() for _ in range(streams)))
 
         async def stream(share: list[bytes]) -> None:
             for body in share:
-                async with client.post("/v1/transfers/batch", data=body) as response:
-                    status = response.status
-                    content = await response.read()
+                answer = await client.send_encoded("batch", body)
+                status, content = answer.status, answer.content
                 if status != 200:
                     raise BenchmarkError(
                         f"batch of {size}: HTTP {status}: {content[:300].decode(errors='replace')}"

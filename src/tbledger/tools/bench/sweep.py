@@ -15,14 +15,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tbledger.benchmarks.common import (
+from tbledger.tools.bench.common import (
     BATCH_EVENTS_MAX,
     Section,
     check_engine_replies,
     check_service_replies,
 )
-from tbledger.benchmarks.context import Context
-from tbledger.benchmarks.workbench import (
+from tbledger.tools.bench.context import Context
+from tbledger.tools.bench.workbench import (
     ENGINE_LABELS,
     REAL,
     TWIN_MEMORY,

@@ -27,10 +27,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tbledger.benchmarks.common import BATCH_EVENTS_MAX, BenchmarkError, Section, split
-from tbledger.benchmarks.context import Context
-from tbledger.benchmarks.env import asyncpg_dsn
-from tbledger.benchmarks.workbench import (
+from tbledger.service import LedgerService
+from tbledger.tools.bench.common import BATCH_EVENTS_MAX, BenchmarkError, Section, split
+from tbledger.tools.bench.context import Context
+from tbledger.tools.bench.env import asyncpg_dsn
+from tbledger.tools.bench.workbench import (
     ENGINE_LABELS,
     REAL,
     TWIN_MEMORY,
@@ -39,7 +40,6 @@ from tbledger.benchmarks.workbench import (
     engine_client,
     open_service,
 )
-from tbledger.service import LedgerService
 
 __all__ = ["run_baseline"]
 
@@ -100,7 +100,7 @@ class PostgresLedger:
             await conn.execute(self.entry_sql, debit, credit, 1)
 
     def pairs(self, count: int, *, hot: bool) -> list[tuple[int, int]]:
-        from tbledger.benchmarks.common import hot_pairs, uniform_pairs  # noqa: PLC0415
+        from tbledger.tools.bench.common import hot_pairs, uniform_pairs  # noqa: PLC0415
 
         if hot:
             return hot_pairs(self.rng, self.ids, count)

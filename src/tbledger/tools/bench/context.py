@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tbledger.benchmarks.common import BenchOptions, Plan, Steps
-from tbledger.benchmarks.env import Postgres, RealServer
+from tbledger.tools.bench.common import BenchOptions, Plan, Steps
+from tbledger.tools.bench.env import Postgres, RealServer
 
 __all__ = ["Context"]
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from tbledger.benchmarks.common import BATCH_EVENTS_MAX, Section
-from tbledger.benchmarks.context import Context
-from tbledger.benchmarks.workbench import (
+from tbledger.engine.batcher import Batcher
+from tbledger.tools.bench.common import BATCH_EVENTS_MAX, Section
+from tbledger.tools.bench.context import Context
+from tbledger.tools.bench.workbench import (
     ENGINE_KINDS,
     ENGINE_LABELS,
     REAL,
@@ -35,7 +36,6 @@ from tbledger.benchmarks.workbench import (
     events_per_request,
     open_service,
 )
-from tbledger.engine.batcher import Batcher
 
 __all__ = ["MODES", "run_service"]
 

@@ -1,15 +1,17 @@
 """A closed-loop HTTP client process for the HTTP section: K connections, one request each at a
 time.
 
-Run as ``python -m tbledger.benchmarks.loadclient``; for each JSON job read from stdin (url,
-path, token, bodies, connections, warmup_s, seconds), prints ``ready``, waits for a line holding the
-wall-clock start time, runs, and prints one JSON result: requests completed inside the measured
-window, errors, the window's latencies (seconds) and the process's CPU seconds over the window.
-It serves jobs until stdin closes, so that one process serves every run of a section.
+Run as ``python -m tbledger.tools.bench.loadclient``; for each JSON job read from stdin (url,
+route (``transfer`` or ``batch``), token, bodies, connections, warmup_s, seconds), prints
+``ready``, waits for a line holding the wall-clock start time, runs, and prints one JSON result:
+requests completed inside the measured window, errors, the window's latencies (seconds) and the
+process's CPU seconds over the window. It serves jobs until stdin closes, so that one process
+serves every run of a section.
 
-The client is aiohttp (one ``ClientSession``, a ``TCPConnector`` limited to K keep-alive
-connections) on uvloop when it is installed: it costs a fraction of the CPU per request that the
-server spends, so that the figures measure the server, not the client.
+The client is `tbledger.client` on its aiohttp transport (one ``ClientSession``, a
+``TCPConnector`` limited to K keep-alive connections), sending bodies encoded once up front
+(`AsyncLedgerClient.send_encoded`), on uvloop when it is installed: it costs a fraction of the
+CPU per request that the server spends, so that the figures measure the server, not the client.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import json
 import sys
 import time
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
+
+from tbledger.client import AiohttpTransport, AsyncLedgerClient
+from tbledger.errors import ApiUnreachableError
 
 __all__ = ["event_loop", "main", "session"]
 
@@ -48,22 +53,32 @@ def run(job: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(job)
 
 
-def session(url: str, token: str, connections: int, timeout_s: float) -> aiohttp.ClientSession:
-    """A session on `url` holding at most `connections` keep-alive connections, sending the
-    bearer `token` and a JSON content type with every request."""
-    return aiohttp.ClientSession(
-        base_url=url,
-        connector=aiohttp.TCPConnector(limit=connections, limit_per_host=0, force_close=False),
-        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
-        timeout=aiohttp.ClientTimeout(total=timeout_s),
-        auto_decompress=False,
+def session(url: str, token: str, connections: int, timeout_s: float) -> AsyncLedgerClient:
+    """A client of the service at `url` on the aiohttp transport, holding at most `connections`
+    keep-alive connections and sending the bearer `token` with every request."""
+    transport = AiohttpTransport(
+        url,
+        headers={"authorization": f"Bearer {token}"},
+        timeout_s=timeout_s,
+        connections=connections,
     )
+    return AsyncLedgerClient(transport=transport)
+
+
+Route = Literal["transfer", "batch"]
+
+
+def _route(job: dict[str, Any]) -> Route:
+    route = str(job["route"])
+    if route not in ("transfer", "batch"):
+        raise ValueError(f"unknown route {route!r}: transfer or batch")
+    return "transfer" if route == "transfer" else "batch"
 
 
 async def _run(job: dict[str, Any], start_at: float) -> dict[str, Any]:
     bodies: list[bytes] = [b.encode() for b in job["bodies"]]
     connections = int(job["connections"])
-    path = str(job["path"])
+    route = _route(job)
     expect = int(job["expect"])
     window_start = start_at + float(job["warmup_s"])
     window_end = window_start + float(job["seconds"])
@@ -83,12 +98,13 @@ async def _run(job: dict[str, Any], start_at: float) -> dict[str, Any]:
                 n += connections
                 started = time.perf_counter()
                 try:
-                    async with client.post(path, data=body) as response:
-                        status = response.status
-                        payload = await response.read()
+                    answer = await client.send_encoded(route, body)
+                    status = answer.status
+                    payload = answer.content
                     detail = payload[:200].decode(errors="replace") if status != expect else ""
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    status, detail = -1, f"{type(exc).__name__}: {exc}"
+                except ApiUnreachableError as exc:
+                    cause = exc.__cause__ or exc
+                    status, detail = -1, f"{type(cause).__name__}: {cause}"
                 took = time.perf_counter() - started
                 done = time.time()
                 counts["all"] += 1

@@ -21,7 +21,9 @@ from typing import Any
 
 import tigerbeetle as tb
 
-from tbledger.benchmarks.common import (
+from tbledger.service import LedgerService, TransferRequest
+from tbledger.store import AccountRecord, Store, StoreOptions
+from tbledger.tools.bench.common import (
     ACCOUNT_TYPE,
     BATCH_EVENTS_MAX,
     CODE,
@@ -36,9 +38,7 @@ from tbledger.benchmarks.common import (
     transfers_for,
     uniform_pairs,
 )
-from tbledger.benchmarks.env import Postgres, RealServer
-from tbledger.service import LedgerService, TransferRequest
-from tbledger.store import AccountRecord, Store, StoreOptions
+from tbledger.tools.bench.env import Postgres, RealServer
 
 __all__ = ["Run", "Workbench", "engine_client", "open_service"]
 

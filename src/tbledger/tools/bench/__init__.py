@@ -37,10 +37,10 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tbledger.benchmarks.common import SECTIONS, BenchOptions, Plan, Section, Steps, WarningLog
-from tbledger.benchmarks.context import Context
-from tbledger.benchmarks.env import find_postgres, load_average, machine, real_server, versions
-from tbledger.benchmarks.report import make_charts, render_docs, targets
+from tbledger.tools.bench.common import SECTIONS, BenchOptions, Plan, Section, Steps, WarningLog
+from tbledger.tools.bench.context import Context
+from tbledger.tools.bench.env import find_postgres, load_average, machine, real_server, versions
+from tbledger.tools.bench.report import make_charts, render_docs, targets
 
 __all__ = ["SECTIONS", "BenchOptions", "Plan", "command_line", "run"]
 
@@ -81,22 +81,22 @@ def _shower(progress: Progress, task: TaskID) -> Callable[[str], None]:
 
 def _runner(name: str) -> Callable[[Context], Coroutine[Any, Any, Section]]:
     if name == "engine":
-        from tbledger.benchmarks.engine import run_engine  # noqa: PLC0415
+        from tbledger.tools.bench.engine import run_engine  # noqa: PLC0415
 
         return run_engine
     if name == "service":
-        from tbledger.benchmarks.service import run_service  # noqa: PLC0415
+        from tbledger.tools.bench.service import run_service  # noqa: PLC0415
 
         return run_service
     if name == "http":
-        from tbledger.benchmarks.http import run_http  # noqa: PLC0415
+        from tbledger.tools.bench.http import run_http  # noqa: PLC0415
 
         return run_http
     if name == "baseline":
-        from tbledger.benchmarks.baseline import run_baseline  # noqa: PLC0415
+        from tbledger.tools.bench.baseline import run_baseline  # noqa: PLC0415
 
         return run_baseline
-    from tbledger.benchmarks.sweep import run_sweep  # noqa: PLC0415
+    from tbledger.tools.bench.sweep import run_sweep  # noqa: PLC0415
 
     return run_sweep
 

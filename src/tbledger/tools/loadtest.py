@@ -61,14 +61,24 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
-import aiohttp
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from tbledger.client import (
+    AiohttpTransport,
+    AsyncLedgerClient,
+    TransferResult,
+    TransferSpec,
+    answer_of,
+)
+from tbledger.errors import AccountNotFoundError, ApiAuthError, TbledgerError
+
+_R = TypeVar("_R")
 
 __all__ = [
     "Arrival",
@@ -686,8 +696,13 @@ async def _bounded(limit: int, jobs: Iterable[Awaitable[Any]]) -> list[Any]:
 
 
 class HttpTarget:
-    """A running tbledger service, reached with an admin key over one pooled aiohttp session
-    (keep-alive, at most `connections` connections)."""
+    """A running tbledger service, reached with an admin key through `tbledger.client` on its
+    aiohttp transport (one pooled session, keep-alive, at most `connections` connections): at
+    these rates httpx would spend more CPU per request than the service and measure itself.
+
+    Merchants get the run's fee schedule (`FEE_PER_MILLE` as basis points, `FEE_FIXED_MINOR`),
+    so that the platform charges each payment `payment_fee` of its amount: a request never sets
+    its own price."""
 
     def __init__(self, url: str, api_key: str, *, ledger: str, connections: int) -> None:
         self.url = url.rstrip("/")
@@ -695,123 +710,140 @@ class HttpTarget:
         self._api_key = api_key
         self._ledger = ledger
         self._connections = connections
-        self._http: aiohttp.ClientSession | None = None
+        self._client: AsyncLedgerClient | None = None
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self._connections,
-            keepalive_timeout=HTTP_KEEPALIVE_S,
-            ttl_dns_cache=None,
-        )
-        self._http = aiohttp.ClientSession(
-            connector=connector,
+        transport = AiohttpTransport(
+            self.url,
             headers={"Authorization": f"Bearer {self._api_key}"},
-            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S),
-            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout_s=HTTP_TIMEOUT_S,
+            connections=self._connections,
+            keepalive_s=HTTP_KEEPALIVE_S,
+            read_attempts=HTTP_READ_ATTEMPTS,
         )
+        self._client = AsyncLedgerClient(transport=transport)
         try:
-            answer = await self._get("/v1/balances", [("account_id", "0x1")])
-            if answer.status in (401, 403):
-                raise RequestFailed(answer.kind(), "the API key was refused (an admin key?)")
+            await self.client.get_balances(["0x1"])
+        except ApiAuthError as exc:
+            await self.close()
+            kind = f"{exc.status} {exc.code}"
+            raise RequestFailed(kind, "the API key was refused (an admin key?)") from None
+        except AccountNotFoundError:
+            pass  # the key works: 0x1 is nobody's account
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     @property
-    def http(self) -> aiohttp.ClientSession:
-        if self._http is None:
+    def client(self) -> AsyncLedgerClient:
+        if self._client is None:
             raise RuntimeError("the target is not open")
-        return self._http
+        return self._client
 
-    async def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> _Answer:
-        """A read, retried on transport errors (it changes nothing)."""
-        for attempt in range(1, HTTP_READ_ATTEMPTS + 1):
-            try:
-                async with self.http.get(self.url + path, params=params or None) as response:
-                    return _Answer(response.status, await response.read())
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
-                if attempt == HTTP_READ_ATTEMPTS:
-                    raise
-                await asyncio.sleep(0.05 * attempt)
-        raise AssertionError("unreachable")
-
-    async def _post(self, path: str, body: Mapping[str, Any], key: str | None = None) -> Any:
-        headers = {"Idempotency-Key": key} if key else None
-        async with self.http.post(self.url + path, json=body, headers=headers) as response:
-            answer = _Answer(response.status, await response.read())
-        if answer.status not in (200, 201):
-            raise RequestFailed(answer.kind())
-        return answer.json()
+    @staticmethod
+    async def _call(work: Awaitable[_R]) -> _R:
+        """`work`'s answer; an error answer as `RequestFailed`, counted by status and code
+        (``409 exceeds_credits``), no answer by the transport's exception."""
+        try:
+            return await work
+        except TbledgerError as exc:
+            answer = answer_of(exc)
+            if answer is None:
+                raise
+            if answer.status is None:
+                cause = exc.__cause__
+                raise RequestFailed(type(cause or exc).__name__, str(exc)) from exc
+            raise RequestFailed(f"{answer.status} {answer.code}", str(exc)) from exc
 
     async def open_account(self, owner_id: str, *, merchant: bool) -> str:
-        body = {
-            "ledger": self._ledger,
-            "account_type": "merchant" if merchant else "user",
-            "owner_id": owner_id,
-        }
-        return str((await self._post("/v1/accounts", body))["id"])
+        account = await self._call(
+            self.client.create_account(
+                ledger=self._ledger,
+                account_type="merchant" if merchant else "user",
+                owner_id=owner_id,
+            )
+        )
+        if merchant:
+            await self._call(
+                self.client.set_fee_schedule(
+                    account.id,
+                    fee_bps=FEE_PER_MILLE * 10,
+                    fee_fixed=FEE_FIXED_MINOR,
+                    amount_unit="minor",
+                    fee_payer="payer",
+                )
+            )
+        return account.id
 
     async def deposit(self, account: str, amount: int) -> Outcome:
-        body = {
-            "account_id": account,
-            "amount": str(amount),
-            "amount_unit": "minor",
-            "ledger": self._ledger,
-        }
-        return _flow_outcome(await self._post("/v1/flows/deposit", body))
+        result = await self._call(
+            self.client.deposit(
+                account_id=account, amount=amount, amount_unit="minor", ledger=self._ledger
+            )
+        )
+        return _flow_outcome(result.transfers)
 
     async def pay(self, payer: str, merchant: str, amount: int, fee: int, key: str) -> Outcome:
-        body = {
-            "payer_id": payer,
-            "merchant_id": merchant,
-            "amount": str(amount),
-            "fee": str(fee),
-            "amount_unit": "minor",
-            "ledger": self._ledger,
-        }
-        answer = await self._post("/v1/flows/payments", body, key)
-        outcome = _flow_outcome(answer)
-        return replace(outcome, accounts=(str(answer["details"]["refundable_account_id"]),))
+        # `fee` is what the merchant's schedule charges (set when it was opened): the platform
+        # prices the payment, the request does not.
+        result = await self._call(
+            self.client.pay(
+                payer_id=payer,
+                merchant_id=merchant,
+                amount=amount,
+                amount_unit="minor",
+                ledger=self._ledger,
+                idempotency_key=key,
+            )
+        )
+        if int(result.details.fee_minor) != fee:
+            raise RequestFailed("fee_mismatch", f"charged {result.details.fee_minor}, not {fee}")
+        outcome = _flow_outcome(result.transfers)
+        return replace(outcome, accounts=(result.details.refundable_account_id,))
 
-    def _transfer_body(self, debit: str, credit: str, amount: int) -> dict[str, Any]:
-        return {
-            "debit_account_id": debit,
-            "credit_account_id": credit,
-            "amount": str(amount),
-            "amount_unit": "minor",
-            "ledger": self._ledger,
-        }
+    def _spec(self, debit: str, credit: str, amount: int) -> TransferSpec:
+        return TransferSpec(
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            amount_unit="minor",
+            ledger=self._ledger,
+        )
 
     async def hold(self, debit: str, credit: str, amount: int, key: str) -> Outcome:
-        body = self._transfer_body(debit, credit, amount)
-        return _result_outcome(await self._post("/v1/transfers/pending", body, key))
+        spec = self._spec(debit, credit, amount)
+        result = await self._call(self.client.create_pending_transfer(spec, idempotency_key=key))
+        return _result_outcome(result)
 
     async def capture(self, hold_id: str, key: str) -> Outcome:
-        return _result_outcome(await self._post(f"/v1/transfers/{hold_id}/post", {}, key))
+        result = await self._call(self.client.post_pending_transfer(hold_id, idempotency_key=key))
+        return _result_outcome(result)
 
     async def transfer(self, debit: str, credit: str, amount: int, key: str) -> Outcome:
-        body = self._transfer_body(debit, credit, amount)
-        return _result_outcome(await self._post("/v1/transfers", body, key))
+        spec = self._spec(debit, credit, amount)
+        result = await self._call(self.client.create_transfer(spec, idempotency_key=key))
+        return _result_outcome(result)
 
     async def _inspect_one(self, transfer_id: str) -> Inspection:
-        answer = await self._get(f"/v1/transfers/{transfer_id}")
-        if answer.status == 404:
-            return Inspection(transfer_id, in_engine=False)
-        if answer.status != 200:
-            raise RequestFailed(answer.kind(), f"GET /v1/transfers/{transfer_id}")
-        body = answer.json()
+        try:
+            found = await self._call(self.client.get_transfer(transfer_id))
+        except RequestFailed as exc:
+            if exc.kind.startswith("404"):
+                return Inspection(transfer_id, in_engine=False)
+            raise
+        leg = found.metadata.get("leg")
         return Inspection(
             transfer_id,
-            in_engine=body.get("timestamp") is not None,
-            debit=body.get("debit_account_id"),
-            credit=body.get("credit_account_id"),
-            leg=(body.get("metadata") or {}).get("leg"),
-            audit=tuple(str(e["kind"]) for e in body.get("audit") or ()),
+            in_engine=found.timestamp is not None,
+            debit=found.debit_account_id,
+            credit=found.credit_account_id,
+            leg=leg if isinstance(leg, str) else None,
+            audit=tuple(e.kind for e in found.audit),
         )
 
     async def inspect(self, transfer_ids: Sequence[str]) -> list[Inspection]:
@@ -819,17 +851,15 @@ class HttpTarget:
         return await _bounded(limit, (self._inspect_one(t) for t in transfer_ids))
 
     async def _balances(self, ids: Sequence[str]) -> dict[str, Counters]:
-        answer = await self._get("/v1/balances", [("account_id", i) for i in ids])
-        if answer.status != 200:
-            raise RequestFailed(answer.kind(), "GET /v1/balances")
+        balances = await self._call(self.client.get_balances(ids))
         return {
-            str(b["account_id"]): Counters(
-                int(b["debits_posted"]),
-                int(b["credits_posted"]),
-                int(b["debits_pending"]),
-                int(b["credits_pending"]),
+            b.account_id: Counters(
+                int(b.debits_posted),
+                int(b.credits_posted),
+                int(b.debits_pending),
+                int(b.credits_pending),
             )
-            for b in answer.json()["balances"]
+            for b in balances
         }
 
     async def counters(self, account_ids: Sequence[str]) -> dict[str, Counters]:
@@ -840,37 +870,17 @@ class HttpTarget:
         return {k: v for page in pages for k, v in page.items()}
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """An HTTP response, read in full: its status and body."""
-
-    status: int
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def kind(self) -> str:
-        """How an error answer is counted: the status and the API's error code, if any."""
-        try:
-            code = self.json()["error"]["code"]
-        except (ValueError, KeyError, TypeError):
-            return str(self.status)
-        return f"{self.status} {code}"
+def _result_outcome(result: TransferResult) -> Outcome:
+    if not result.ok:
+        raise RequestFailed(f"refused {result.status}")
+    return Outcome((result.id,))
 
 
-def _result_outcome(answer: Any) -> Outcome:
-    if not answer.get("ok"):
-        raise RequestFailed(f"refused {answer.get('status')}")
-    return Outcome((str(answer["id"]),))
-
-
-def _flow_outcome(answer: Any) -> Outcome:
-    results = answer["transfers"]
-    failed = [r for r in results if not r.get("ok")]
+def _flow_outcome(results: Sequence[TransferResult]) -> Outcome:
+    failed = [r for r in results if not r.ok]
     if failed:
-        raise RequestFailed(f"refused {failed[0].get('status')}")
-    return Outcome(tuple(str(r["id"]) for r in results))
+        raise RequestFailed(f"refused {failed[0].status}")
+    return Outcome(tuple(r.id for r in results))
 
 
 class LibraryTarget:
@@ -916,8 +926,6 @@ class LibraryTarget:
             self._tmp = None
 
     async def _guarded(self, work: Awaitable[Any]) -> Any:
-        from tbledger.errors import TbledgerError  # noqa: PLC0415
-
         try:
             return await work
         except TbledgerError as exc:
@@ -1072,13 +1080,18 @@ async def prepare(target: LedgerTarget, config: LoadConfig, run_id: str, operati
         users[-1], merchants[0], AMOUNT_MINOR_MIN, payment_fee(AMOUNT_MINOR_MIN), f"{run_id}-probe"
     )
     inspected = await target.inspect([deposits[0].transfer_ids[0], *probe.transfer_ids])
+    # The system accounts are found from the transfers' shape, not from what a caller could
+    # write: a deposit's one leg is debited to the treasury; of the payment's legs, the one
+    # from the payer to another account than the merchant credits the fee pool, and the one
+    # crediting the payment's refund allowance is debited to the buffer.
     roles: dict[str, str] = {}
+    payer, merchant, allowance = users[-1], merchants[0], probe.accounts[0]
     for found in inspected:
-        if found.leg == "deposit" and found.debit:
+        if found.transfer_id == deposits[0].transfer_ids[0] and found.debit:
             roles["treasury"] = found.debit
-        elif found.leg == "fee" and found.credit:
-            roles["fee_pool"] = found.credit
-        elif found.leg == "refund_allowance" and found.debit:
+        elif found.debit == payer and found.credit not in (None, merchant):
+            roles["fee_pool"] = str(found.credit)
+        elif found.credit == allowance and found.debit:
             roles["buffer"] = found.debit
     missing = {"treasury", "fee_pool", "buffer"} - set(roles)
     if missing:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 
-from tbledger.benchmarks.common import BATCH_EVENTS_MAX, Section
-from tbledger.benchmarks.context import Context
-from tbledger.benchmarks.workbench import (
+from tbledger.tools.bench.common import BATCH_EVENTS_MAX, Section
+from tbledger.tools.bench.context import Context
+from tbledger.tools.bench.workbench import (
     ENGINE_KINDS,
     ENGINE_LABELS,
     REAL,

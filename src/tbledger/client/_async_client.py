@@ -1,0 +1,851 @@
+"""`AsyncLedgerClient`: every route of the HTTP API as one typed, async method.
+
+This file is the source of the blocking `LedgerClient` too: ``_sync_client.py`` is generated
+from it (``python -m tbledger.tools.sync_client``; a test checks that it is current), so that the
+two clients never drift apart. Write nothing here that a plain removal of the async keywords
+would not turn into the blocking twin.
+
+Each method builds one request (path, query, JSON body with the caller's fields only, so that the
+service's defaults apply) and reads one answer: the typed model on success, the library's
+exception for an error (`tbledger.client._errors`). Ids are accepted as the API's strings or as
+ints (u128, sent as ``0x`` hex); amounts as decimal strings, ints or ``Decimal`` (never float),
+read in ``amount_unit``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+from tbledger.client._errors import error_from_answer
+from tbledger.client._models import (
+    Account,
+    AccountDetails,
+    AccountPage,
+    AnchorAuthorizationDetails,
+    AnchorFulfillmentDetails,
+    AnchorReleaseDetails,
+    AnchorStatus,
+    AuditEntry,
+    Balance,
+    BatchResult,
+    EscrowLockDetails,
+    EscrowReleaseDetails,
+    EscrowVoidDetails,
+    ExchangeDetails,
+    FeeSchedule,
+    FlowResult,
+    Liquidity,
+    LiquidityDetails,
+    Liveness,
+    Model,
+    PaymentDetails,
+    Quote,
+    Rate,
+    Readiness,
+    RecoveryReport,
+    Refundable,
+    RefundDetails,
+    SettlementDetails,
+    SettlementReversalDetails,
+    Transfer,
+    TransferPage,
+    TransferResult,
+)
+from tbledger.client._spec import TransferSpec, amount_text, id_text, transfer_body
+from tbledger.client._transport import Answer, AsyncTransport, HttpxAsyncTransport, StreamRefused
+from tbledger.limits import CLIENT_TIMEOUT_S
+
+__all__ = ["AsyncLedgerClient"]
+
+M = TypeVar("M", bound=Model)
+Id = str | int
+Amount = str | int | Decimal
+AmountUnit = Literal["major", "minor"]
+Params = Sequence[tuple[str, str]]
+
+
+def _segment(value: Id) -> str:
+    """An id or name as one path segment (a caller's text cannot reach another route)."""
+    return quote(id_text(value) if isinstance(value, int) else value, safe="")
+
+
+def _fields(**fields: object) -> dict[str, object]:
+    """A body of the fields the caller gave: None means "the service's default"."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class AsyncLedgerClient:
+    """The tbledger HTTP API, async. ``async with AsyncLedgerClient(url, api_key=...) as c:``.
+
+    `transport` replaces the default (httpx) with another `AsyncTransport` (for the async client,
+    `AiohttpTransport` where the client's own CPU matters); `url`, `api_key` and `timeout_s` are
+    then the transport's business.
+    """
+
+    def __init__(
+        self,
+        url: str = "",
+        *,
+        api_key: str | None = None,
+        timeout_s: float = CLIENT_TIMEOUT_S,
+        transport: AsyncTransport | None = None,
+    ) -> None:
+        if transport is None:
+            headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+            transport = HttpxAsyncTransport(url, headers=headers, timeout_s=timeout_s)
+        self.transport = transport
+
+    @property
+    def base_url(self) -> str:
+        return self.transport.base_url
+
+    async def __aenter__(self) -> AsyncLedgerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    # -- the one door -----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Params = (),
+        idempotency_key: str | None = None,
+    ) -> Answer:
+        """One request; its answer when it succeeded (2xx), else the library's exception."""
+        headers: dict[str, str] = {}
+        content = None
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        answer = await self.transport.request(
+            method, path, params=params, content=content, headers=headers
+        )
+        if 200 <= answer.status < 300:
+            return answer
+        raise error_from_answer(answer.status, answer.content, retry_after=answer.retry_after)
+
+    async def _call(
+        self,
+        model: type[M],
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Params = (),
+        idempotency_key: str | None = None,
+    ) -> M:
+        answer = await self.request(
+            method, path, body=body, params=params, idempotency_key=idempotency_key
+        )
+        return model.model_validate_json(answer.content)
+
+    async def send_encoded(self, route: Literal["transfer", "batch"], content: bytes) -> Answer:
+        """POST a body already encoded as JSON to ``/v1/transfers`` (`route` ``"transfer"``) or
+        ``/v1/transfers/batch`` and return the answer unread, whatever its status: for load
+        generators, whose own CPU per request must stay far below the service's."""
+        path = "/v1/transfers" if route == "transfer" else "/v1/transfers/batch"
+        return await self.transport.request(
+            "POST", path, content=content, headers={"Content-Type": "application/json"}
+        )
+
+    # -- probes and operations --------------------------------------------------------------------
+
+    async def health(self) -> Liveness:
+        """Liveness (``GET /healthz``): the process answers."""
+        return await self._call(Liveness, "GET", "/healthz")
+
+    async def ready(self) -> Readiness:
+        """Readiness (``GET /readyz``): a 503 is an answer here, with ``ready`` false."""
+        answer = await self.transport.request("GET", "/readyz")
+        if answer.status in (200, 503):
+            return Readiness.model_validate_json(answer.content)
+        raise error_from_answer(answer.status, answer.content, retry_after=answer.retry_after)
+
+    async def metrics(self) -> str:
+        """Prometheus metrics, as text (admin key)."""
+        answer = await self.request("GET", "/metrics")
+        return answer.content.decode()
+
+    async def recover(self) -> RecoveryReport:
+        """Resolve every intent without an outcome now (admin key)."""
+        return await self._call(RecoveryReport, "POST", "/v1/admin/recover")
+
+    async def events(self, *, since: int = 0, follow: bool = False) -> AsyncIterator[AuditEntry]:
+        """The audit trail after seq `since`, as it is recorded (admin key); with `follow`, the
+        stream stays open for new events until the caller stops iterating."""
+        params = [("since", str(since)), ("follow", "true" if follow else "false")]
+        try:
+            async for line in self.transport.stream_lines("/v1/events", params=params):
+                if line.startswith("data:"):
+                    yield AuditEntry.model_validate_json(line.removeprefix("data:").strip())
+        except StreamRefused as refused:
+            answer = refused.answer
+            raise error_from_answer(
+                answer.status, answer.content, retry_after=answer.retry_after
+            ) from None
+
+    # -- accounts ---------------------------------------------------------------------------------
+
+    async def create_account(
+        self,
+        *,
+        ledger: str | int,
+        account_type: str = "user",
+        owner_id: str | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Account:
+        """Open an account; `account_type` is user, merchant, treasury, escrow, fee_pool, anchor,
+        system_buffer or control (owner keys: user or merchant, for their own owner)."""
+        body = _fields(
+            ledger=str(ledger),
+            account_type=account_type,
+            owner_id=owner_id,
+            name=name,
+            metadata=None if metadata is None else dict(metadata),
+        )
+        return await self._call(
+            Account, "POST", "/v1/accounts", body=body, idempotency_key=idempotency_key
+        )
+
+    async def get_account(self, account_id: Id) -> Account:
+        """An account with its balance; `AccountNotFoundError` when missing (or not visible)."""
+        return await self._call(Account, "GET", f"/v1/accounts/{_segment(account_id)}")
+
+    async def list_accounts(
+        self, *, owner_id: str, limit: int | None = None, cursor: str | None = None
+    ) -> AccountPage:
+        """One page of an owner's accounts; pass ``next_cursor`` as `cursor` for the next."""
+        params = [("owner_id", owner_id)]
+        params += [("limit", str(limit))] if limit is not None else []
+        params += [("cursor", cursor)] if cursor is not None else []
+        return await self._call(AccountPage, "GET", "/v1/accounts", params=params)
+
+    async def freeze_account(self, account_id: Id) -> Account:
+        """Freeze an account: new transfers touching it are refused (admin key)."""
+        return await self._call(Account, "POST", f"/v1/accounts/{_segment(account_id)}/freeze")
+
+    async def unfreeze_account(self, account_id: Id) -> Account:
+        """Unfreeze a frozen account (admin key)."""
+        return await self._call(Account, "POST", f"/v1/accounts/{_segment(account_id)}/unfreeze")
+
+    async def close_account(self, account_id: Id, *, sweep_to: Id | None = None) -> Account:
+        """Close an account for good; its balance goes to `sweep_to` (default: the ledger's
+        control account) (admin key)."""
+        body = None if sweep_to is None else {"sweep_to": id_text(sweep_to)}
+        return await self._call(
+            Account, "POST", f"/v1/accounts/{_segment(account_id)}/close", body=body
+        )
+
+    async def get_balance(self, account_id: Id) -> Balance:
+        """An account's balance."""
+        return await self._call(Balance, "GET", f"/v1/balances/{_segment(account_id)}")
+
+    async def get_balances(self, account_ids: Sequence[Id]) -> list[Balance]:
+        """Several accounts' balances, in one request (at most 1000)."""
+        params = [("account_id", id_text(i)) for i in account_ids]
+        answer = await self.request("GET", "/v1/balances", params=params)
+        return [Balance.model_validate(b) for b in json.loads(answer.content)["balances"]]
+
+    # -- transfers --------------------------------------------------------------------------------
+
+    async def create_transfer(
+        self, transfer: TransferSpec, *, idempotency_key: str | None = None
+    ) -> TransferResult:
+        """Move money now; a refusal raises (`InsufficientBalanceError`, `AccountFrozenError`,
+        `TransferFailedError`...)."""
+        return await self._call(
+            TransferResult,
+            "POST",
+            "/v1/transfers",
+            body=transfer_body(transfer),
+            idempotency_key=idempotency_key,
+        )
+
+    async def create_pending_transfer(
+        self, transfer: TransferSpec, *, idempotency_key: str | None = None
+    ) -> TransferResult:
+        """Place a hold (``transfer.timeout_s``: seconds until it expires, 0 never)."""
+        return await self._call(
+            TransferResult,
+            "POST",
+            "/v1/transfers/pending",
+            body=transfer_body(transfer),
+            idempotency_key=idempotency_key,
+        )
+
+    async def post_pending_transfer(
+        self,
+        pending_id: Id,
+        *,
+        amount: Amount | None = None,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransferResult:
+        """Post a hold, in full or `amount` of it (the rest is released)."""
+        body = _fields(
+            amount=None if amount is None else amount_text(amount),
+            amount_unit=None if amount is None else amount_unit,
+            event_id=event_id,
+            payment_id=payment_id,
+            metadata=None if metadata is None else dict(metadata),
+        )
+        return await self._call(
+            TransferResult,
+            "POST",
+            f"/v1/transfers/{_segment(pending_id)}/post",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def void_pending_transfer(
+        self,
+        pending_id: Id,
+        *,
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> TransferResult:
+        """Release a hold."""
+        body = _fields(
+            event_id=event_id,
+            payment_id=payment_id,
+            metadata=None if metadata is None else dict(metadata),
+        )
+        return await self._call(
+            TransferResult,
+            "POST",
+            f"/v1/transfers/{_segment(pending_id)}/void",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def create_transfers(
+        self,
+        transfers: Sequence[TransferSpec],
+        *,
+        atomic: bool = False,
+        pending: bool = False,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """Up to 8189 transfers in one engine request; refusals are results (``ok`` false), not
+        exceptions. `atomic`: all or nothing; `pending`: every transfer a hold."""
+        body = {
+            "transfers": [transfer_body(t) for t in transfers],
+            "atomic": atomic,
+            "pending": pending,
+        }
+        return await self._call(
+            BatchResult,
+            "POST",
+            "/v1/transfers/batch",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def get_transfer(self, transfer_id: Id) -> Transfer:
+        """A transfer from the engine with its audit history; `UnknownReferenceError` (code
+        ``transfer_not_found``) when missing or not visible."""
+        return await self._call(Transfer, "GET", f"/v1/transfers/{_segment(transfer_id)}")
+
+    async def list_transfers(
+        self, *, event_id: str, limit: int | None = None, cursor: str | None = None
+    ) -> TransferPage:
+        """The transfers recorded with an event id, one page."""
+        params = [("event_id", event_id)]
+        params += [("limit", str(limit))] if limit is not None else []
+        params += [("cursor", cursor)] if cursor is not None else []
+        return await self._call(TransferPage, "GET", "/v1/transfers", params=params)
+
+    async def list_account_transfers(
+        self,
+        account_id: Id,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> TransferPage:
+        """An account's transfers, one page (`reverse`: newest first)."""
+        params = [("reverse", "true" if reverse else "false")]
+        params += [("limit", str(limit))] if limit is not None else []
+        params += [("cursor", cursor)] if cursor is not None else []
+        path = f"/v1/accounts/{_segment(account_id)}/transfers"
+        return await self._call(TransferPage, "GET", path, params=params)
+
+    # -- flows ------------------------------------------------------------------------------------
+
+    async def deposit(
+        self,
+        *,
+        account_id: Id,
+        amount: Amount,
+        ledger: str | int,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[AccountDetails]:
+        """Money in from the outside world: treasury -> account (admin key)."""
+        body = _fields(
+            account_id=id_text(account_id),
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+            ledger=str(ledger),
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[AccountDetails],
+            "POST",
+            "/v1/flows/deposit",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def withdraw(
+        self,
+        *,
+        account_id: Id,
+        amount: Amount,
+        ledger: str | int,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[AccountDetails]:
+        """Money out to the outside world: account -> treasury (admin key)."""
+        body = _fields(
+            account_id=id_text(account_id),
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+            ledger=str(ledger),
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[AccountDetails],
+            "POST",
+            "/v1/flows/withdrawal",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def fund_liquidity(
+        self,
+        *,
+        amount: Amount,
+        ledger: str | int,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[LiquidityDetails]:
+        """Fund the platform's liquidity on a ledger, which exchanges pay out of (admin key)."""
+        body = _fields(
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+            ledger=str(ledger),
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[LiquidityDetails],
+            "POST",
+            "/v1/flows/liquidity",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def liquidity(self, ledger: str | int) -> Liquidity:
+        """What exchanges can pay out on a ledger (admin key)."""
+        return await self._call(Liquidity, "GET", f"/v1/flows/liquidity/{_segment(str(ledger))}")
+
+    async def pay(
+        self,
+        *,
+        payer_id: Id,
+        merchant_id: Id,
+        amount: Amount,
+        ledger: str | int,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[PaymentDetails]:
+        """A payment to a merchant, with the fee of its schedule (the platform's prices)."""
+        body = _fields(
+            payer_id=id_text(payer_id),
+            merchant_id=id_text(merchant_id),
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+            ledger=str(ledger),
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[PaymentDetails],
+            "POST",
+            "/v1/flows/payments",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def refund(
+        self,
+        *,
+        payment_id: str,
+        payer_id: Id | None = None,
+        amount: Amount | None = None,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[RefundDetails]:
+        """Refund a payment, in full (`amount` None: what is left) or in part."""
+        body = _fields(
+            payment_id=payment_id,
+            payer_id=None if payer_id is None else id_text(payer_id),
+            amount=None if amount is None else amount_text(amount),
+            amount_unit=amount_unit,
+            event_id=event_id,
+        )
+        return await self._call(
+            FlowResult[RefundDetails],
+            "POST",
+            "/v1/flows/refunds",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def refundable(self, payment_id: str, *, payer_id: Id | None = None) -> Refundable:
+        """What is left to refund of a payment."""
+        params = [] if payer_id is None else [("payer_id", id_text(payer_id))]
+        path = f"/v1/flows/payments/{_segment(payment_id)}/refundable"
+        return await self._call(Refundable, "GET", path, params=params)
+
+    async def authorize_anchor(
+        self,
+        *,
+        user_id: Id,
+        amount: Amount,
+        obligation: str | int,
+        timeout_s: int,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[AnchorAuthorizationDetails]:
+        """Hold a user's funds against an obligation until fulfilled, released or expired
+        (admin key)."""
+        body = _fields(
+            user_id=id_text(user_id),
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+            obligation=str(obligation),
+            timeout_s=timeout_s,
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[AnchorAuthorizationDetails],
+            "POST",
+            "/v1/flows/anchors",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def fulfill_anchor(
+        self,
+        hold_id: Id,
+        *,
+        amount: Amount | None = None,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[AnchorFulfillmentDetails]:
+        """Fulfill an anchor authorization, in full or `amount` of it (admin key)."""
+        body = _fields(
+            amount=None if amount is None else amount_text(amount),
+            amount_unit=None if amount is None else amount_unit,
+            event_id=event_id,
+        )
+        return await self._call(
+            FlowResult[AnchorFulfillmentDetails],
+            "POST",
+            f"/v1/flows/anchors/{_segment(hold_id)}/fulfill",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def release_anchor(
+        self, hold_id: Id, *, event_id: str | None = None, idempotency_key: str | None = None
+    ) -> FlowResult[AnchorReleaseDetails]:
+        """Release an anchor authorization: the user's funds come back (admin key)."""
+        return await self._call(
+            FlowResult[AnchorReleaseDetails],
+            "POST",
+            f"/v1/flows/anchors/{_segment(hold_id)}/release",
+            body=_fields(event_id=event_id),
+            idempotency_key=idempotency_key,
+        )
+
+    async def anchor_status(self, hold_id: Id) -> AnchorStatus:
+        """An anchor authorization's state."""
+        return await self._call(AnchorStatus, "GET", f"/v1/flows/anchors/{_segment(hold_id)}")
+
+    async def escrow_lock(
+        self,
+        *,
+        contract_id: str,
+        payer_id: Id,
+        amount: Amount,
+        ledger: str | int,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[EscrowLockDetails]:
+        """Lock a payer's funds in escrow under a contract id."""
+        body = _fields(
+            contract_id=contract_id,
+            payer_id=id_text(payer_id),
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+            ledger=str(ledger),
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[EscrowLockDetails],
+            "POST",
+            "/v1/flows/escrow/lock",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def escrow_release(
+        self,
+        *,
+        contract_id: str,
+        merchant_id: Id,
+        payer_id: Id | None = None,
+        amount: Amount | None = None,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[EscrowReleaseDetails]:
+        """Release escrowed funds to a merchant, all (`amount` None) or part (admin key)."""
+        body = _fields(
+            contract_id=contract_id,
+            payer_id=None if payer_id is None else id_text(payer_id),
+            merchant_id=id_text(merchant_id),
+            amount=None if amount is None else amount_text(amount),
+            amount_unit=amount_unit,
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[EscrowReleaseDetails],
+            "POST",
+            "/v1/flows/escrow/release",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def escrow_void(
+        self,
+        *,
+        contract_id: str,
+        payer_id: Id | None = None,
+        amount: Amount | None = None,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[EscrowVoidDetails]:
+        """Return escrowed funds to the payer, all (`amount` None) or part (admin key)."""
+        body = _fields(
+            contract_id=contract_id,
+            payer_id=None if payer_id is None else id_text(payer_id),
+            amount=None if amount is None else amount_text(amount),
+            amount_unit=amount_unit,
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[EscrowVoidDetails],
+            "POST",
+            "/v1/flows/escrow/void",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def settle(
+        self,
+        *,
+        merchant_id: Id,
+        ledger: str | int,
+        amount: Amount | None = None,
+        amount_unit: AmountUnit = "major",
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[SettlementDetails]:
+        """Settle a merchant's balance out, all (`amount` None) or part (admin key)."""
+        body = _fields(
+            merchant_id=id_text(merchant_id),
+            ledger=str(ledger),
+            amount=None if amount is None else amount_text(amount),
+            amount_unit=amount_unit,
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[SettlementDetails],
+            "POST",
+            "/v1/flows/settlements",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def reverse_settlement(
+        self, settlement_id: Id, *, event_id: str | None = None
+    ) -> FlowResult[SettlementReversalDetails]:
+        """Reverse a settlement (admin key)."""
+        return await self._call(
+            FlowResult[SettlementReversalDetails],
+            "POST",
+            f"/v1/flows/settlements/{_segment(settlement_id)}/reverse",
+            body=_fields(event_id=event_id),
+        )
+
+    async def exchange(
+        self,
+        *,
+        source_account_id: Id,
+        target_account_id: Id,
+        amount: Amount,
+        source_ledger: str | int,
+        target_ledger: str | int,
+        amount_unit: AmountUnit = "major",
+        quote_id: Id | None = None,
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowResult[ExchangeDetails]:
+        """Exchange between two ledgers at a quote's rate (`quote_id`) or the operator's."""
+        body = _fields(
+            source_account_id=id_text(source_account_id),
+            target_account_id=id_text(target_account_id),
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+            source_ledger=str(source_ledger),
+            target_ledger=str(target_ledger),
+            quote_id=None if quote_id is None else id_text(quote_id),
+            event_id=event_id,
+            payment_id=payment_id,
+        )
+        return await self._call(
+            FlowResult[ExchangeDetails],
+            "POST",
+            "/v1/flows/exchanges",
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def quote(
+        self,
+        *,
+        source_ledger: str | int,
+        target_ledger: str | int,
+        amount: Amount,
+        amount_unit: AmountUnit = "major",
+    ) -> Quote:
+        """A quote: the current rate fixed for one pair and amount, for 30 s, single use."""
+        body = _fields(
+            source_ledger=str(source_ledger),
+            target_ledger=str(target_ledger),
+            amount=amount_text(amount),
+            amount_unit=amount_unit,
+        )
+        return await self._call(Quote, "POST", "/v1/flows/exchanges/quotes", body=body)
+
+    # -- prices -----------------------------------------------------------------------------------
+
+    async def set_rate(
+        self,
+        *,
+        source_ledger: str | int,
+        target_ledger: str | int,
+        rate: str | Decimal,
+        source: str | None = None,
+        valid_from: datetime | str | None = None,
+        valid_until: datetime | str | None = None,
+    ) -> Rate:
+        """Set the operator's rate for a pair (units of the target per unit of the source,
+        exact); it supersedes the older one (admin key)."""
+        body = _fields(
+            source_ledger=str(source_ledger),
+            target_ledger=str(target_ledger),
+            rate=rate if isinstance(rate, str) else format(rate, "f"),
+            valid_from=valid_from.isoformat() if isinstance(valid_from, datetime) else valid_from,
+            valid_until=(
+                valid_until.isoformat() if isinstance(valid_until, datetime) else valid_until
+            ),
+            source=source,
+        )
+        return await self._call(Rate, "POST", "/v1/rates", body=body)
+
+    async def rates(self) -> list[Rate]:
+        """The current rate of every pair that has one."""
+        answer = await self.request("GET", "/v1/rates")
+        return [Rate.model_validate(r) for r in json.loads(answer.content)["rates"]]
+
+    async def set_fee_schedule(
+        self,
+        merchant_id: Id,
+        *,
+        fee_bps: int,
+        fee_fixed: Amount = "0",
+        amount_unit: AmountUnit = "major",
+        fee_payer: str = "payer",
+    ) -> FeeSchedule:
+        """Set a merchant's fee schedule; `fee_payer` is ``payer`` or ``merchant`` (admin key)."""
+        body = {
+            "fee_bps": fee_bps,
+            "fee_fixed": amount_text(fee_fixed),
+            "amount_unit": amount_unit,
+            "fee_payer": fee_payer,
+        }
+        path = f"/v1/fees/merchants/{_segment(merchant_id)}"
+        return await self._call(FeeSchedule, "PUT", path, body=body)
+
+    async def fee_schedule(self, merchant_id: Id) -> FeeSchedule:
+        """A merchant's fee schedule, or the platform default."""
+        return await self._call(FeeSchedule, "GET", f"/v1/fees/merchants/{_segment(merchant_id)}")

@@ -1,0 +1,292 @@
+"""The SDK against a real service: every kind of route, typed answers, the library's errors.
+
+The service is the FastAPI app over the in-memory engine and a SQLite file, served by uvicorn in
+a background thread; the async client runs on httpx and on aiohttp, the blocking one on httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tbledger.admin import create_key
+from tbledger.client import (
+    AiohttpTransport,
+    AsyncLedgerClient,
+    LedgerClient,
+    TransferSpec,
+    answer_of,
+)
+from tbledger.config import Settings
+from tbledger.errors import (
+    AccountFrozenError,
+    AccountNotFoundError,
+    AmountError,
+    ApiAuthError,
+    ApiUnreachableError,
+    HttpApiError,
+    IdempotencyConflictError,
+    InsufficientBalanceError,
+    LimitExceededError,
+    PriceError,
+    UnknownReferenceError,
+    ValidationError,
+)
+from tests.support.live_service import live_service
+from tests.support.tbserver import free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str
+    admin_key: str
+    alice_key: str
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("client")
+    database_url = f"sqlite:///{tmp / 'tbledger.db'}"
+    settings = Settings(engine_url="memory://", database_url=database_url)
+    with live_service(settings, background=False) as url:
+        admin = asyncio.run(create_key(database_url, name="sdk admin", admin=True))
+        alice = asyncio.run(create_key(database_url, name="sdk alice", owner_id="alice"))
+        assert admin.token is not None and alice.token is not None
+        yield Service(url, admin.token, alice.token)
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+async def client(
+    request: pytest.FixtureRequest, service: Service
+) -> AsyncIterator[AsyncLedgerClient]:
+    if request.param == "httpx":
+        ledger = AsyncLedgerClient(service.url, api_key=service.admin_key)
+    else:
+        transport = AiohttpTransport(
+            service.url,
+            headers={"Authorization": f"Bearer {service.admin_key}"},
+            timeout_s=30.0,
+            connections=4,
+        )
+        ledger = AsyncLedgerClient(transport=transport)
+    async with ledger:
+        yield ledger
+
+
+async def test_accounts_transfers_and_holds(client: AsyncLedgerClient) -> None:
+    assert (await client.health()).status == "ok"
+    assert (await client.ready()).ready
+    alice = await client.create_account(ledger="USD", owner_id="alice", name=None)
+    bob = await client.create_account(ledger="USD", account_type="merchant", owner_id="bob")
+    assert alice.status == "active" and alice.ledger_name == "USD"
+    deposit = await client.deposit(account_id=alice.id, amount="100.00", ledger="USD")
+    assert deposit.flow == "deposit" and deposit.details.account_id == alice.id
+    assert all(t.ok for t in deposit.transfers)
+
+    spec = TransferSpec(
+        debit_account_id=alice.id, credit_account_id=bob.id, amount=Decimal("12.50"), ledger="USD"
+    )
+    first = await client.create_transfer(spec, idempotency_key=f"k-{alice.id}")
+    again = await client.create_transfer(spec, idempotency_key=f"k-{alice.id}")
+    assert first.ok and again.id == first.id and again.replayed
+
+    with pytest.raises(IdempotencyConflictError) as conflict:
+        await client.create_transfer(
+            TransferSpec(
+                debit_account_id=alice.id, credit_account_id=bob.id, amount=1, ledger="USD"
+            ),
+            idempotency_key=f"k-{alice.id}",
+        )
+    answer = answer_of(conflict.value)
+    assert answer is not None and answer.status == 409
+
+    with pytest.raises(InsufficientBalanceError) as refused:
+        await client.create_transfer(
+            TransferSpec(
+                debit_account_id=alice.id, credit_account_id=bob.id, amount="1000", ledger="USD"
+            )
+        )
+    assert refused.value.code == "exceeds_credits"
+
+    hold = await client.create_pending_transfer(
+        TransferSpec(
+            debit_account_id=alice.id,
+            credit_account_id=bob.id,
+            amount=500,
+            amount_unit="minor",
+            ledger="USD",
+            timeout_s=3600,
+        )
+    )
+    posted = await client.post_pending_transfer(hold.id, amount="3.00")
+    assert posted.ok
+    other = await client.create_pending_transfer(
+        TransferSpec(debit_account_id=alice.id, credit_account_id=bob.id, amount=1, ledger="USD")
+    )
+    assert (await client.void_pending_transfer(other.id)).ok
+
+    balance = await client.get_balance(alice.id)
+    assert (balance.posted, balance.available, balance.held) == ("84.50", "84.50", "0.00")
+    both = await client.get_balances([alice.id, bob.id])
+    assert [b.account_id for b in both] == [alice.id, bob.id]
+
+    batch = await client.create_transfers(
+        [
+            TransferSpec(
+                debit_account_id=alice.id, credit_account_id=bob.id, amount="1", ledger="USD"
+            ),
+            TransferSpec(
+                debit_account_id=alice.id, credit_account_id=bob.id, amount="9999", ledger="USD"
+            ),
+        ]
+    )
+    assert (batch.created, batch.failed) == (1, 1)
+    assert [r.ok for r in batch.results] == [True, False]
+
+    found = await client.get_transfer(hold.id)
+    assert found.amount == "5.00" and found.audit
+    page = await client.list_account_transfers(alice.id, limit=2)
+    assert len(page.transfers) == 2 and page.next_cursor is not None
+    listed = await client.list_accounts(owner_id="alice")
+    assert alice.id in {a.id for a in listed.accounts}
+
+    frozen = await client.freeze_account(bob.id)
+    assert frozen.status == "frozen"
+    with pytest.raises(AccountFrozenError):
+        await client.create_transfer(
+            TransferSpec(
+                debit_account_id=alice.id, credit_account_id=bob.id, amount=1, ledger="USD"
+            )
+        )
+    assert (await client.unfreeze_account(bob.id)).status == "active"
+    assert (await client.recover()).unresolved == 0
+
+
+async def test_flows_prices_and_events(client: AsyncLedgerClient) -> None:
+    alice = await client.create_account(ledger="USD", owner_id="alice")
+    alice_eur = await client.create_account(ledger="EUR", owner_id="alice")
+    shop = await client.create_account(ledger="USD", account_type="merchant", owner_id="shop")
+    await client.deposit(account_id=alice.id, amount="50.00", ledger="USD")
+    fees = await client.set_fee_schedule(shop.id, fee_bps=100, fee_fixed="0.10")
+    assert (fees.fee_bps, fees.fee_fixed, fees.platform_default) == (100, "0.10", False)
+    assert (await client.fee_schedule(shop.id)).fee_bps == 100
+
+    paid = await client.pay(
+        payer_id=alice.id, merchant_id=shop.id, amount="10.00", ledger="USD", payment_id=alice.id
+    )
+    assert paid.details.fee == "0.20" and paid.details.fee_payer == "payer"
+    left = await client.refundable(alice.id)
+    assert left.refundable == "10.00"
+    refunded = await client.refund(payment_id=alice.id, amount="4.00")
+    assert refunded.details.payer_id == alice.id
+    with pytest.raises(UnknownReferenceError) as missing:
+        await client.refund(payment_id="no-such-payment")
+    assert missing.value.code.endswith("not_found")
+
+    locked = await client.escrow_lock(
+        contract_id=f"c-{alice.id}", payer_id=alice.id, amount="5.00", ledger="USD"
+    )
+    released = await client.escrow_release(
+        contract_id=f"c-{alice.id}", merchant_id=shop.id, amount="2.00"
+    )
+    voided = await client.escrow_void(contract_id=f"c-{alice.id}")
+    assert locked.details.escrow_account_id == released.details.escrow_account_id
+    assert voided.details.payer_id == alice.id
+
+    settled = await client.settle(merchant_id=shop.id, ledger="USD", amount="1.00")
+    assert settled.details.settlement_id is not None
+    reversed_ = await client.reverse_settlement(settled.details.settlement_id)
+    assert reversed_.details.settlement_id == settled.details.settlement_id
+
+    with pytest.raises(PriceError):
+        await client.quote(source_ledger="USD", target_ledger="GBP", amount="1.00")
+    rate = await client.set_rate(source_ledger="USD", target_ledger="EUR", rate=Decimal("0.9"))
+    assert rate.rate == "0.9"
+    assert any(r.target_ledger_name == "EUR" for r in await client.rates())
+    await client.fund_liquidity(amount="1000.00", ledger="EUR")
+    assert (await client.liquidity("EUR")).available != "0.00"
+    quote = await client.quote(source_ledger="USD", target_ledger="EUR", amount="10.00")
+    exchanged = await client.exchange(
+        source_account_id=alice.id,
+        target_account_id=alice_eur.id,
+        amount="10.00",
+        source_ledger="USD",
+        target_ledger="EUR",
+        quote_id=quote.quote_id,
+    )
+    assert exchanged.details.target_amount == "9.00"
+
+    events = [e async for e in client.events(follow=False)]
+    assert events and events == sorted(events, key=lambda e: e.seq)
+    later = [e async for e in client.events(since=events[-2].seq, follow=False)]
+    assert [e.seq for e in later] == [events[-1].seq]
+    assert "tbledger" in await client.metrics()
+
+
+async def test_errors_are_the_library_tree(service: Service) -> None:
+    async with AsyncLedgerClient(service.url, api_key=service.alice_key) as alice:
+        with pytest.raises(ApiAuthError) as forbidden:
+            await alice.recover()
+        assert forbidden.value.status == 403
+        with pytest.raises(AccountNotFoundError):
+            await alice.get_account("0x1")
+        with pytest.raises(ValidationError):
+            await alice.create_account(ledger="NOPE")
+        with pytest.raises(AmountError):
+            await alice.deposit(account_id=1, amount=1.5, ledger="USD")  # type: ignore[arg-type]
+    async with AsyncLedgerClient(service.url, api_key="tbl_bad_key") as stranger:
+        with pytest.raises(ApiAuthError) as unauthorized:
+            await stranger.get_balance(1)
+        assert unauthorized.value.status == 401 and unauthorized.value.code == "unauthorized"
+    async with AsyncLedgerClient(service.url, api_key=service.admin_key) as admin:
+        account = await admin.create_account(ledger="USD")
+        spec = TransferSpec(
+            debit_account_id=account.id, credit_account_id=2, amount=1, ledger="USD"
+        )
+        with pytest.raises(LimitExceededError):
+            await admin.create_transfers([spec] * 8190)
+    async with AsyncLedgerClient(f"http://127.0.0.1:{free_port()}") as nowhere:
+        with pytest.raises(ApiUnreachableError) as unreachable:
+            await nowhere.health()
+        assert isinstance(unreachable.value, HttpApiError) and unreachable.value.status is None
+
+
+def test_blocking_client(service: Service) -> None:
+    with LedgerClient(service.url, api_key=service.admin_key) as client:
+        account = client.create_account(ledger="USD", owner_id="alice", idempotency_key="sync-1")
+        again = client.create_account(ledger="USD", owner_id="alice", idempotency_key="sync-1")
+        assert again.id == account.id
+        client.deposit(account_id=account.id, amount="1.00", ledger="USD")
+        assert client.get_account(account.id).balance is not None
+        assert [e.kind for e in client.events(follow=False)]
+        with pytest.raises(AccountNotFoundError):
+            client.get_balance("0x" + "f" * 31)
+
+
+def test_the_blocking_client_is_generated_from_the_async_one() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tbledger.tools.sync_client", "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_docs_example_runs(service: Service, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    example = example.replace('"http://127.0.0.1:8000"', repr(service.url))
+    example = example.replace('"tbl_<id>_<secret>"', repr(service.admin_key))
+    exec(compile(example, "docs/client.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["exceeds_credits", "87.50"]
