@@ -162,13 +162,13 @@ from tbledger.errors import (
 )
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import U32_MAX, U128_MAX
+from tbledger.model import AccountRecord, EventKind, TransferIntent
 from tbledger.service import (
     LedgerService,
     TransferRequest,
     TransferResult,
     _resolution_intent,
 )
-from tbledger.store import AccountRecord, EventKind, TransferIntent
 
 __all__ = [
     "FLOW_TEXT_CHARS_MAX",

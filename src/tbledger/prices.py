@@ -58,7 +58,8 @@ from tbledger.limits import (
     QUOTE_VALIDITY_S,
     STORE_TEXT_CHARS_MAX,
 )
-from tbledger.store import ExchangeQuote, ExchangeRate, MerchantFee, Store
+from tbledger.model import ExchangeQuote, ExchangeRate, MerchantFee
+from tbledger.store import Store
 
 __all__ = ["FeeSchedule", "Prices", "fee_amount"]
 

@@ -72,17 +72,17 @@ from tbledger.limits import (
     WRITE_GROUPS_IN_FLIGHT_MAX,
     WRITE_KEY_LOOKUP_EVENTS_MIN,
 )
-from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
-from tbledger.store import (
+from tbledger.model import (
     AccountRecord,
     AccountStatus,
     AuditEvent,
     EventKind,
     NewAuditEvent,
-    Store,
     TransferIntent,
     request_hash_of,
 )
+from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
+from tbledger.store import Store
 from tbledger.store.records import validate_account
 
 __all__ = [

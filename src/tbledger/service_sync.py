@@ -18,6 +18,7 @@ import tigerbeetle as tb
 from tbledger.balances import Balance
 from tbledger.config import Settings
 from tbledger.events import Listener
+from tbledger.model import AuditEvent, TransferIntent
 from tbledger.service import (
     AccountInfo,
     Health,
@@ -27,7 +28,6 @@ from tbledger.service import (
     TransferRequest,
     TransferResult,
 )
-from tbledger.store import AuditEvent, TransferIntent
 
 __all__ = ["LedgerServiceSync"]
 

@@ -234,7 +234,8 @@ async def test_a_recovered_freeze_updates_the_account_status(ledger: Ledger) -> 
         ledger=LEDGER,
         code=65535,
         flags=int(_TF.PENDING | _TF.CLOSING_DEBIT),
-        metadata={"purpose": "freeze", "account_id": format_id(book.alice)},
+        # The service's own fact (DESIGN §9): what recovery reads, never the caller's metadata.
+        control={"purpose": "freeze", "account_id": format_id(book.alice)},
     )
     await ledger.store.insert_intents([freeze])
     await service.recover(grace_s=0)

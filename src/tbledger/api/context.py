@@ -28,9 +28,9 @@ from tbledger.errors import UnknownCodeError, UnknownLedgerError, ValidationErro
 from tbledger.flows import SpendEngine
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import BATCH_EVENTS_MAX, U128_MAX
+from tbledger.model import AccountRecord
 from tbledger.prices import Prices
 from tbledger.service import CONTROL_TRANSFER_CODE, LedgerService
-from tbledger.store import AccountRecord
 
 __all__ = [
     "Admin",

@@ -48,7 +48,8 @@ from tbledger.limits import (
     API_RATE_BUCKETS_MAX,
     STORE_TEXT_CHARS_MAX,
 )
-from tbledger.store import ApiKeyRecord, Store
+from tbledger.model import ApiKeyRecord
+from tbledger.store import Store
 
 __all__ = ["KeyRing", "MintedKey", "Principal", "RateLimiter", "Scope", "mint_key", "token_of"]
 

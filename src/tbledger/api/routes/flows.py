@@ -69,7 +69,7 @@ from tbledger.flows import (
 )
 from tbledger.ids import format_id
 from tbledger.limits import U32_MAX
-from tbledger.store import AccountRecord, TransferIntent
+from tbledger.model import AccountRecord, TransferIntent
 
 __all__ = ["FlowOut", "router"]
 

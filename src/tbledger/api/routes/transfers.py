@@ -50,8 +50,8 @@ from tbledger.api.schemas import (
 from tbledger.errors import ValidationError
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
+from tbledger.model import AccountRecord
 from tbledger.service import TransferRequest
-from tbledger.store import AccountRecord
 
 __all__ = ["router"]
 
