@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tigerbeetle as tb
 
@@ -60,7 +60,7 @@ from tbledger.errors import (
     ValidationError,
 )
 from tbledger.events import EventBus, LedgerEvent, LedgerEventName, Listener
-from tbledger.ids import format_id, parse_id
+from tbledger.ids import format_id, parse_id, parse_object_id
 from tbledger.limits import (
     BATCH_EVENTS_MAX,
     CALL_DEADLINE_SLACK_S,
@@ -75,6 +75,7 @@ from tbledger.limits import (
 from tbledger.model import (
     AccountRecord,
     AccountStatus,
+    ApiKeyRecord,
     AuditEvent,
     EventKind,
     NewAuditEvent,
@@ -85,11 +86,17 @@ from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry
 from tbledger.store import Store
 from tbledger.store.records import validate_account
 
+if TYPE_CHECKING:
+    # Only a type here: tbledger.prices imports the flows, which import the service.
+    from tbledger.prices import PriceRecords
+
 __all__ = [
     "AccountInfo",
+    "EngineObserver",
     "Health",
     "IntentPage",
     "LedgerService",
+    "PendingResolution",
     "RecoveryReport",
     "TransferPage",
     "TransferRequest",
@@ -161,6 +168,29 @@ class TransferRequest:
     chain_tx_hash: str | None = None
     idempotency_key: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingResolution:
+    """One post or void of a hold, for `LedgerService.resolve_pending_transfers`.
+
+    `amount` posts that much (None: the whole hold) and is ignored by a void. `control` is the
+    platform's own facts about the transfer (the flows' leg labels), never a caller's input.
+    """
+
+    pending_id: int | str
+    post: bool
+    amount: int | None = None
+    transfer_id: int | str | None = None
+    idempotency_key: str | None = None
+    event_id: str | None = None
+    payment_id: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    control: Mapping[str, Any] | None = None
+
+
+# Told of each engine request: its operation, how many events it carried, how long it took (s).
+EngineObserver = Callable[[str, int, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +284,7 @@ def _amount(value: object) -> int:
 
 
 def _account_id(name: str, value: object) -> int:
-    account_id = parse_id(value)
-    if account_id in (0, AMOUNT_MAX):
-        raise ValidationError(f"{name} must not be 0 or 2^128-1")
-    return account_id
+    return parse_object_id(value, name)
 
 
 def _status_name(status: int) -> str:
@@ -293,6 +320,9 @@ class LedgerService:
         self._owns_engine = engine is None
         self._owns_store = store is None
         self._batcher: Batcher | None = None
+        # Told of every engine request (operation, events, seconds): metrics read the batcher's
+        # coalescing through it. Kept here so a replaced engine client keeps its observer.
+        self._engine_observer: EngineObserver | None = None
         self._bus = EventBus()
         self._timeout_s = settings.request_timeout_ms / 1000
         self._retry = RetryPolicy(
@@ -345,6 +375,7 @@ class LedgerService:
         if self._engine is None:
             self._engine = await connect(self.settings.engine_config().url)
         self._batcher = Batcher(self._engine)
+        self._batcher.observer = self._engine_observer
         self._connected = True
         if recover:
             await self.recover()
@@ -404,6 +435,13 @@ class LedgerService:
     def on(self, event: str, listener: Listener) -> Callable[[], None]:
         """Call `listener` on `event` (see `LedgerEventName`); returns an unsubscribe function."""
         return self._bus.on(event, listener)
+
+    def observe_engine_requests(self, observer: EngineObserver | None) -> None:
+        """Call `observer(operation, events, seconds)` after every engine request (one batch of
+        coalesced calls); None stops it. It runs on the write path: keep it cheap."""
+        self._engine_observer = observer
+        if self._batcher is not None:
+            self._batcher.observer = observer
 
     async def health_check(self) -> Health:
         """Engine and store reachability, engine latency, and the breaker's state."""
@@ -466,9 +504,8 @@ class LedgerService:
             return
         log.warning("engine client evicted; connecting a new one")
         self._engine = await connect(self.settings.engine_config().url)
-        observer = None if self._batcher is None else self._batcher.observer
         self._batcher = Batcher(self._engine)
-        self._batcher.observer = observer
+        self._batcher.observer = self._engine_observer
 
     def _observe_timestamps(self, results: Iterable[tb.CreateTransferResult]) -> None:
         for result in results:
@@ -587,6 +624,39 @@ class LedgerService:
             )
         (balance,) = await self._balances([record])
         return AccountInfo(record, balance)
+
+    async def get_account_record(self, account_id: int | str) -> AccountRecord | None:
+        """The account's mapping (type, owner, status, control facts) from the store, or None;
+        no engine read."""
+        return await self.store.get_account(_account_id("account_id", account_id))
+
+    async def get_account_records(
+        self, account_ids: Iterable[int | str]
+    ) -> dict[int, AccountRecord]:
+        """The mappings of the known accounts among `account_ids`, by id; no engine read."""
+        return await self.store.get_accounts([_account_id("account_id", a) for a in account_ids])
+
+    async def get_account_records_by_owner(self, owner_id: str) -> list[AccountRecord]:
+        """The owner's account mappings in id order; no engine read."""
+        return await self.store.get_accounts_by_owner(owner_id)
+
+    async def get_account_by_name(self, name: str) -> AccountRecord | None:
+        """The account with this unique name (a system or flow account), or None."""
+        return await self.store.get_account_by_name(name)
+
+    async def get_accounts_by_flow_ref(self, flow_ref: str) -> list[AccountRecord]:
+        """The flow accounts serving this payment or contract id, in id order (one per owner
+        that used the id)."""
+        return await self.store.get_accounts_by_flow_ref(flow_ref)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """An HTTP API key's record by its public id, or None (the API's `KeyRing` reads it)."""
+        return await self.store.get_api_key(key_id)
+
+    @property
+    def price_records(self) -> PriceRecords:
+        """The operator's rates, the issued quotes and the fee schedules (`tbledger.prices`)."""
+        return self.store
 
     async def get_accounts_by_owner(self, owner_id: str) -> list[AccountInfo]:
         """Every account of this owner, with balances (one engine lookup for all)."""
@@ -937,6 +1007,32 @@ class LedgerService:
         """Create many holds; as `create_transfers`."""
         intents = [_intent_of(r, pending=True) for r in requests]
         return await self._write(intents, atomic=atomic)
+
+    async def resolve_pending_transfers(
+        self, resolutions: Sequence[PendingResolution], *, atomic: bool = True
+    ) -> list[TransferResult]:
+        """Post or void several holds: one result per resolution, in order; errors are returned.
+
+        `atomic=True` (the default) links them into one chain, so all or none resolve (at most
+        8189). Each goes through the same write path as `post_pending_transfer`: persisted
+        intent, audit events, idempotency key, recovery. `control` on a resolution is the
+        platform's own facts, as in `create_transfers`: never a caller's input.
+        """
+        intents = [
+            _resolution_intent(
+                r.pending_id,
+                post=r.post,
+                amount=(AMOUNT_MAX if r.amount is None else _amount(r.amount)) if r.post else 0,
+                transfer_id=r.transfer_id,
+                idempotency_key=r.idempotency_key,
+                event_id=r.event_id,
+                payment_id=r.payment_id,
+                metadata=r.metadata,
+                control=r.control,
+            )
+            for r in resolutions
+        ]
+        return await self._write(intents, atomic=atomic and len(intents) > 1)
 
     async def _single(self, intent: TransferIntent) -> TransferResult:
         (result,) = await self._write([intent], atomic=False)
@@ -1619,6 +1715,35 @@ class LedgerService:
         """The transfer as the service recorded it before submitting it (its fields, the
         caller's metadata and the service's control facts), or None."""
         return await self.store.get_intent(parse_id(transfer_id))
+
+    async def get_intents(self, transfer_ids: Iterable[int | str]) -> dict[int, TransferIntent]:
+        """The recorded intents among `transfer_ids`, by id; unknown ids are left out."""
+        return await self.store.get_intents([parse_id(t) for t in transfer_ids])
+
+    async def intents_in_chain(self, chain_id: int | str) -> list[TransferIntent]:
+        """The members of a linked chain (an atomic batch), in chain order."""
+        return await self.store.intents_in_chain(parse_id(chain_id))
+
+    async def find_by_idempotency_key(self, key: str) -> TransferIntent | None:
+        """The intent recorded under this idempotency key, or None."""
+        return await self.store.find_by_idempotency_key(key)
+
+    async def current_status(self, transfer_ids: Iterable[int | str]) -> dict[int, AuditEvent]:
+        """Each transfer's latest audit event (its current status), by id; unknown ids are left
+        out."""
+        return await self.store.current_status([parse_id(t) for t in transfer_ids])
+
+    async def intents_without_outcome(
+        self, limit: int, *, created_before: datetime | None = None
+    ) -> list[TransferIntent]:
+        """Up to `limit` intents whose events say nothing about what the engine did (the
+        recovery backlog), optionally only those recorded before `created_before`."""
+        return await self.store.intents_without_outcome(limit, created_before=created_before)
+
+    async def events_since(self, cursor: int, limit: int) -> list[AuditEvent]:
+        """Up to `limit` audit events after `cursor` (a `seq`), oldest first: one page of the
+        durable tail (`events` polls it)."""
+        return await self.store.events_since(cursor, limit)
 
     async def get_transfer_audit(self, transfer_id: int | str) -> list[AuditEvent]:
         """The transfer's audit history, oldest first."""
