@@ -166,8 +166,10 @@ from tbledger.model import AccountRecord, EventKind, TransferIntent
 from tbledger.service import (
     LedgerService,
     PendingResolution,
+    Refusal,
     TransferRequest,
     TransferResult,
+    refusal_of,
 )
 
 __all__ = [
@@ -218,13 +220,9 @@ REVERSAL_ATTEMPTS_MAX: Final = 100
 _NAMESPACE: Final = uuid.UUID("5b0f7a44-3c4e-4d0b-9a55-8f3f0c2c7e1d")
 
 _RATE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
-_S = tb.CreateTransferStatus
 _AF = tb.AccountFlags
 _NOT_OVERDRAWN = _AF.DEBITS_MUST_NOT_EXCEED_CREDITS
 _NOT_OVERISSUED = _AF.CREDITS_MUST_NOT_EXCEED_DEBITS
-_CLOSED = frozenset({"debit_account_already_closed", "credit_account_already_closed"})
-_NOT_FOUND = frozenset({"debit_account_not_found", "credit_account_not_found"})
-_LINKED_FAILED = "linked_event_failed"
 # Resolution transfers inherit ledger and code; the sentinel amount posts a hold in full.
 _FULL = tb.AMOUNT_MAX
 
@@ -1730,7 +1728,10 @@ class SpendEngine:
         failed = [index for index, result in enumerate(results) if not result.ok]
         if not failed:
             return
-        index = next((i for i in failed if results[i].status != _LINKED_FAILED), failed[0])
+        index = next(
+            (i for i in failed if refusal_of(results[i].status) is not Refusal.LINKED_FAILED),
+            failed[0],
+        )
         raise await self._error(results[index], legs[index], legs)
 
     async def _error(
@@ -1745,7 +1746,10 @@ class SpendEngine:
             "credit_account_id": format_id(leg.credit),
         }
         message = f"{leg.name} ({format_id(result.id)}) refused by the engine: {status}"
-        if status == _S.EXCEEDS_CREDITS.name.lower():
+        # The service's one classification of statuses; a leg's shortfall is only ever on its
+        # debit account, so exceeds_debits stays a plain refusal here.
+        refusal = refusal_of(status)
+        if refusal is Refusal.EXCEEDS_CREDITS:
             available = 0
             # The error is about the refusal; the balance is only context.
             with contextlib.suppress(TbledgerError):
@@ -1770,12 +1774,12 @@ class SpendEngine:
             return InsufficientBalanceError(
                 message, available=available, requested=requested, code=status, details=details
             )
-        if status in _CLOSED:
+        if refusal is Refusal.CLOSED:
             # A frozen account answers account_frozen, one closed for good the engine's status.
             code = await self.service.refusal_code(
                 status, debit_account_id=leg.debit, credit_account_id=leg.credit
             )
             return AccountFrozenError(message, code=code, details=details)
-        if status in _NOT_FOUND:
+        if refusal is Refusal.NOT_FOUND:
             return AccountNotFoundError(message, code=status, details=details)
         return TransferFailedError(message, code=status, details=details)
