@@ -107,9 +107,9 @@ engine moves exactly the merchant's available balance at that instant, race-free
 records the amount actually moved in the outcome event's detail, so the audit trail alone can
 rebuild every balance, and a reversal gives back what the engine recorded for the settlement.
 
-Resolving several holds atomically (anchor fulfillment and release) needs a linked chain of post
-or void transfers, which `LedgerService` offers only one at a time; `_resolve_holds` reaches the
-service's own write path for it (same persist/submit/audit steps as `post_pending_transfer`).
+Resolving several holds atomically (anchor fulfillment and release) is a linked chain of post
+or void transfers (`LedgerService.resolve_pending_transfers`: the same persist/submit/audit steps
+as `post_pending_transfer`).
 
 A flow that needs a per-flow account (a payment's refundable account, a contract's escrow) creates
 it before submitting, so a payment to an unknown merchant leaves an empty, named account behind
@@ -160,15 +160,17 @@ from tbledger.errors import (
     UnknownReferenceError,
     ValidationError,
 )
-from tbledger.ids import format_id, parse_id
-from tbledger.limits import U32_MAX, U128_MAX
+from tbledger.ids import format_id, parse_id, parse_object_id
+from tbledger.limits import U32_MAX
+from tbledger.model import AccountRecord, EventKind, TransferIntent
 from tbledger.service import (
     LedgerService,
+    PendingResolution,
+    Refusal,
     TransferRequest,
     TransferResult,
-    _resolution_intent,
+    refusal_of,
 )
-from tbledger.store import AccountRecord, EventKind, TransferIntent
 
 __all__ = [
     "FLOW_TEXT_CHARS_MAX",
@@ -218,13 +220,9 @@ REVERSAL_ATTEMPTS_MAX: Final = 100
 _NAMESPACE: Final = uuid.UUID("5b0f7a44-3c4e-4d0b-9a55-8f3f0c2c7e1d")
 
 _RATE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
-_S = tb.CreateTransferStatus
 _AF = tb.AccountFlags
 _NOT_OVERDRAWN = _AF.DEBITS_MUST_NOT_EXCEED_CREDITS
 _NOT_OVERISSUED = _AF.CREDITS_MUST_NOT_EXCEED_DEBITS
-_CLOSED = frozenset({"debit_account_already_closed", "credit_account_already_closed"})
-_NOT_FOUND = frozenset({"debit_account_not_found", "credit_account_not_found"})
-_LINKED_FAILED = "linked_event_failed"
 # Resolution transfers inherit ledger and code; the sentinel amount posts a hold in full.
 _FULL = tb.AMOUNT_MAX
 
@@ -538,10 +536,7 @@ def _text(name: str, value: object) -> str:
 
 
 def _account_id(name: str, value: object) -> int:
-    account_id = parse_id(value)
-    if account_id in (0, U128_MAX):
-        raise ValidationError(f"{name} must not be 0 or 2^128-1")
-    return account_id
+    return parse_object_id(value, name)
 
 
 def _minor(ledger: Ledger, value: object, what: str, *, allow_zero: bool = False) -> int:
@@ -673,7 +668,7 @@ class SpendEngine:
     async def payments(self, payment_id: str) -> list[PaymentRef]:
         """Every payment recorded under this id, from the service's own records (one per owner
         that used the id: ids are scoped to the payer's owner)."""
-        records = await self.service.store.get_accounts_by_flow_ref(_text("payment_id", payment_id))
+        records = await self.service.get_accounts_by_flow_ref(_text("payment_id", payment_id))
         return [
             PaymentRef(
                 payment_id=payment_id,
@@ -1070,7 +1065,7 @@ class SpendEngine:
         hold whose outcome is not recorded yet reads as authorized.
         """
         hold, record = await self._anchor_holds(authorization)
-        latest = (await self.service.store.current_status([hold.id])).get(hold.id)
+        latest = (await self.service.current_status([hold.id])).get(hold.id)
         if latest is not None and latest.kind is EventKind.FAILED:
             raise UnknownReferenceError(
                 f"anchor authorization {format_id(hold.id)} was refused; it never held anything",
@@ -1249,7 +1244,7 @@ class SpendEngine:
     ) -> SettlementReversalResult:
         """Give a settlement back: treasury -> merchant of the settled amount, at most once."""
         settlement = _account_id("settlement_id", settlement_id)
-        intent = await self.service.store.get_intent(settlement)
+        intent = await self.service.get_intent(settlement)
         # The service's own label and the shape only the flow makes: the SETTLEMENT code,
         # crediting the ledger's treasury. A caller's metadata is never read (DESIGN §9).
         if (
@@ -1263,7 +1258,7 @@ class SpendEngine:
                 code="settlement_not_found",
                 details={"settlement_id": format_id(settlement)},
             )
-        latest = (await self.service.store.current_status([settlement])).get(settlement)
+        latest = (await self.service.current_status([settlement])).get(settlement)
         if latest is None or latest.kind is not EventKind.POSTED:
             raise ValidationError(f"settlement {format_id(settlement)} did not happen")
         book = self.chart.ledger(intent.ledger)
@@ -1296,13 +1291,13 @@ class SpendEngine:
         callers compute the same attempt number and so share one key: one submits, the others
         replay it.
         """
-        store = self.service.store
+        service = self.service
         for attempt in range(REVERSAL_ATTEMPTS_MAX):
             key = f"settlement_reversal:{format_id(settlement)}:{attempt}"
-            stored = await store.find_by_idempotency_key(f"{key}:0")
+            stored = await service.find_by_idempotency_key(f"{key}:0")
             if stored is None:
                 return key
-            latest = (await store.current_status([stored.id])).get(stored.id)
+            latest = (await service.current_status([stored.id])).get(stored.id)
             if latest is None or latest.kind is not EventKind.FAILED:
                 return key
         raise LimitExceededError(
@@ -1441,7 +1436,7 @@ class SpendEngine:
         """The amount recorded under this key's first leg, if the flow already ran with it."""
         if key is None:
             return None
-        intent = await self.service.store.find_by_idempotency_key(f"{key}:0")
+        intent = await self.service.find_by_idempotency_key(f"{key}:0")
         return None if intent is None else intent.amount
 
     # -- accounts (internal) --------------------------------------------------------------------
@@ -1522,8 +1517,8 @@ class SpendEngine:
         control: Mapping[str, Any],
         flow_ref: str | None,
     ) -> AccountRecord:
-        store = self.service.store
-        record = await store.get_account_by_name(name)
+        service = self.service
+        record = await service.get_account_by_name(name)
         if record is not None:
             return record
         try:
@@ -1539,7 +1534,7 @@ class SpendEngine:
             )
         except DuplicateRecordError:
             # Another process created it first: its account is the one with the name.
-            record = await store.get_account_by_name(name)
+            record = await service.get_account_by_name(name)
             if record is None:
                 raise
             return record
@@ -1548,9 +1543,7 @@ class SpendEngine:
     async def contracts(self, contract_id: str) -> list[ContractRef]:
         """Every escrow contract recorded under this id, from the service's own records (one
         per owner that used the id)."""
-        records = await self.service.store.get_accounts_by_flow_ref(
-            _text("contract_id", contract_id)
-        )
+        records = await self.service.get_accounts_by_flow_ref(_text("contract_id", contract_id))
         return [
             ContractRef(
                 contract_id=contract_id,
@@ -1584,7 +1577,7 @@ class SpendEngine:
         return found[0]
 
     async def _flow_account(self, account_id: int) -> AccountRecord:
-        record = (await self.service.store.get_accounts([account_id])).get(account_id)
+        record = (await self.service.get_account_records([account_id])).get(account_id)
         if record is None:  # pragma: no cover - found by its flow id a moment ago
             raise UnknownReferenceError(f"no account {format_id(account_id)}")
         return record
@@ -1592,7 +1585,7 @@ class SpendEngine:
     async def _scope(self, account_id: int) -> str:
         """Whose namespace a payment or contract id paid from this account lives in: the
         account's owner, or the account itself when it has none."""
-        record = (await self.service.store.get_accounts([account_id])).get(account_id)
+        record = (await self.service.get_account_records([account_id])).get(account_id)
         if record is None:
             raise AccountNotFoundError(
                 f"no account {format_id(account_id)}",
@@ -1625,15 +1618,15 @@ class SpendEngine:
             if isinstance(reference, AnchorAuthorization)
             else _account_id("authorization", reference)
         )
-        store = self.service.store
-        intent = await store.get_intent(hold_id)
+        service = self.service
+        intent = await service.get_intent(hold_id)
         members: list[TransferIntent] = []
         if (
             intent is not None
             and intent.control.get("flow") == "anchor_authorization"
             and intent.chain_id is not None
         ):
-            members = await store.intents_in_chain(intent.chain_id)
+            members = await service.intents_in_chain(intent.chain_id)
         # The service's own label, and the shape only the flow makes: two holds with the
         # authorization code, crediting the anchor accounts.
         by_leg = {
@@ -1700,25 +1693,23 @@ class SpendEngine:
     ) -> list[TransferResult]:
         """Post or void several holds in one linked chain.
 
-        `LedgerService` resolves holds one at a time only; this goes through its write path
-        (`_write`, as `post_pending_transfer` does) so the chain keeps the same guarantees:
-        persisted intents, audit events, idempotency keys, recovery.
+        `LedgerService.resolve_pending_transfers` links them, through the same write path as a
+        single post or void: persisted intents, audit events, idempotency keys, recovery.
         """
-        intents = [
-            _resolution_intent(
-                r.hold.id,
-                post=r.post,
-                amount=r.amount,
-                transfer_id=None,
-                idempotency_key=ctx.leg_key(index),
-                event_id=ctx.event_id,
-                payment_id=ctx.payment_id,
-                metadata=None,
-                control=ctx.control(r.name, r.metadata),
-            )
-            for index, r in enumerate(resolutions)
-        ]
-        results = await self.service._write(intents, atomic=len(intents) > 1)
+        results = await self.service.resolve_pending_transfers(
+            [
+                PendingResolution(
+                    pending_id=r.hold.id,
+                    post=r.post,
+                    amount=r.amount,
+                    idempotency_key=ctx.leg_key(index),
+                    event_id=ctx.event_id,
+                    payment_id=ctx.payment_id,
+                    control=ctx.control(r.name, r.metadata),
+                )
+                for index, r in enumerate(resolutions)
+            ]
+        )
         legs = [
             _Leg(
                 r.name,
@@ -1737,7 +1728,10 @@ class SpendEngine:
         failed = [index for index, result in enumerate(results) if not result.ok]
         if not failed:
             return
-        index = next((i for i in failed if results[i].status != _LINKED_FAILED), failed[0])
+        index = next(
+            (i for i in failed if refusal_of(results[i].status) is not Refusal.LINKED_FAILED),
+            failed[0],
+        )
         raise await self._error(results[index], legs[index], legs)
 
     async def _error(
@@ -1752,7 +1746,10 @@ class SpendEngine:
             "credit_account_id": format_id(leg.credit),
         }
         message = f"{leg.name} ({format_id(result.id)}) refused by the engine: {status}"
-        if status == _S.EXCEEDS_CREDITS.name.lower():
+        # The service's one classification of statuses; a leg's shortfall is only ever on its
+        # debit account, so exceeds_debits stays a plain refusal here.
+        refusal = refusal_of(status)
+        if refusal is Refusal.EXCEEDS_CREDITS:
             available = 0
             # The error is about the refusal; the balance is only context.
             with contextlib.suppress(TbledgerError):
@@ -1777,12 +1774,12 @@ class SpendEngine:
             return InsufficientBalanceError(
                 message, available=available, requested=requested, code=status, details=details
             )
-        if status in _CLOSED:
+        if refusal is Refusal.CLOSED:
             # A frozen account answers account_frozen, one closed for good the engine's status.
             code = await self.service.refusal_code(
                 status, debit_account_id=leg.debit, credit_account_id=leg.credit
             )
             return AccountFrozenError(message, code=code, details=details)
-        if status in _NOT_FOUND:
+        if refusal is Refusal.NOT_FOUND:
             return AccountNotFoundError(message, code=status, details=details)
         return TransferFailedError(message, code=status, details=details)

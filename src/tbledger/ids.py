@@ -7,6 +7,10 @@ number does. New ids come from ``tigerbeetle.id()``: time-ordered, which keeps T
 trees append-mostly, and unique without coordination. Anything else (a negative, a value past
 2^128-1, a bool, a float, a string with signs, spaces or underscores) is refused with
 `InvalidIdError`, so a malformed id never reaches the engine or the store.
+
+TigerBeetle refuses 0 and 2^128-1 as the id of an account or a transfer (`id_must_not_be_zero`,
+`id_must_not_be_int_max`); `parse_object_id` is the one place that rule is checked before a
+request reaches it, and `is_reserved_id` the one test for it.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import re
 
 import tigerbeetle
 
-from tbledger.errors import InvalidIdError
+from tbledger.errors import InvalidIdError, ValidationError
 from tbledger.limits import U128_MAX
 
-__all__ = ["format_id", "new_id", "parse_id"]
+__all__ = ["format_id", "is_reserved_id", "new_id", "parse_id", "parse_object_id"]
+
+# The ids TigerBeetle never gives an account or a transfer.
+_RESERVED = frozenset({0, U128_MAX})
 
 # Strict spellings only: Python's int() would also take "+5", " 5 ", "1_000" and "0o17", which
 # would let two different strings name the same id.
@@ -44,6 +51,20 @@ def parse_id(value: object) -> int:
     raise InvalidIdError(
         f"an id must be an int, a decimal string or a '0x' hex string, not {type(value).__name__}"
     )
+
+
+def is_reserved_id(value: int) -> bool:
+    """Whether `value` is 0 or 2^128-1, which no account or transfer may have."""
+    return value in _RESERVED
+
+
+def parse_object_id(value: object, name: str = "id") -> int:
+    """`value` as the id of an account or a transfer: a u128 (`parse_id`) that is neither 0 nor
+    2^128-1 (`ValidationError` naming `name`)."""
+    number = parse_id(value)
+    if number in _RESERVED:
+        raise ValidationError(f"{name} must not be 0 or 2^128-1")
+    return number
 
 
 def format_id(value: int) -> str:

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Final, Protocol
 
 from tbledger.errors import (
     DuplicateRecordError,
@@ -58,9 +58,9 @@ from tbledger.limits import (
     QUOTE_VALIDITY_S,
     STORE_TEXT_CHARS_MAX,
 )
-from tbledger.store import ExchangeQuote, ExchangeRate, MerchantFee, Store
+from tbledger.model import ExchangeQuote, ExchangeRate, MerchantFee
 
-__all__ = ["FeeSchedule", "Prices", "fee_amount"]
+__all__ = ["FeeSchedule", "PriceRecords", "Prices", "fee_amount"]
 
 _BPS_PER_WHOLE: Final = 10_000
 _NS_PER_S: Final = 1_000_000_000
@@ -117,12 +117,29 @@ def _label(name: str, value: object) -> str:
     return value
 
 
+class PriceRecords(Protocol):
+    """Where rates, quotes and fee schedules are kept: the part of the store `Prices` needs
+    (`LedgerService.price_records` hands it out, so a shell never holds the store itself)."""
+
+    async def add_exchange_rate(self, rate: ExchangeRate) -> ExchangeRate: ...
+    async def current_exchange_rate(
+        self, source_ledger: int, target_ledger: int, at: datetime
+    ) -> ExchangeRate | None: ...
+    async def current_exchange_rates(self, at: datetime) -> list[ExchangeRate]: ...
+    async def insert_quote(self, quote: ExchangeQuote) -> ExchangeQuote: ...
+    async def get_quote(self, quote_id: int) -> ExchangeQuote | None: ...
+    async def quote_spent_by(self, spent_by: str) -> ExchangeQuote | None: ...
+    async def spend_quote(self, quote_id: int, at: datetime, spent_by: str | None) -> bool: ...
+    async def add_merchant_fee(self, fee: MerchantFee) -> MerchantFee: ...
+    async def merchant_fee(self, account_id: int) -> MerchantFee | None: ...
+
+
 class Prices:
     """Rates, quotes and fees on a store, on a clock. See the module docstring."""
 
     def __init__(
         self,
-        store: Store,
+        store: PriceRecords,
         *,
         clock: Callable[[], int] | None = None,
         fee_bps: int = 0,

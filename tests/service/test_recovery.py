@@ -234,6 +234,7 @@ async def test_a_recovered_freeze_updates_the_account_status(ledger: Ledger) -> 
         ledger=LEDGER,
         code=65535,
         flags=int(_TF.PENDING | _TF.CLOSING_DEBIT),
+        # The service's own fact (DESIGN §9): what recovery reads, never the caller's metadata.
         control={"purpose": "freeze", "account_id": format_id(book.alice)},
     )
     await ledger.store.insert_intents([freeze])

@@ -59,9 +59,10 @@ import tigerbeetle as tb
 
 from tbledger.ids import parse_id
 from tbledger.limits import BATCH_EVENTS_MAX, STORE_PAGE_ROWS_MAX
+from tbledger.model import NO_OUTCOME_KINDS
 from tbledger.service import LedgerService, RecoveryReport
 from tbledger.store import DEFAULT_APP_ROLE, EventKind, Store, StoreOptions, upgrade
-from tbledger.store.tables import NO_OUTCOME_KINDS, audit_events, transfers
+from tbledger.store.tables import audit_events, transfers
 from tests.support.database import (
     SessionDatabase,
     create_test_database,

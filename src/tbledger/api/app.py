@@ -79,17 +79,17 @@ def create_app(
         try:
             spend = SpendEngine(svc, book)
             await spend.ensure_system_accounts()
-            svc.batcher.observer = metrics.observe_engine
+            svc.observe_engine_requests(metrics.observe_engine)
             unsubscribe = svc.on("transfer_failed", metrics.observe_event)
             app.state.ctx = ApiContext(
                 service=svc,
                 flows=spend,
                 chart=book,
-                keys=KeyRing(svc.store),
+                keys=KeyRing(svc),
                 limiter=RateLimiter(),
                 metrics=metrics,
                 prices=Prices(
-                    svc.store,
+                    svc.price_records,
                     clock=clock,
                     fee_bps=svc.settings.fee_bps,
                     fee_payer=svc.settings.fee_payer,

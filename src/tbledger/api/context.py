@@ -26,11 +26,11 @@ from tbledger.api.policy import may_see
 from tbledger.chart import Chart, Ledger
 from tbledger.errors import UnknownCodeError, UnknownLedgerError, ValidationError
 from tbledger.flows import SpendEngine
-from tbledger.ids import format_id, parse_id
-from tbledger.limits import BATCH_EVENTS_MAX, U128_MAX
+from tbledger.ids import format_id, is_reserved_id, parse_object_id
+from tbledger.limits import BATCH_EVENTS_MAX
+from tbledger.model import AccountRecord
 from tbledger.prices import Prices
 from tbledger.service import CONTROL_TRANSFER_CODE, LedgerService
-from tbledger.store import AccountRecord
 
 __all__ = [
     "Admin",
@@ -102,7 +102,7 @@ class ApiContext:
         found = {i: self._accounts[i] for i in wanted if i in self._accounts}
         missing = wanted - found.keys()
         if missing:
-            loaded = await self.service.store.get_accounts(missing)
+            loaded = await self.service.get_account_records(missing)
             for account_id, record in loaded.items():
                 self._accounts[account_id] = record
                 if len(self._accounts) > _ACCOUNT_CACHE_MAX:
@@ -132,10 +132,7 @@ class ApiContext:
 
 def account_id_of(text: str, name: str = "account_id") -> int:
     """A path or body id as a u128, refusing 0 and 2^128-1 (never valid account ids)."""
-    value = parse_id(text)
-    if value in (0, U128_MAX):
-        raise ValidationError(f"{name} must not be 0 or 2^128-1")
-    return value
+    return parse_object_id(text, name)
 
 
 async def context_of(request: Request) -> ApiContext:
@@ -201,7 +198,7 @@ def derived_id(key: str, purpose: str) -> int:
     """A stable u128 id for (`purpose`, idempotency key): a retry creates the same record."""
     digest = hashlib.blake2b(f"{purpose}\0{key}".encode(), digest_size=16).digest()
     value = int.from_bytes(digest, "big")
-    return value if value not in (0, U128_MAX) else 1
+    return 1 if is_reserved_id(value) else value
 
 
 def check_batch_size(count: int) -> None:

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from tbledger.errors import ValidationError
 from tbledger.limits import (
@@ -48,7 +49,7 @@ from tbledger.limits import (
     API_RATE_BUCKETS_MAX,
     STORE_TEXT_CHARS_MAX,
 )
-from tbledger.store import ApiKeyRecord, Store
+from tbledger.model import ApiKeyRecord
 
 __all__ = ["KeyRing", "MintedKey", "Principal", "RateLimiter", "Scope", "mint_key", "token_of"]
 
@@ -153,13 +154,19 @@ def token_of(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return bearer if bearer is not None else (api_key or None)
 
 
+class ApiKeySource(Protocol):
+    """Where keys are looked up: `LedgerService` (the API's way) or a store (the CLI's)."""
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+
 class KeyRing:
     """Verifies presented keys against the store, caching good ones for a short while and
     unknown ids for `negative_ttl_s` (so a flood of one bad key costs no store reads)."""
 
     def __init__(
         self,
-        store: Store,
+        store: ApiKeySource,
         *,
         ttl_s: float = API_KEY_CACHE_TTL_S,
         negative_ttl_s: float = API_KEY_NEGATIVE_TTL_S,

@@ -94,7 +94,7 @@ class Metrics:
         self.breaker.set(_BREAKER[service.breaker.state])
         grace = timedelta(seconds=service.settings.recovery_grace_s)
         try:
-            backlog = await service.store.intents_without_outcome(
+            backlog = await service.intents_without_outcome(
                 STORE_PAGE_ROWS_MAX, created_before=datetime.now(UTC) - grace
             )
         except Exception:  # a scrape must answer even when the store does not

@@ -33,7 +33,7 @@ from tbledger.api.keys import Principal
 from tbledger.balances import AccountType
 from tbledger.chart import Chart
 from tbledger.errors import UnknownCodeError
-from tbledger.store import AccountRecord, TransferIntent
+from tbledger.model import AccountRecord, TransferIntent
 
 __all__ = [
     "CUSTOMER_ACCOUNT_TYPES",

@@ -16,8 +16,8 @@ from tbledger.api.schemas import (
 )
 from tbledger.balances import Balance
 from tbledger.ids import format_id
+from tbledger.model import AccountRecord, AuditEvent, TransferIntent
 from tbledger.service import TransferResult
-from tbledger.store import AccountRecord, AuditEvent, TransferIntent
 
 __all__ = ["account_out", "audit_out", "balance_out", "result_out", "transfer_out"]
 

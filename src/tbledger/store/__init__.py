@@ -10,13 +10,15 @@ Alembic migrations shipped in the package (`upgrade`, `upgrade_sync`).
     events = await store.insert_intents([TransferIntent(id=new_id(), ...)])
 """
 
-from tbledger.store.backend import StoreOptions
-from tbledger.store.base import Store
-from tbledger.store.migrate import DEFAULT_APP_ROLE, downgrade, upgrade, upgrade_sync
-from tbledger.store.records import (
+# The domain's nouns belong to `tbledger.model`; they are re-exported here only so that code
+# written against the store's earlier face (the command line among it) keeps importing them.
+# New code imports them from `tbledger.model`.
+from tbledger.model import (
     AccountRecord,
+    AccountStatus,
     ApiKeyRecord,
     AuditEvent,
+    EventKind,
     ExchangeQuote,
     ExchangeRate,
     MerchantFee,
@@ -24,7 +26,9 @@ from tbledger.store.records import (
     TransferIntent,
     request_hash_of,
 )
-from tbledger.store.tables import AccountStatus, EventKind
+from tbledger.store.backend import StoreOptions
+from tbledger.store.base import Store
+from tbledger.store.migrate import DEFAULT_APP_ROLE, downgrade, upgrade, upgrade_sync
 
 __all__ = [
     "DEFAULT_APP_ROLE",

@@ -45,20 +45,23 @@ from tbledger.errors import (
 )
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import STORE_AUDIT_ROWS_MAX, STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
-from tbledger.store.backend import Backend, StoreOptions, sent_nothing, translate_error
-from tbledger.store.connect import open_backend
-from tbledger.store.migrate import check_at_head, upgrade, upgrade_engine
-from tbledger.store.records import (
+from tbledger.model import (
+    NO_OUTCOME_KINDS,
     AccountRecord,
+    AccountStatus,
     ApiKeyRecord,
     AuditEvent,
+    EventKind,
     ExchangeQuote,
     ExchangeRate,
     MerchantFee,
     NewAuditEvent,
     TransferIntent,
-    validate_status_change,
 )
+from tbledger.store.backend import Backend, StoreOptions, sent_nothing, translate_error
+from tbledger.store.connect import open_backend
+from tbledger.store.migrate import check_at_head, upgrade, upgrade_engine
+from tbledger.store.records import validate_status_change
 from tbledger.store.rows import (
     ACCOUNT_COLUMNS,
     INTENT_COLUMNS,
@@ -68,9 +71,6 @@ from tbledger.store.rows import (
     submitted_columns,
 )
 from tbledger.store.tables import (
-    NO_OUTCOME_KINDS,
-    AccountStatus,
-    EventKind,
     accounts,
     api_keys,
     audit_events,
@@ -1041,31 +1041,7 @@ def _account_from_row(row: sa.Row[Any]) -> AccountRecord:
 
 def _intent_from_row(row: sa.Row[Any]) -> TransferIntent:
     m = row._mapping
-    return TransferIntent(
-        id=m["id"],
-        debit_account_id=m["debit_account_id"],
-        credit_account_id=m["credit_account_id"],
-        amount=m["amount"],
-        pending_id=m["pending_id"],
-        user_data_128=m["user_data_128"],
-        user_data_64=m["user_data_64"],
-        user_data_32=m["user_data_32"],
-        timeout=m["timeout"],
-        ledger=m["ledger"],
-        code=m["code"],
-        flags=m["flags"],
-        timestamp=m["timestamp"],
-        payment_id=m["payment_id"],
-        event_id=m["event_id"],
-        chain_tx_hash=m["chain_tx_hash"],
-        idempotency_key=m["idempotency_key"],
-        request_hash=m["request_hash"],
-        metadata=m["metadata"],
-        control=m["control"],
-        chain_id=m["chain_id"],
-        chain_index=m["chain_index"],
-        created_at=m["created_at"],
-    )
+    return TransferIntent(**{name: m[name] for name in INTENT_COLUMNS})
 
 
 def _key_from_row(row: sa.Row[Any]) -> ApiKeyRecord:

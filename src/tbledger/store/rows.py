@@ -27,23 +27,25 @@ from typing import Any, Final, TypeVar
 
 from tbledger.errors import ValidationError
 from tbledger.limits import STORE_TEXT_CHARS_MAX, U16_MAX, U32_MAX, U64_MAX, U128_MAX
-from tbledger.store.records import (
-    I32_MAX,
+from tbledger.model import (
+    ACCOUNT_EVENT_KINDS,
+    INTENT_CONTEXT_FIELDS,
+    TRANSFER_EVENT_KINDS,
+    TRANSFER_FIELDS,
     AccountRecord,
+    AccountStatus,
+    EventKind,
     NewAuditEvent,
     TransferIntent,
+    request_hash_of,
+)
+from tbledger.store.records import (
+    I32_MAX,
     encode_document,
     is_unicode_text,
-    request_hash_of,
     validate_account,
     validate_event,
     validate_intent,
-)
-from tbledger.store.tables import (
-    ACCOUNT_EVENT_KINDS,
-    TRANSFER_EVENT_KINDS,
-    AccountStatus,
-    EventKind,
 )
 
 __all__ = [
@@ -73,30 +75,7 @@ _DICT: Final = frozenset({dict})
 _EMPTY_DOCUMENT: Final = "{}"
 
 # The transfers columns an intent fills, in row order; created_at (the batch's time) comes last.
-_INTENT_FIELDS: Final = (
-    "id",
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "pending_id",
-    "user_data_128",
-    "user_data_64",
-    "user_data_32",
-    "timeout",
-    "ledger",
-    "code",
-    "flags",
-    "timestamp",
-    "payment_id",
-    "event_id",
-    "chain_tx_hash",
-    "idempotency_key",
-    "request_hash",
-    "metadata",
-    "control",
-    "chain_id",
-    "chain_index",
-)
+_INTENT_FIELDS: Final = (*TRANSFER_FIELDS, *INTENT_CONTEXT_FIELDS)
 INTENT_COLUMNS: Final = (*_INTENT_FIELDS, "created_at")
 
 # The audit_events columns an event fills (seq is the database's), recorded_at last.
@@ -317,7 +296,8 @@ def event_columns(events: Sequence[NewAuditEvent], now: datetime) -> Columns:
 
 
 def _intent_values(intents: Sequence[TransferIntent]) -> Columns:
-    # _INTENT_FIELDS, spelled out, a column at a time: an attribute read compiled into a list
+    # _INTENT_FIELDS (the model's field lists), spelled out; tests/unit/test_model.py holds the
+    # two to the same order, a column at a time: an attribute read compiled into a list
     # comprehension is the cheapest way to a slotted dataclass's field (operator.attrgetter
     # costs twice as much, a tuple per record and a zip a quarter more).
     return [

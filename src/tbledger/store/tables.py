@@ -40,14 +40,10 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
+from tbledger.model import AccountStatus, EventKind
 from tbledger.store.types import U64, U128, JsonDocument, UtcDateTime
 
 __all__ = [
-    "ACCOUNT_EVENT_KINDS",
-    "NO_OUTCOME_KINDS",
-    "TRANSFER_EVENT_KINDS",
-    "AccountStatus",
-    "EventKind",
     "accounts",
     "api_keys",
     "audit_events",
@@ -57,36 +53,6 @@ __all__ = [
     "metadata",
     "transfers",
 ]
-
-
-class AccountStatus(StrEnum):
-    """An account's status in the store; the engine enforces it through a closing transfer."""
-
-    ACTIVE = "active"
-    FROZEN = "frozen"
-    CLOSED = "closed"
-
-
-class EventKind(StrEnum):
-    """What an audit event records. Transfer kinds follow DESIGN §3; account kinds log changes."""
-
-    SUBMITTED = "submitted"
-    PENDING = "pending"
-    POSTED = "posted"
-    VOIDED = "voided"
-    EXPIRED = "expired"
-    FAILED = "failed"
-    OUTCOME_UNKNOWN = "outcome_unknown"
-    ACCOUNT_CREATED = "account_created"
-    ACCOUNT_STATUS_CHANGED = "account_status_changed"
-
-
-ACCOUNT_EVENT_KINDS = frozenset({EventKind.ACCOUNT_CREATED, EventKind.ACCOUNT_STATUS_CHANGED})
-TRANSFER_EVENT_KINDS = frozenset(set(EventKind) - ACCOUNT_EVENT_KINDS)
-
-# The kinds that say nothing about what the engine did: a transfer whose events are only these
-# is in the recovery backlog.
-NO_OUTCOME_KINDS = frozenset({EventKind.SUBMITTED, EventKind.OUTCOME_UNKNOWN})
 
 
 def _in_list(column: str, values: type[StrEnum]) -> str:

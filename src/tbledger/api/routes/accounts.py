@@ -74,7 +74,7 @@ async def create_account(
     if account_id is not None:
         # A retry replays the account; the same key for another account is a conflict (the
         # engine and the store compare only some of the fields, and would leak their wording).
-        existing = await ctx.service.store.get_account(account_id)
+        existing = await ctx.service.get_account_record(account_id)
         if existing is not None:
             wanted = (account_type.value, book.code, code, owner_id, body.name, body.metadata)
             stored = (
@@ -128,7 +128,7 @@ async def list_accounts(
     if not caller.is_admin and owner_id != caller.owner_id:
         return AccountList(accounts=[])
     # The store bounds an owner's accounts (more is a 413), not a page: page here, by id.
-    records = await ctx.service.store.get_accounts_by_owner(owner_id)
+    records = await ctx.service.get_account_records_by_owner(owner_id)
     if cursor is not None:
         after = parse_id(cursor)
         records = [r for r in records if r.id > after]

@@ -69,7 +69,7 @@ from tbledger.flows import (
 )
 from tbledger.ids import format_id
 from tbledger.limits import U32_MAX
-from tbledger.store import AccountRecord, TransferIntent
+from tbledger.model import AccountRecord, TransferIntent
 
 __all__ = ["FlowOut", "router"]
 
@@ -556,10 +556,10 @@ async def _fee(
     instead of conflicting with it.
     """
     schedule = await ctx.prices.fee_schedule(merchant_id)
-    store = ctx.service.store
-    if key is None or await store.find_by_idempotency_key(f"{key}:0") is None:
+    service = ctx.service
+    if key is None or await service.find_by_idempotency_key(f"{key}:0") is None:
         return schedule.fee_for(amount), schedule.fee_payer
-    leg = await store.find_by_idempotency_key(f"{key}:1")
+    leg = await service.find_by_idempotency_key(f"{key}:1")
     if leg is None or leg.code != ctx.chart.transfer_code("FEE").code:
         return 0, schedule.fee_payer
     side = FeePayer.MERCHANT if leg.debit_account_id == merchant_id else FeePayer.PAYER

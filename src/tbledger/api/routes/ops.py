@@ -106,7 +106,7 @@ async def events(
             return
         cursor = since
         while True:
-            batch = await ctx.service.store.events_since(cursor, 1000)
+            batch = await ctx.service.events_since(cursor, 1000)
             for event in batch:
                 cursor = event.seq
                 yield _sse(event)

@@ -28,8 +28,8 @@ from tbledger.errors import AmountError, ValidationError
 from tbledger.flows import RATE_MAGNITUDE_MAX, exchange_amount
 from tbledger.ids import format_id
 from tbledger.limits import FEE_BPS_MAX, QUOTE_VALIDITY_S
+from tbledger.model import ExchangeRate
 from tbledger.prices import FeeSchedule
-from tbledger.store import ExchangeRate
 
 __all__ = ["RateText", "router"]
 

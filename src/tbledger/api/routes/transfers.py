@@ -50,8 +50,8 @@ from tbledger.api.schemas import (
 from tbledger.errors import ValidationError
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
+from tbledger.model import AccountRecord
 from tbledger.service import TransferRequest
-from tbledger.store import AccountRecord
 
 __all__ = ["router"]
 
@@ -303,7 +303,7 @@ async def list_transfers_by_event(
     )
     intents = page.intents
     engine = {t.id: t for t in await ctx.service.get_transfers([i.id for i in intents])}
-    latest = await ctx.service.store.current_status(i.id for i in intents)
+    latest = await ctx.service.current_status(i.id for i in intents)
     return TransferList(
         transfers=[
             transfer_out(ctx, engine=engine.get(i.id), intent=i, latest=latest.get(i.id))
@@ -334,8 +334,8 @@ async def list_account_transfers(
         cursor=None if cursor is None else int(cursor),
         reversed_=reverse,
     )
-    intents = await ctx.service.store.get_intents(t.id for t in page.transfers)
-    latest = await ctx.service.store.current_status(t.id for t in page.transfers)
+    intents = await ctx.service.get_intents(t.id for t in page.transfers)
+    latest = await ctx.service.current_status(t.id for t in page.transfers)
     return TransferList(
         transfers=[
             transfer_out(ctx, engine=t, intent=intents.get(t.id), latest=latest.get(t.id))

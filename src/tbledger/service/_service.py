@@ -26,10 +26,10 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tigerbeetle as tb
 
@@ -45,18 +45,15 @@ from tbledger.config import Settings
 from tbledger.engine import EngineClient, connect
 from tbledger.engine.batcher import Batcher
 from tbledger.errors import (
-    AccountFrozenError,
     AccountNotFoundError,
     CircuitOpenError,
     DuplicateRecordError,
     IdempotencyConflictError,
-    InsufficientBalanceError,
     NotConnectedError,
     OutcomeUnknownError,
     PendingHoldsError,
     TbledgerError,
     TigerBeetleError,
-    TransferFailedError,
     ValidationError,
 )
 from tbledger.events import EventBus, LedgerEvent, LedgerEventName, Listener
@@ -72,29 +69,59 @@ from tbledger.limits import (
     WRITE_GROUPS_IN_FLIGHT_MAX,
     WRITE_KEY_LOOKUP_EVENTS_MIN,
 )
-from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
-from tbledger.store import (
+from tbledger.model import (
+    RESOLVED_KINDS,
     AccountRecord,
     AccountStatus,
+    ApiKeyRecord,
     AuditEvent,
     EventKind,
     NewAuditEvent,
-    Store,
     TransferIntent,
     request_hash_of,
 )
+from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
+from tbledger.service._intents import (
+    AMOUNT_MAX,
+    PURPOSE,
+    checked_amount,
+    checked_object_id,
+    checked_uint,
+    control_intent,
+    intent_of,
+    known_account_type,
+    link_chain,
+    resolution_intent,
+    whole_chains,
+)
+from tbledger.service._outcomes import (
+    ACCOUNT_FROZEN,
+    CLOSED_STATUSES,
+    INSUFFICIENT_STATUSES,
+    outcome_kind,
+    result_from_event,
+    status_name,
+    transfer_error,
+)
+from tbledger.service._values import (
+    AccountInfo,
+    EngineObserver,
+    Health,
+    IntentPage,
+    PendingResolution,
+    RecoveryReport,
+    TransferPage,
+    TransferRequest,
+    TransferResult,
+)
+from tbledger.store import Store
 from tbledger.store.records import validate_account
 
-__all__ = [
-    "AccountInfo",
-    "Health",
-    "IntentPage",
-    "LedgerService",
-    "RecoveryReport",
-    "TransferPage",
-    "TransferRequest",
-    "TransferResult",
-]
+if TYPE_CHECKING:
+    # Only a type here: tbledger.prices imports the flows, which import the service.
+    from tbledger.prices import PriceRecords
+
+__all__ = ["LedgerService"]
 
 log = logging.getLogger("tbledger.service")
 
@@ -102,167 +129,18 @@ _T = TypeVar("_T")
 _S = tb.CreateTransferStatus
 _F = tb.TransferFlags
 
-AMOUNT_MAX = tb.AMOUNT_MAX
-# The transfer code of freeze, unfreeze and close transfers (not a business code).
-CONTROL_TRANSFER_CODE = U16_MAX
-# The error code of a transfer refused because an account is frozen (the engine says closed).
-ACCOUNT_FROZEN = "account_frozen"
-_OK = frozenset({_S.CREATED, _S.EXISTS})
-_INSUFFICIENT = frozenset({_S.EXCEEDS_CREDITS, _S.EXCEEDS_DEBITS})
-_CLOSED = frozenset({_S.DEBIT_ACCOUNT_ALREADY_CLOSED, _S.CREDIT_ACCOUNT_ALREADY_CLOSED})
-_NOT_FOUND = frozenset({_S.DEBIT_ACCOUNT_NOT_FOUND, _S.CREDIT_ACCOUNT_NOT_FOUND})
-_RESOLVED_KINDS = frozenset({EventKind.POSTED, EventKind.VOIDED, EventKind.EXPIRED})
-_PURPOSE = "purpose"
 # Flag values as plain ints: IntFlag arithmetic costs microseconds per operation, and the write
 # path does it for every transfer.
-_PENDING = int(_F.PENDING)
 _LINKED = int(_F.LINKED)
 _POST = int(_F.POST_PENDING_TRANSFER)
 _VOID = int(_F.VOID_PENDING_TRANSFER)
 _BALANCING_DEBIT = int(_F.BALANCING_DEBIT)
 _BALANCING_CREDIT = int(_F.BALANCING_CREDIT)
-_STATUS_NAMES: dict[int, str] = {int(s): s.name.lower() for s in _S}
 # Transfers whose `amount` names a bound or a sentinel rather than what moved.
 _INEXACT = _POST | _VOID | _BALANCING_DEBIT | _BALANCING_CREDIT
 _RESOLUTION = _POST | _VOID
-_OK_NAMES = frozenset({"created", "exists"})
 # The detail of most outcome events: shared, and read-only so that sharing it is safe.
 _NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
-
-
-# -- values ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransferRequest:
-    """One transfer to create. Amounts are integers in the ledger's minor unit.
-
-    `transfer_id` lets the caller choose the id (retries then reuse it); otherwise a time-ordered
-    id is minted. `idempotency_key` makes a retry with a fresh id return the original outcome.
-    """
-
-    debit_account_id: int | str
-    credit_account_id: int | str
-    amount: int
-    ledger: int
-    code: int
-    transfer_id: int | str | None = None
-    pending: bool = False
-    timeout: int = 0
-    # `amount` becomes an upper bound: the engine moves at most what keeps the debit (credit)
-    # account from passing its credit (debit) balance, e.g. AMOUNT_MAX to sweep a balance.
-    balancing_debit: bool = False
-    balancing_credit: bool = False
-    user_data_128: int = 0
-    user_data_64: int = 0
-    user_data_32: int = 0
-    payment_id: str | None = None
-    event_id: str | None = None
-    chain_tx_hash: str | None = None
-    idempotency_key: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class TransferResult:
-    """The outcome of one transfer: `status` is the engine's status name, lowercase."""
-
-    id: int
-    status: str
-    timestamp: int | None = None
-    replayed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("created", "exists")
-
-    @property
-    def id_hex(self) -> str:
-        return format_id(self.id)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountInfo:
-    """An account's mapping (who, what, status) and, when read from the engine, its balance."""
-
-    record: AccountRecord
-    balance: Balance | None = None
-
-    @property
-    def id(self) -> int:
-        return self.record.id
-
-    @property
-    def status(self) -> AccountStatus:
-        return self.record.status
-
-
-@dataclass(frozen=True, slots=True)
-class TransferPage:
-    """A page of an account's transfers; pass `next_cursor` back for the next page."""
-
-    transfers: list[tb.Transfer]
-    next_cursor: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class IntentPage:
-    """A page of recorded transfers (intents) in id order; pass `next_cursor` back for the next."""
-
-    intents: list[TransferIntent]
-    next_cursor: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    engine_ok: bool
-    store_ok: bool
-    breaker: CircuitState
-    engine_latency_ms: float | None
-    detail: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.engine_ok and self.store_ok and self.breaker is not CircuitState.OPEN
-
-
-@dataclass
-class RecoveryReport:
-    """What one `recover()` pass did."""
-
-    examined: int = 0
-    found_in_engine: int = 0
-    resubmitted: int = 0
-    failed: int = 0
-    expired: int = 0
-    unresolved: int = 0
-
-
-# -- validation -----------------------------------------------------------------------------------
-
-
-def _uint(name: str, value: object, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{name} must be an integer, not {type(value).__name__}")
-    if not 0 <= value <= maximum:
-        raise ValidationError(f"{name} must be in [0, {maximum}], got {value}")
-    return int(value)
-
-
-def _amount(value: object) -> int:
-    return _uint("amount", value, AMOUNT_MAX)
-
-
-def _account_id(name: str, value: object) -> int:
-    account_id = parse_id(value)
-    if account_id in (0, AMOUNT_MAX):
-        raise ValidationError(f"{name} must not be 0 or 2^128-1")
-    return account_id
-
-
-def _status_name(status: int) -> str:
-    name = _STATUS_NAMES.get(status)
-    return _S(status).name.lower() if name is None else name
 
 
 # -- the service ----------------------------------------------------------------------------------
@@ -293,6 +171,9 @@ class LedgerService:
         self._owns_engine = engine is None
         self._owns_store = store is None
         self._batcher: Batcher | None = None
+        # Told of every engine request (operation, events, seconds): metrics read the batcher's
+        # coalescing through it. Kept here so a replaced engine client keeps its observer.
+        self._engine_observer: EngineObserver | None = None
         self._bus = EventBus()
         self._timeout_s = settings.request_timeout_ms / 1000
         self._retry = RetryPolicy(
@@ -345,6 +226,7 @@ class LedgerService:
         if self._engine is None:
             self._engine = await connect(self.settings.engine_config().url)
         self._batcher = Batcher(self._engine)
+        self._batcher.observer = self._engine_observer
         self._connected = True
         if recover:
             await self.recover()
@@ -404,6 +286,13 @@ class LedgerService:
     def on(self, event: str, listener: Listener) -> Callable[[], None]:
         """Call `listener` on `event` (see `LedgerEventName`); returns an unsubscribe function."""
         return self._bus.on(event, listener)
+
+    def observe_engine_requests(self, observer: EngineObserver | None) -> None:
+        """Call `observer(operation, events, seconds)` after every engine request (one batch of
+        coalesced calls); None stops it. It runs on the write path: keep it cheap."""
+        self._engine_observer = observer
+        if self._batcher is not None:
+            self._batcher.observer = observer
 
     async def health_check(self) -> Health:
         """Engine and store reachability, engine latency, and the breaker's state."""
@@ -466,9 +355,8 @@ class LedgerService:
             return
         log.warning("engine client evicted; connecting a new one")
         self._engine = await connect(self.settings.engine_config().url)
-        observer = None if self._batcher is None else self._batcher.observer
         self._batcher = Batcher(self._engine)
-        self._batcher.observer = observer
+        self._batcher.observer = self._engine_observer
 
     def _observe_timestamps(self, results: Iterable[tb.CreateTransferResult]) -> None:
         for result in results:
@@ -504,19 +392,19 @@ class LedgerService:
         account's role, the payment or contract a flow account serves): the flows set them; a
         shell never passes a caller's input there (DESIGN §9).
         """
-        ledger = _uint("ledger", ledger, U32_MAX)
+        ledger = checked_uint("ledger", ledger, U32_MAX)
         if ledger == 0:
             raise ValidationError("ledger must not be 0")
         if code is None:
             code = (
                 ACCOUNT_TYPE_CODES.get(AccountType(account_type), 0)
-                if _known_type(account_type)
+                if known_account_type(account_type)
                 else 0
             )
-        code = _uint("code", code, U16_MAX)
+        code = checked_uint("code", code, U16_MAX)
         if code == 0:
             raise ValidationError(f"code is required for account type {account_type!r}")
-        new_id = tb.id() if account_id is None else _account_id("account_id", account_id)
+        new_id = tb.id() if account_id is None else checked_object_id("account_id", account_id)
         engine_flags = default_flags(account_type) if flags is None else tb.AccountFlags(flags)
         if engine_flags & (tb.AccountFlags.LINKED | tb.AccountFlags.IMPORTED):
             raise ValidationError("linked and imported accounts are created through the engine")
@@ -525,9 +413,9 @@ class LedgerService:
             ledger=ledger,
             code=code,
             flags=engine_flags,
-            user_data_128=_uint("user_data_128", user_data_128, AMOUNT_MAX),
-            user_data_64=_uint("user_data_64", user_data_64, U64_MAX),
-            user_data_32=_uint("user_data_32", user_data_32, U32_MAX),
+            user_data_128=checked_uint("user_data_128", user_data_128, AMOUNT_MAX),
+            user_data_64=checked_uint("user_data_64", user_data_64, U64_MAX),
+            user_data_32=checked_uint("user_data_32", user_data_32, U32_MAX),
         )
         record = AccountRecord(
             id=new_id,
@@ -587,6 +475,41 @@ class LedgerService:
             )
         (balance,) = await self._balances([record])
         return AccountInfo(record, balance)
+
+    async def get_account_record(self, account_id: int | str) -> AccountRecord | None:
+        """The account's mapping (type, owner, status, control facts) from the store, or None;
+        no engine read."""
+        return await self.store.get_account(checked_object_id("account_id", account_id))
+
+    async def get_account_records(
+        self, account_ids: Iterable[int | str]
+    ) -> dict[int, AccountRecord]:
+        """The mappings of the known accounts among `account_ids`, by id; no engine read."""
+        return await self.store.get_accounts(
+            [checked_object_id("account_id", a) for a in account_ids]
+        )
+
+    async def get_account_records_by_owner(self, owner_id: str) -> list[AccountRecord]:
+        """The owner's account mappings in id order; no engine read."""
+        return await self.store.get_accounts_by_owner(owner_id)
+
+    async def get_account_by_name(self, name: str) -> AccountRecord | None:
+        """The account with this unique name (a system or flow account), or None."""
+        return await self.store.get_account_by_name(name)
+
+    async def get_accounts_by_flow_ref(self, flow_ref: str) -> list[AccountRecord]:
+        """The flow accounts serving this payment or contract id, in id order (one per owner
+        that used the id)."""
+        return await self.store.get_accounts_by_flow_ref(flow_ref)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """An HTTP API key's record by its public id, or None (the API's `KeyRing` reads it)."""
+        return await self.store.get_api_key(key_id)
+
+    @property
+    def price_records(self) -> PriceRecords:
+        """The operator's rates, the issued quotes and the fee schedules (`tbledger.prices`)."""
+        return self.store
 
     async def get_accounts_by_owner(self, owner_id: str) -> list[AccountInfo]:
         """Every account of this owner, with balances (one engine lookup for all)."""
@@ -709,7 +632,7 @@ class LedgerService:
         ledger = record.ledger
         if record.status is AccountStatus.FROZEN and record.freeze_transfer_id is not None:
             requests.append(
-                _control_intent(
+                control_intent(
                     purpose="unfreeze",
                     account_id=account_id,
                     flags=_F.VOID_PENDING_TRANSFER,
@@ -719,7 +642,7 @@ class LedgerService:
             )
         if target is AccountStatus.FROZEN:
             requests.append(
-                _control_intent(
+                control_intent(
                     purpose="freeze",
                     account_id=account_id,
                     flags=_F.PENDING | _F.CLOSING_DEBIT,
@@ -729,9 +652,9 @@ class LedgerService:
                 )
             )
         elif target is AccountStatus.CLOSED:
-            destination = control if sweep_to is None else _account_id("sweep_to", sweep_to)
+            destination = control if sweep_to is None else checked_object_id("sweep_to", sweep_to)
             if normal_side(record.account_type) is NormalSide.CREDIT:
-                sweep = _control_intent(
+                sweep = control_intent(
                     purpose="sweep",
                     account_id=account_id,
                     flags=_F.BALANCING_DEBIT,
@@ -741,7 +664,7 @@ class LedgerService:
                     amount=AMOUNT_MAX,
                 )
             else:
-                sweep = _control_intent(
+                sweep = control_intent(
                     purpose="sweep",
                     account_id=account_id,
                     flags=_F.BALANCING_CREDIT,
@@ -752,7 +675,7 @@ class LedgerService:
                 )
             requests.append(sweep)
             requests.append(
-                _control_intent(
+                control_intent(
                     purpose="close",
                     account_id=account_id,
                     flags=_F.PENDING | _F.CLOSING_DEBIT,
@@ -765,7 +688,7 @@ class LedgerService:
         failed = [r for r in results if not r.ok]
         if failed:
             first = next((r for r in failed if r.status != "linked_event_failed"), failed[0])
-            raise _transfer_error(first, None, None)
+            raise transfer_error(first, None, None)
         updated = await self.store.get_account(account_id)
         if updated is None:  # pragma: no cover - the account was read above
             raise AccountNotFoundError(f"no account {format_id(account_id)}")
@@ -805,12 +728,12 @@ class LedgerService:
         the engine and the store is repaired by `recover()`.
         """
         closing = {
-            i.control.get("account_id") for i in intents if i.control.get(_PURPOSE) == "close"
+            i.control.get("account_id") for i in intents if i.control.get(PURPOSE) == "close"
         }
         for intent in intents:
             # Only the service writes `control`, and only with the control transfer code, which
             # no caller may use; a caller's metadata is never read here (DESIGN §9).
-            purpose = intent.control.get(_PURPOSE)
+            purpose = intent.control.get(PURPOSE)
             account = intent.control.get("account_id")
             if purpose == "unfreeze" and account in closing:
                 continue  # the first link of a close: the account goes from frozen to closed
@@ -848,14 +771,14 @@ class LedgerService:
     ) -> TransferResult:
         """Create one transfer; raise a typed error if the engine refuses it."""
         req = request if request is not None else TransferRequest(**kw)
-        return await self._single(_intent_of(req, pending=req.pending))
+        return await self._single(intent_of(req, pending=req.pending))
 
     async def create_pending_transfer(
         self, request: TransferRequest | None = None, /, **kw: Any
     ) -> TransferResult:
         """Create a two-phase hold (`timeout` in seconds, 0 = none)."""
         req = request if request is not None else TransferRequest(**kw)
-        return await self._single(_intent_of(req, pending=True))
+        return await self._single(intent_of(req, pending=True))
 
     async def post_pending_transfer(
         self,
@@ -869,10 +792,10 @@ class LedgerService:
         metadata: Mapping[str, Any] | None = None,
     ) -> TransferResult:
         """Post a hold: in full (`amount` None) or in part (the rest is released)."""
-        intent = _resolution_intent(
+        intent = resolution_intent(
             pending_id,
             post=True,
-            amount=AMOUNT_MAX if amount is None else _amount(amount),
+            amount=AMOUNT_MAX if amount is None else checked_amount(amount),
             transfer_id=transfer_id,
             idempotency_key=idempotency_key,
             event_id=event_id,
@@ -892,7 +815,7 @@ class LedgerService:
         metadata: Mapping[str, Any] | None = None,
     ) -> TransferResult:
         """Void a hold: release all of it."""
-        intent = _resolution_intent(
+        intent = resolution_intent(
             pending_id,
             post=False,
             amount=0,
@@ -921,7 +844,7 @@ class LedgerService:
         shell never passes a caller's input there; a request's `metadata` is the caller's and is
         never read to decide anything (DESIGN §9).
         """
-        intents = [_intent_of(r, pending=r.pending) for r in requests]
+        intents = [intent_of(r, pending=r.pending) for r in requests]
         if control is not None:
             if len(control) != len(intents):
                 raise ValidationError("control needs one mapping per request")
@@ -935,8 +858,36 @@ class LedgerService:
         self, requests: Sequence[TransferRequest], *, atomic: bool = False
     ) -> list[TransferResult]:
         """Create many holds; as `create_transfers`."""
-        intents = [_intent_of(r, pending=True) for r in requests]
+        intents = [intent_of(r, pending=True) for r in requests]
         return await self._write(intents, atomic=atomic)
+
+    async def resolve_pending_transfers(
+        self, resolutions: Sequence[PendingResolution], *, atomic: bool = True
+    ) -> list[TransferResult]:
+        """Post or void several holds: one result per resolution, in order; errors are returned.
+
+        `atomic=True` (the default) links them into one chain, so all or none resolve (at most
+        8189). Each goes through the same write path as `post_pending_transfer`: persisted
+        intent, audit events, idempotency key, recovery. `control` on a resolution is the
+        platform's own facts, as in `create_transfers`: never a caller's input.
+        """
+        intents = [
+            resolution_intent(
+                r.pending_id,
+                post=r.post,
+                amount=(AMOUNT_MAX if r.amount is None else checked_amount(r.amount))
+                if r.post
+                else 0,
+                transfer_id=r.transfer_id,
+                idempotency_key=r.idempotency_key,
+                event_id=r.event_id,
+                payment_id=r.payment_id,
+                metadata=r.metadata,
+                control=r.control,
+            )
+            for r in resolutions
+        ]
+        return await self._write(intents, atomic=atomic and len(intents) > 1)
 
     async def _single(self, intent: TransferIntent) -> TransferResult:
         (result,) = await self._write([intent], atomic=False)
@@ -947,7 +898,7 @@ class LedgerService:
     async def _error_for(self, result: TransferResult, intent: TransferIntent) -> TigerBeetleError:
         status = _S.__members__.get(result.status.upper())
         available: int | None = None
-        if status in _INSUFFICIENT:
+        if status in INSUFFICIENT_STATUSES:
             side_id = (
                 intent.debit_account_id
                 if status == _S.EXCEEDS_CREDITS
@@ -962,7 +913,7 @@ class LedgerService:
                     else:
                         available = a.debits_posted - a.credits_posted - a.credits_pending
         frozen = False
-        if status in _CLOSED:
+        if status in CLOSED_STATUSES:
             frozen = (
                 await self.refusal_code(
                     result.status,
@@ -971,7 +922,7 @@ class LedgerService:
                 )
                 == ACCOUNT_FROZEN
             )
-        return _transfer_error(result, intent, available, frozen=frozen)
+        return transfer_error(result, intent, available, frozen=frozen)
 
     async def refusal_code(
         self, status: str, *, debit_account_id: int, credit_account_id: int
@@ -986,7 +937,7 @@ class LedgerService:
         the refusal is the error, the reason only its context.
         """
         closed = _S.__members__.get(status.upper())
-        if closed not in _CLOSED:
+        if closed not in CLOSED_STATUSES:
             return status
         account_id = (
             debit_account_id if closed == _S.DEBIT_ACCOUNT_ALREADY_CLOSED else credit_account_id
@@ -1007,7 +958,7 @@ class LedgerService:
         if atomic:
             if len(intents) > BATCH_EVENTS_MAX:
                 raise ValidationError(f"an atomic batch holds at most {BATCH_EVENTS_MAX} transfers")
-            intents = _link(intents)
+            intents = link_chain(intents)
         if not atomic and any(intent.flags & _LINKED for intent in intents):
             raise ValidationError("use atomic=True to link transfers")
         results: list[TransferResult] = []
@@ -1224,13 +1175,13 @@ class LedgerService:
             return
         self._observe_timestamps(engine_results)
         results = [
-            TransferResult(i.id, _status_name(r.status), r.timestamp)
+            TransferResult(i.id, status_name(r.status), r.timestamp)
             for i, r in zip(intents, engine_results, strict=True)
         ]
         if self._bus.listening:
             self._bus.emit(
                 [
-                    LedgerEvent(_outcome_kind(i, r)[1], i.id, {"status": r.status})
+                    LedgerEvent(outcome_kind(i, r)[1], i.id, {"status": r.status})
                     for i, r in zip(intents, results, strict=True)
                 ]
             )
@@ -1377,7 +1328,7 @@ class LedgerService:
                 if event is not None:
                     own[t] = event
         for t, event in own.items():
-            found[t] = _result_from_event(t, event, replayed=True)
+            found[t] = result_from_event(t, event, replayed=True)
         unresolved = [stored[t] for t in stored_ids if t not in own]
         if unresolved:
             for result in await self._resolve(unresolved):
@@ -1461,7 +1412,7 @@ class LedgerService:
         """Append outcome events for engine results, apply status changes, emit events."""
         self._observe_timestamps(engine_results)
         results = [
-            TransferResult(i.id, _status_name(r.status), r.timestamp)
+            TransferResult(i.id, status_name(r.status), r.timestamp)
             for i, r in zip(intents, engine_results, strict=True)
         ]
         await self._record_results(intents, results, only_unresolved=only_unresolved)
@@ -1522,7 +1473,7 @@ class LedgerService:
         resolved_pending: dict[int, tuple[EventKind, TransferIntent, TransferResult]] = {}
         expired_pending: dict[int, TransferResult] = {}
         for intent, result in zip(intents, results, strict=True):
-            kind, name = _outcome_kind(intent, result)
+            kind, name = outcome_kind(intent, result)
             if amounts and intent.id in amounts:
                 moved = amounts[intent.id]
                 # Where the request named a bound or a sentinel (a balancing transfer, a full
@@ -1554,7 +1505,7 @@ class LedgerService:
             known = await self.store.current_status(list(resolved_pending) + list(expired_pending))
             for pending_id, (kind, intent, result) in resolved_pending.items():
                 latest = known.get(pending_id)
-                if latest is not None and latest.kind not in _RESOLVED_KINDS:
+                if latest is not None and latest.kind not in RESOLVED_KINDS:
                     moved = amounts.get(intent.id, intent.amount)
                     events.append(
                         NewAuditEvent(
@@ -1567,7 +1518,7 @@ class LedgerService:
                     )
             for pending_id, result in expired_pending.items():
                 latest = known.get(pending_id)
-                if latest is not None and latest.kind not in _RESOLVED_KINDS:
+                if latest is not None and latest.kind not in RESOLVED_KINDS:
                     events.append(
                         NewAuditEvent(
                             kind=EventKind.EXPIRED,
@@ -1586,9 +1537,9 @@ class LedgerService:
             self.stats["audit_write_failures"] += 1
             log.exception("could not record outcomes; recovery will")
             return
-        if any(_PURPOSE in i.control for i in intents if i.control):
+        if any(PURPOSE in i.control for i in intents if i.control):
             ok = [i for i, r in zip(intents, results, strict=True) if r.ok]
-            if any(_PURPOSE in i.control for i in ok):
+            if any(PURPOSE in i.control for i in ok):
                 await self._apply_control_outcomes(ok)
         if ledger_events:
             self._bus.emit(ledger_events)
@@ -1620,6 +1571,35 @@ class LedgerService:
         caller's metadata and the service's control facts), or None."""
         return await self.store.get_intent(parse_id(transfer_id))
 
+    async def get_intents(self, transfer_ids: Iterable[int | str]) -> dict[int, TransferIntent]:
+        """The recorded intents among `transfer_ids`, by id; unknown ids are left out."""
+        return await self.store.get_intents([parse_id(t) for t in transfer_ids])
+
+    async def intents_in_chain(self, chain_id: int | str) -> list[TransferIntent]:
+        """The members of a linked chain (an atomic batch), in chain order."""
+        return await self.store.intents_in_chain(parse_id(chain_id))
+
+    async def find_by_idempotency_key(self, key: str) -> TransferIntent | None:
+        """The intent recorded under this idempotency key, or None."""
+        return await self.store.find_by_idempotency_key(key)
+
+    async def current_status(self, transfer_ids: Iterable[int | str]) -> dict[int, AuditEvent]:
+        """Each transfer's latest audit event (its current status), by id; unknown ids are left
+        out."""
+        return await self.store.current_status([parse_id(t) for t in transfer_ids])
+
+    async def intents_without_outcome(
+        self, limit: int, *, created_before: datetime | None = None
+    ) -> list[TransferIntent]:
+        """Up to `limit` intents whose events say nothing about what the engine did (the
+        recovery backlog), optionally only those recorded before `created_before`."""
+        return await self.store.intents_without_outcome(limit, created_before=created_before)
+
+    async def events_since(self, cursor: int, limit: int) -> list[AuditEvent]:
+        """Up to `limit` audit events after `cursor` (a `seq`), oldest first: one page of the
+        durable tail (`events` polls it)."""
+        return await self.store.events_since(cursor, limit)
+
     async def get_transfer_audit(self, transfer_id: int | str) -> list[AuditEvent]:
         """The transfer's audit history, oldest first."""
         return await self.store.transfer_audit(parse_id(transfer_id))
@@ -1642,7 +1622,7 @@ class LedgerService:
         owner may see); without, all of them. `after` is the `next_cursor` of the previous page.
         However many transfers share the event id, each page costs one bounded query.
         """
-        limit = _uint("limit", limit, STORE_PAGE_ROWS_MAX - 1)
+        limit = checked_uint("limit", limit, STORE_PAGE_ROWS_MAX - 1)
         if limit == 0:
             raise ValidationError("limit must be at least 1")
         after_id = None if after is None else parse_id(after)
@@ -1666,16 +1646,16 @@ class LedgerService:
 
         `cursor` is the `next_cursor` of the previous page (an engine timestamp).
         """
-        account = _account_id("account_id", account_id)
-        limit = _uint("limit", limit, BATCH_EVENTS_MAX)
+        account = checked_object_id("account_id", account_id)
+        limit = checked_uint("limit", limit, BATCH_EVENTS_MAX)
         if limit == 0:
             raise ValidationError("limit must be at least 1")
         ts_min, ts_max = 0, 0
         if cursor is not None:
             if reversed_:
-                ts_max = _uint("cursor", cursor, U64_MAX)
+                ts_max = checked_uint("cursor", cursor, U64_MAX)
             else:
-                ts_min = _uint("cursor", cursor, U64_MAX)
+                ts_min = checked_uint("cursor", cursor, U64_MAX)
         flags = tb.AccountFilterFlags.DEBITS | tb.AccountFilterFlags.CREDITS
         if reversed_:
             flags |= tb.AccountFilterFlags.REVERSED
@@ -1771,7 +1751,7 @@ class LedgerService:
         missing.sort(key=lambda i: (i.chain_id or i.id, i.chain_index or 0))
         position = 0
         while position < len(missing):
-            group = _whole_chains(missing[position:], BATCH_EVENTS_MAX)
+            group = whole_chains(missing[position:], BATCH_EVENTS_MAX)
             position += len(group)
             engine_results = await self._create_transfers([i.to_transfer() for i in group])
             for r in await self._record(group, engine_results, only_unresolved=True):
@@ -1842,254 +1822,9 @@ class LedgerService:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _known_type(account_type: str) -> bool:
-    try:
-        AccountType(account_type)
-    except ValueError:
-        return False
-    return True
-
-
 def _retryable_fault(exc: BaseException) -> bool:
     """Client faults worth another attempt with the same ids (a new client after eviction)."""
     return isinstance(exc, tb.ClientEvictedError)
-
-
-def _intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
-    debit = req.debit_account_id
-    credit = req.credit_account_id
-    amount = req.amount
-    ledger = req.ledger
-    code = req.code
-    timeout = req.timeout
-    # The common case, checked in one expression: plain ints in range and nothing else to look
-    # at. Anything else (a string id, a bool, a bound crossed, a balancing flag, user data) takes
-    # the field-by-field path below, which names the offending field.
-    if (
-        type(debit) is int
-        and type(credit) is int
-        and type(amount) is int
-        and type(ledger) is int
-        and type(code) is int
-        and type(timeout) is int
-        and 0 < debit < AMOUNT_MAX
-        and 0 < credit < AMOUNT_MAX
-        and debit != credit
-        and 0 <= amount <= AMOUNT_MAX
-        and 0 < ledger <= U32_MAX
-        and 0 < code <= U16_MAX
-        and (timeout == 0 or (pending and 0 < timeout <= U32_MAX))
-        and not req.balancing_debit
-        and not req.balancing_credit
-        and req.user_data_128 == 0
-        and req.user_data_64 == 0
-        and req.user_data_32 == 0
-        and type(req.user_data_128) is int
-        and type(req.user_data_64) is int
-        and type(req.user_data_32) is int
-    ):
-        transfer_id = req.transfer_id
-        if transfer_id is None:
-            transfer_id = tb.id()
-        elif type(transfer_id) is not int or not 0 < transfer_id < AMOUNT_MAX:
-            transfer_id = _account_id("transfer_id", transfer_id)
-        return TransferIntent(
-            id=transfer_id,
-            debit_account_id=debit,
-            credit_account_id=credit,
-            amount=amount,
-            ledger=ledger,
-            code=code,
-            timeout=timeout,
-            flags=_PENDING if pending else 0,
-            payment_id=req.payment_id,
-            event_id=req.event_id,
-            chain_tx_hash=req.chain_tx_hash,
-            idempotency_key=req.idempotency_key,
-            metadata=dict(req.metadata) if req.metadata else {},
-        )
-    return _checked_intent_of(req, pending=pending)
-
-
-def _checked_intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
-    debit = _account_id("debit_account_id", req.debit_account_id)
-    credit = _account_id("credit_account_id", req.credit_account_id)
-    if debit == credit:
-        raise ValidationError("debit and credit accounts must be different")
-    ledger = _uint("ledger", req.ledger, U32_MAX)
-    code = _uint("code", req.code, U16_MAX)
-    if ledger == 0 or code == 0:
-        raise ValidationError("ledger and code must not be 0")
-    timeout = _uint("timeout", req.timeout, U32_MAX)
-    if timeout and not pending:
-        raise ValidationError("only a pending transfer has a timeout")
-    transfer_id = (
-        tb.id() if req.transfer_id is None else _account_id("transfer_id", req.transfer_id)
-    )
-    flags = _PENDING if pending else 0
-    if req.balancing_debit:
-        flags |= _BALANCING_DEBIT
-    if req.balancing_credit:
-        flags |= _BALANCING_CREDIT
-    return TransferIntent(
-        id=transfer_id,
-        debit_account_id=debit,
-        credit_account_id=credit,
-        amount=_amount(req.amount),
-        ledger=ledger,
-        code=code,
-        timeout=timeout,
-        flags=flags,
-        user_data_128=_uint("user_data_128", req.user_data_128, AMOUNT_MAX),
-        user_data_64=_uint("user_data_64", req.user_data_64, U64_MAX),
-        user_data_32=_uint("user_data_32", req.user_data_32, U32_MAX),
-        payment_id=req.payment_id,
-        event_id=req.event_id,
-        chain_tx_hash=req.chain_tx_hash,
-        idempotency_key=req.idempotency_key,
-        metadata=dict(req.metadata),
-    )
-
-
-def _resolution_intent(
-    pending_id: int | str,
-    *,
-    post: bool,
-    amount: int,
-    transfer_id: int | str | None,
-    idempotency_key: str | None,
-    event_id: str | None,
-    payment_id: str | None,
-    metadata: Mapping[str, Any] | None,
-    control: Mapping[str, Any] | None = None,
-) -> TransferIntent:
-    pid = _account_id("pending_id", pending_id)
-    return TransferIntent(
-        id=tb.id() if transfer_id is None else _account_id("transfer_id", transfer_id),
-        debit_account_id=0,
-        credit_account_id=0,
-        amount=amount,
-        pending_id=pid,
-        ledger=0,
-        code=0,
-        flags=int(_F.POST_PENDING_TRANSFER if post else _F.VOID_PENDING_TRANSFER),
-        idempotency_key=idempotency_key,
-        event_id=event_id,
-        payment_id=payment_id,
-        metadata=dict(metadata or {}),
-        control=dict(control or {}),
-    )
-
-
-def _control_intent(
-    *,
-    purpose: str,
-    account_id: int,
-    flags: _F,
-    ledger: int,
-    debit: int = 0,
-    credit: int = 0,
-    pending_id: int = 0,
-    amount: int = 0,
-    code: int = CONTROL_TRANSFER_CODE,
-) -> TransferIntent:
-    resolution = flags & (_F.POST_PENDING_TRANSFER | _F.VOID_PENDING_TRANSFER)
-    return TransferIntent(
-        id=tb.id(),
-        debit_account_id=debit,
-        credit_account_id=credit,
-        amount=amount,
-        pending_id=pending_id,
-        ledger=0 if resolution else ledger,
-        code=0 if resolution else code,
-        flags=int(flags),
-        control={_PURPOSE: purpose, "account_id": format_id(account_id)},
-    )
-
-
-def _link(intents: list[TransferIntent]) -> list[TransferIntent]:
-    """Link intents into one chain: every member but the last carries `linked`."""
-    chain_id = intents[0].id
-    last = len(intents) - 1
-    return [
-        replace(
-            intent,
-            flags=(intent.flags | int(_F.LINKED)) if k < last else (intent.flags & ~int(_F.LINKED)),
-            chain_id=chain_id,
-            chain_index=k,
-        )
-        for k, intent in enumerate(intents)
-    ]
-
-
-def _whole_chains(intents: list[TransferIntent], size_max: int) -> list[TransferIntent]:
-    """A prefix of `intents` of at most `size_max` that does not cut a chain in two."""
-    if len(intents) <= size_max:
-        return intents
-    cut = size_max
-    while (
-        cut > 0
-        and intents[cut].chain_id is not None
-        and (intents[cut].chain_id == intents[cut - 1].chain_id)
-    ):
-        cut -= 1
-    return intents[:cut] if cut else intents[:size_max]
-
-
-_FAILED_KIND = (EventKind.FAILED, LedgerEventName.TRANSFER_FAILED)
-_VOIDED_KIND = (EventKind.VOIDED, LedgerEventName.TRANSFER_VOIDED)
-_PENDING_KIND = (EventKind.PENDING, LedgerEventName.TRANSFER_PENDING)
-_POSTED_KIND = (EventKind.POSTED, LedgerEventName.TRANSFER_POSTED)
-
-
-def _outcome_kind(
-    intent: TransferIntent, result: TransferResult
-) -> tuple[EventKind, LedgerEventName]:
-    status = result.status
-    if status not in _OK_NAMES:
-        return _FAILED_KIND
-    if intent.flags & _VOID:
-        return _VOIDED_KIND
-    if intent.flags & _PENDING:
-        return _PENDING_KIND
-    return _POSTED_KIND
-
-
-def _result_from_event(transfer_id: int, event: AuditEvent, *, replayed: bool) -> TransferResult:
-    if event.kind is EventKind.FAILED:
-        return TransferResult(
-            transfer_id, event.status or "failed", event.engine_timestamp, replayed
-        )
-    status = event.status if event.status in ("created", "exists") else "created"
-    return TransferResult(transfer_id, status, event.engine_timestamp, replayed)
-
-
-def _transfer_error(
-    result: TransferResult,
-    intent: TransferIntent | None,
-    available: int | None,
-    *,
-    frozen: bool = False,
-) -> TigerBeetleError:
-    status = _S.__members__.get(result.status.upper())
-    details: dict[str, object] = {"transfer_id": format_id(result.id), "status": result.status}
-    message = f"transfer {format_id(result.id)} refused by the engine: {result.status}"
-    if status in _INSUFFICIENT and intent is not None:
-        return InsufficientBalanceError(
-            message,
-            available=max(available or 0, 0),
-            requested=intent.amount,
-            code=result.status,
-            details=details,
-        )
-    if status in _CLOSED:
-        if frozen:
-            message = f"{message} (the account is frozen)"
-        code = ACCOUNT_FROZEN if frozen else result.status
-        return AccountFrozenError(message, code=code, details=details)
-    if status in _NOT_FOUND:
-        return AccountNotFoundError(message, code=result.status, details=details)
-    return TransferFailedError(message, code=result.status, details=details)
 
 
 _NO_OUTCOME = frozenset({EventKind.SUBMITTED, EventKind.OUTCOME_UNKNOWN})
