@@ -9,8 +9,7 @@ behind the packaged migrations, an unknown key) prints what to do and exits with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Group, RenderableType
@@ -25,12 +24,10 @@ from tbledger.cli._options import (
     JsonFlag,
     database_url_of,
 )
-from tbledger.cli._output import die, keys_table, output_of, shown
-from tbledger.errors import TbledgerError, ValidationError
+from tbledger.cli._output import die, keys_table, output_of, run_or_exit, shown
+from tbledger.errors import ValidationError
 
 __all__ = ["db_app", "keys_app"]
-
-_T = TypeVar("_T")
 
 db_app = typer.Typer(help="The store's database.", no_args_is_help=True)
 keys_app = typer.Typer(
@@ -83,15 +80,6 @@ def _key_json(record: ApiKeyInfo, token: str | None = None) -> dict[str, Any]:
     return data
 
 
-def _admin(work: Coroutine[Any, Any, _T]) -> _T:
-    """Run one `tbledger.admin` job; a library error (a store that is not at the latest schema,
-    an unknown key) prints and exits with status 1."""
-    try:
-        return asyncio.run(work)
-    except TbledgerError as exc:
-        raise die(str(exc)) from None
-
-
 @keys_app.command("create")
 def keys_create(
     ctx: typer.Context,
@@ -124,7 +112,7 @@ def keys_create(
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
     url = database_url_of(database_url, data_dir)
-    record = _admin(
+    record = run_or_exit(
         create_key(url, name=name, admin=admin, owner_id=owner, rate_per_s=rate, burst=burst)
     )
     token = record.token or ""
@@ -154,7 +142,7 @@ def keys_list(
     """List API keys (ids, names, scopes; never secrets)."""
     out = output_of(ctx, json_output)
     url = database_url_of(database_url, data_dir)
-    records = _admin(list_keys(url))
+    records = run_or_exit(list_keys(url))
     keys = [_key_json(r) for r in records]
     out.result({"keys": keys}, lambda: keys_table(keys))
 
@@ -170,6 +158,6 @@ def keys_revoke(
     """Revoke an API key (running services stop accepting it within seconds)."""
     out = output_of(ctx, json_output)
     url = database_url_of(database_url, data_dir)
-    record = _admin(revoke_key(url, key_id))
+    record = run_or_exit(revoke_key(url, key_id))
     data = _key_json(record)
     out.result(data, lambda: keys_table([data], title="API key revoked"))

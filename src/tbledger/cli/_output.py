@@ -8,11 +8,12 @@ take the answers' JSON, the same dictionaries ``--json`` prints, so one path fee
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console, Group, RenderableType
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from tbledger.errors import HttpApiError
+from tbledger.errors import HttpApiError, TbledgerError
 
 __all__ = [
     "Output",
@@ -33,11 +34,14 @@ __all__ = [
     "output_of",
     "rates_table",
     "results_table",
+    "run_or_exit",
     "shown",
     "transfer_view",
 ]
 
 OUTPUT_WIDTH_PIPED = 200
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,27 @@ def shown(url: str) -> str:
         return "<hidden>"
 
 
+def run_or_exit(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run one job of the library in this process; a library error (a store that is not at the
+    latest schema, an unknown key, an engine that cannot be reached) prints and exits with
+    status 1."""
+    try:
+        return asyncio.run(work)
+    except TbledgerError as exc:
+        raise die(str(exc)) from None
+
+
 # -- rendering of API answers ---------------------------------------------------------------------
+
+
+def _to_second(timestamp: str | None) -> str:
+    """An ISO 8601 time cut to the second for a table (the JSON keeps it whole); none is blank."""
+    return str(timestamp or "")[:19]
+
+
+def _ledger(answer: dict[str, Any]) -> str:
+    """An account's or balance's ledger by its chart name, else its number."""
+    return answer.get("ledger_name") or str(answer["ledger"])
 
 
 def keys_table(keys: Sequence[dict[str, Any]], title: str | None = None) -> Table:
@@ -150,8 +174,8 @@ def keys_table(keys: Sequence[dict[str, Any]], title: str | None = None) -> Tabl
             key["owner_id"] or "",
             str(key["rate_per_s"]),
             str(key["burst"]),
-            (key["created_at"] or "")[:19],
-            (key["revoked_at"] or "")[:19] or "[green]active[/green]",
+            _to_second(key["created_at"]),
+            _to_second(key["revoked_at"]) or "[green]active[/green]",
         )
     return table
 
@@ -170,7 +194,7 @@ def account_table(accounts: Sequence[dict[str, Any]], title: str | None = None) 
             account["account_type"],
             account.get("owner_id") or "",
             account.get("name") or "",
-            account.get("ledger_name") or str(account["ledger"]),
+            _ledger(account),
             account["status"],
             balance.get("posted", ""),
             balance.get("available", ""),
@@ -181,14 +205,14 @@ def account_table(accounts: Sequence[dict[str, Any]], title: str | None = None) 
 
 def account_view(account: dict[str, Any], title: str) -> RenderableType:
     fields = dict(account)
-    fields["ledger"] = account.get("ledger_name") or str(account["ledger"])
+    fields["ledger"] = _ledger(account)
     balance = account.get("balance") or {}
     for key in ("posted", "available", "pending", "held"):
         if key in balance:
             fields[key] = balance[key]
     keys = ["id", "account_type", "owner_id", "name", "ledger", "status", "code", "metadata"]
     keys += ["posted", "available", "pending", "held", "created_at"]
-    fields["created_at"] = str(account.get("created_at") or "")[:19]
+    fields["created_at"] = _to_second(account.get("created_at"))
     return fields_table(fields, title, keys)
 
 
@@ -202,7 +226,7 @@ def balance_table(balances: Sequence[dict[str, Any]]) -> Table:
     for b in balances:
         table.add_row(
             b["account_id"],
-            b.get("ledger_name") or str(b["ledger"]),
+            _ledger(b),
             b["normal_side"],
             b["posted"],
             b["available"],
@@ -289,8 +313,8 @@ def rates_table(rates: Sequence[dict[str, Any]]) -> Table:
             rate["source_ledger_name"],
             rate["target_ledger_name"],
             rate["rate"],
-            str(rate["valid_from"])[:19],
-            str(rate.get("valid_until") or "")[:19],
+            _to_second(rate["valid_from"]),
+            _to_second(rate.get("valid_until")),
             rate["source"],
             rate.get("set_by") or "",
         )

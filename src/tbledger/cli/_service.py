@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import RenderableType
@@ -80,6 +80,19 @@ def _remote(url: str, api_key: str | None, out: Output) -> Iterator[LedgerClient
             raise typer.Exit(1) from None
 
 
+def _per_item(value: str | None, index: int, count: int) -> str | None:
+    """The name or idempotency key of item `index` of the `count` one command sends: suffixed -N
+    when there are several, so names stay unique and a rerun with the same key replays each."""
+    if value is None or count == 1:
+        return value
+    return f"{value}-{index + 1}"
+
+
+def _unit(minor: bool) -> Literal["major", "minor"]:
+    """The API's amount unit for the --minor flag."""
+    return "minor" if minor else "major"
+
+
 # -- accounts -------------------------------------------------------------------------------------
 
 
@@ -113,16 +126,12 @@ def accounts_create(
     with _remote(url, api_key, out) as remote, out.progress(count) as progress:
         task = progress.add_task("opening accounts", total=count)
         for index in range(count):
-            named = None if name is None else (name if count == 1 else f"{name}-{index + 1}")
-            key = idempotency_key
-            if key is not None and count > 1:
-                key = f"{key}-{index + 1}"
             opened = remote.create_account(
                 ledger=ledger,
                 account_type=account_type,
                 owner_id=owner,
-                name=named,
-                idempotency_key=key,
+                name=_per_item(name, index, count),
+                idempotency_key=_per_item(idempotency_key, index, count),
             )
             created.append(opened.to_json())
             progress.advance(task)
@@ -259,7 +268,7 @@ def _transfer_body(
         debit_account_id=debit,
         credit_account_id=credit,
         amount=amount,
-        amount_unit="minor" if minor else "major",
+        amount_unit=_unit(minor),
         ledger=ledger,
         code=code,
         event_id=event_id,
@@ -329,7 +338,7 @@ def transfer(
         with out.progress(repeat) as progress:
             task = progress.add_task("transferring", total=repeat)
             for index in range(repeat):
-                key = None if idempotency_key is None else f"{idempotency_key}-{index + 1}"
+                key = _per_item(idempotency_key, index, repeat)
                 try:
                     results.append(remote.create_transfer(body, idempotency_key=key).to_json())
                 except TbledgerError as exc:
@@ -427,7 +436,7 @@ def post(
         result = remote.post_pending_transfer(
             pending_id,
             amount=amount,
-            amount_unit="minor" if minor else "major",
+            amount_unit=_unit(minor),
             event_id=event_id or None,
             payment_id=payment_id or None,
             idempotency_key=idempotency_key,

@@ -7,7 +7,6 @@ importing `tbledger.cli` leaves them out (a layout test checks it).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ import typer
 from rich.console import Console
 
 from tbledger.cli._options import DEFAULT_API_URL, ApiKeyOpt, UrlOpt, make_parent
-from tbledger.cli._output import Output, die
+from tbledger.cli._output import die, output_of, run_or_exit
 
 __all__ = ["bench", "demo", "loadtest"]
 
@@ -27,15 +26,11 @@ def demo(
     ] = "memory://",
 ) -> None:
     """A short demonstration on the engine: accounts, transfers, a hold, balances moving."""
-    from tbledger.errors import TbledgerError  # noqa: PLC0415
     from tbledger.tools.demo import run_demo  # noqa: PLC0415
 
     console = Console(highlight=False)
     make_parent(engine)
-    try:
-        asyncio.run(run_demo(engine, out=lambda line: console.print(line, markup=False)))
-    except TbledgerError as exc:
-        raise die(str(exc)) from None
+    run_or_exit(run_demo(engine, out=lambda line: console.print(line, markup=False)))
 
 
 def loadtest(
@@ -103,7 +98,6 @@ def loadtest(
     checks. Exits 1 on any error or failed check."""
     from tbledger.tools.loadtest import command  # noqa: PLC0415 (keeps other commands' start-up fast)
 
-    root = ctx.find_root().obj
     try:
         status = command(
             target=target,
@@ -125,7 +119,7 @@ def loadtest(
             check_sample=check_sample,
             warmup=warmup,
             json_path=json_path,
-            json_stdout=isinstance(root, Output) and root.json,
+            json_stdout=output_of(ctx, False).json,
         )
     except ValueError as exc:
         raise die(str(exc), 2) from None
