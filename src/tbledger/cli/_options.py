@@ -1,0 +1,118 @@
+"""The options several commands share, and what the local ones resolve to.
+
+One definition per option keeps its flag, environment variable and help text the same on every
+command that takes it. The data directory and the store's URL are resolved here because both
+``serve`` and the admin commands (``keys``, ``db``) must find the same SQLite file by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_DATA_DIR",
+    "AmountArg",
+    "ApiKeyOpt",
+    "DataDirOpt",
+    "DatabaseOpt",
+    "IdemOpt",
+    "JsonFlag",
+    "MinorFlag",
+    "UrlOpt",
+    "amount_checked",
+    "database_url_of",
+    "make_parent",
+]
+
+DEFAULT_DATA_DIR = Path(".tbledger")
+DATABASE_FILE = "tbledger.db"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+_AMOUNT = re.compile(r"[0-9]{1,39}(\.[0-9]{1,38})?")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+UrlOpt = Annotated[
+    str,
+    typer.Option("--url", envvar="TBLEDGER_API_URL", help="The running service's base URL."),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="TBLEDGER_API_KEY",
+        help="API key (tbl_<id>_<secret>).",
+        show_default=False,
+    ),
+]
+IdemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="Retry safely: the same key replays the first outcome (with --count/--repeat, "
+        "suffixed per item).",
+    ),
+]
+DataDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="TBLEDGER_DATA_DIR",
+        help="Where the embedded engine's journal and the SQLite store live by default.",
+    ),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="TBLEDGER_DATABASE_URL",
+        help="The store: sqlite:///path or postgresql://... (default: sqlite in the data dir)",
+        show_default=False,
+    ),
+]
+MinorFlag = Annotated[
+    bool, typer.Option("--minor", help="The amount is an integer count of minor units.")
+]
+
+
+def amount_checked(value: str | None) -> str | None:
+    """An amount option's callback: a decimal string, refused early with a usage error (exit 2)
+    rather than after a round trip to the service."""
+    if value is not None and not _AMOUNT.fullmatch(value):
+        raise typer.BadParameter(f"{value!r} is not a decimal amount like 12.50")
+    return value
+
+
+AmountArg = Annotated[
+    str,
+    typer.Argument(help="A decimal string in the ledger's units (12.50).", callback=amount_checked),
+]
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def database_url_of(database_url: str | None, data_dir: Path) -> str:
+    """The store's URL: the option or environment, else SQLite in the data dir."""
+    url = database_url or _sqlite_url(data_dir / DATABASE_FILE)
+    make_parent(url)
+    return url
+
+
+def make_parent(url: str) -> None:
+    """Create the directory of a SQLite file or embedded journal named by `url`."""
+    path: str | None = None
+    if url.startswith("embedded://"):
+        path = url.removeprefix("embedded://").split("?", 1)[0]
+    elif url.startswith(("sqlite://", "sqlite+aiosqlite://")):
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (only for SQLite URLs)
+
+        with contextlib.suppress(Exception):
+            path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)

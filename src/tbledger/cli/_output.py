@@ -1,0 +1,321 @@
+"""How the command line shows things: the output mode, errors, and the tables of API answers.
+
+Every command hands its result to `Output.result` as the JSON it prints with ``--json`` and a
+function that draws the Rich table otherwise, so the two views never drift apart; notes and
+errors go to stderr (in JSON mode an error is an object on stdout, for scripts). The renderers
+take the answers' JSON, the same dictionaries ``--json`` prints, so one path feeds both views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from tbledger.errors import HttpApiError, TbledgerError
+
+__all__ = [
+    "Output",
+    "account_table",
+    "account_view",
+    "balance_table",
+    "die",
+    "fields_table",
+    "keys_table",
+    "output_of",
+    "rates_table",
+    "results_table",
+    "run_or_exit",
+    "shown",
+    "transfer_view",
+]
+
+OUTPUT_WIDTH_PIPED = 200
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where results go: Rich tables on stdout, or JSON for scripts; notes and errors on stderr."""
+
+    json: bool
+
+    @property
+    def out(self) -> Console:
+        console = Console(highlight=False)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            # Piped or captured: tables keep their full width instead of wrapping at 80 columns.
+            console = Console(highlight=False, width=OUTPUT_WIDTH_PIPED)
+        return console
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False)
+
+    def result(self, data: Any, render: Callable[[], RenderableType]) -> None:
+        if self.json:
+            typer.echo(json.dumps(data, indent=2))
+        else:
+            self.out.print(render())
+
+    def note(self, text: str) -> None:
+        """A line for people (suppressed in JSON mode, which prints only the result)."""
+        if not self.json:
+            self.err.print(text)
+
+    def fail(self, failure: HttpApiError) -> None:
+        if self.json:
+            body: dict[str, Any] = {
+                "error": {
+                    "code": failure.code,
+                    "message": failure.message,
+                    "details": _jsonable(failure.details),
+                },
+                "status": failure.status,
+            }
+            typer.echo(json.dumps(body, indent=2))
+            return
+        where = f"HTTP {failure.status} " if failure.status is not None else ""
+        self.err.print(
+            Text.assemble(("error: ", "bold red"), f"{where}{failure.code}: {failure.message}")
+        )
+        for key, value in _jsonable(failure.details).items():
+            self.err.print(f"  {key}: {json.dumps(value)}", markup=False)
+        if failure.status == 401:
+            self.err.print(
+                "  pass --api-key or set TBLEDGER_API_KEY; create a key with "
+                "`tbledger keys create --admin --name NAME`",
+                markup=False,
+            )
+
+    def progress(self, total: int) -> Progress:
+        err = self.err
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=self.json or total < 2 or not err.is_terminal,
+        )
+
+
+def _jsonable(details: dict[str, object]) -> dict[str, Any]:
+    """An error's details as the service sent them (they crossed the wire as JSON)."""
+    return json.loads(json.dumps(details, default=str))  # type: ignore[no-any-return]
+
+
+def output_of(ctx: typer.Context, json_flag: bool) -> Output:
+    """The command's output: JSON if ``--json`` came after the command or before it."""
+    root = ctx.find_root().obj
+    return Output(json=json_flag or (isinstance(root, Output) and root.json))
+
+
+def die(message: str, code: int = 1) -> typer.Exit:
+    Console(stderr=True, highlight=False).print(Text.assemble(("error: ", "bold red"), message))
+    return typer.Exit(code)
+
+
+def shown(url: str) -> str:
+    """A URL fit to print: any password hidden."""
+    if "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 (only for URLs with credentials)
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<hidden>"
+
+
+def run_or_exit(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run one job of the library in this process; a library error (a store that is not at the
+    latest schema, an unknown key, an engine that cannot be reached) prints and exits with
+    status 1."""
+    try:
+        return asyncio.run(work)
+    except TbledgerError as exc:
+        raise die(str(exc)) from None
+
+
+# -- rendering of API answers ---------------------------------------------------------------------
+
+
+def _to_second(timestamp: str | None) -> str:
+    """An ISO 8601 time cut to the second for a table (the JSON keeps it whole); none is blank."""
+    return str(timestamp or "")[:19]
+
+
+def _ledger(answer: dict[str, Any]) -> str:
+    """An account's or balance's ledger by its chart name, else its number."""
+    return answer.get("ledger_name") or str(answer["ledger"])
+
+
+def keys_table(keys: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in ("id", "name", "scope", "owner", "rate/s", "burst", "created", "revoked"):
+        table.add_column(column, no_wrap=column == "id")
+    for key in keys:
+        table.add_row(
+            key["id"],
+            key["name"],
+            ",".join(key["scopes"]),
+            key["owner_id"] or "",
+            str(key["rate_per_s"]),
+            str(key["burst"]),
+            _to_second(key["created_at"]),
+            _to_second(key["revoked_at"]) or "[green]active[/green]",
+        )
+    return table
+
+
+def account_table(accounts: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title)
+    table.add_column("id", no_wrap=True)
+    for column in ("type", "owner", "name", "ledger", "status"):
+        table.add_column(column)
+    for column in ("posted", "available", "held"):
+        table.add_column(column, justify="right")
+    for account in accounts:
+        balance = account.get("balance") or {}
+        table.add_row(
+            account["id"],
+            account["account_type"],
+            account.get("owner_id") or "",
+            account.get("name") or "",
+            _ledger(account),
+            account["status"],
+            balance.get("posted", ""),
+            balance.get("available", ""),
+            balance.get("held", ""),
+        )
+    return table
+
+
+def account_view(account: dict[str, Any], title: str) -> RenderableType:
+    fields = dict(account)
+    fields["ledger"] = _ledger(account)
+    balance = account.get("balance") or {}
+    for key in ("posted", "available", "pending", "held"):
+        if key in balance:
+            fields[key] = balance[key]
+    keys = ["id", "account_type", "owner_id", "name", "ledger", "status", "code", "metadata"]
+    keys += ["posted", "available", "pending", "held", "created_at"]
+    fields["created_at"] = _to_second(account.get("created_at"))
+    return fields_table(fields, title, keys)
+
+
+def balance_table(balances: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="balances")
+    table.add_column("account", no_wrap=True)
+    table.add_column("ledger")
+    table.add_column("side")
+    for column in ("posted", "available", "pending", "held"):
+        table.add_column(column, justify="right")
+    for b in balances:
+        table.add_row(
+            b["account_id"],
+            _ledger(b),
+            b["normal_side"],
+            b["posted"],
+            b["available"],
+            b["pending"],
+            b["held"],
+        )
+    return table
+
+
+def results_table(results: Sequence[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("transfer", no_wrap=True)
+    table.add_column("status")
+    table.add_column("ok")
+    table.add_column("replayed")
+    for r in results:
+        style = "green" if r.get("ok") else "red"
+        table.add_row(
+            r["id"],
+            Text(str(r["status"]), style=style),
+            "yes" if r.get("ok") else "no",
+            "yes" if r.get("replayed") else "",
+        )
+    return table
+
+
+def fields_table(data: dict[str, Any], title: str, keys: Sequence[str] | None = None) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in keys or list(data):
+        value = data.get(key)
+        if value in (None, "", [], {}):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        table.add_row(key, text)
+    return table
+
+
+def transfer_view(transfer: dict[str, Any]) -> RenderableType:
+    summary = fields_table(
+        transfer,
+        f"transfer {transfer['id']}",
+        [
+            "id",
+            "status",
+            "debit_account_id",
+            "credit_account_id",
+            "amount",
+            "amount_minor",
+            "ledger_name",
+            "ledger",
+            "code",
+            "pending_id",
+            "flags",
+            "timeout_s",
+            "timestamp",
+            "payment_id",
+            "event_id",
+            "chain_tx_hash",
+            "metadata",
+        ],
+    )
+    history = Table(title="audit history")
+    for column in ("seq", "kind", "status", "recorded at", "detail"):
+        history.add_column(column)
+    for event in transfer.get("audit") or []:
+        history.add_row(
+            str(event["seq"]),
+            event["kind"],
+            event.get("status") or "",
+            str(event.get("recorded_at") or "")[:23],
+            json.dumps(event.get("detail") or {}),
+        )
+    return Group(summary, history)
+
+
+def rates_table(rates: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="current exchange rates")
+    for column in ("from", "to", "rate", "valid from", "valid until", "source", "set by"):
+        table.add_column(column)
+    for rate in rates:
+        table.add_row(
+            rate["source_ledger_name"],
+            rate["target_ledger_name"],
+            rate["rate"],
+            _to_second(rate["valid_from"]),
+            _to_second(rate.get("valid_until")),
+            rate["source"],
+            rate.get("set_by") or "",
+        )
+    return table
