@@ -40,9 +40,6 @@ router = router_for("/v1", tags=["accounts"])
 
 AccountIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=39)]
 
-# What an owner key may open for its owner; system accounts are opened by admins.
-_OWNER_TYPES = CUSTOMER_ACCOUNT_TYPES
-
 
 @router.post("/accounts", response_model=AccountOut, status_code=201)
 async def create_account(
@@ -57,7 +54,7 @@ async def create_account(
     if not caller.is_admin:
         if owner_id is None:
             owner_id = caller.owner_id
-        if owner_id != caller.owner_id or body.account_type not in _OWNER_TYPES:
+        if owner_id != caller.owner_id or body.account_type not in CUSTOMER_ACCOUNT_TYPES:
             raise ApiError(
                 403, "forbidden", "owner keys open user or merchant accounts of their own owner"
             )

@@ -45,7 +45,7 @@ from tbledger.api.context import (
 )
 from tbledger.api.errors import not_found
 from tbledger.api.keys import Principal
-from tbledger.api.policy import may_see
+from tbledger.api.policy import is_customer, may_see
 from tbledger.api.render import result_out
 from tbledger.api.routing import router_for
 from tbledger.api.schemas import (
@@ -57,7 +57,6 @@ from tbledger.api.schemas import (
     StrictBody,
     TransferResultOut,
 )
-from tbledger.balances import AccountType
 from tbledger.chart import Ledger
 from tbledger.errors import UnknownLedgerError, UnknownReferenceError, ValidationError
 from tbledger.flows import (
@@ -84,8 +83,6 @@ LedgerPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,32}$")]
 TimeoutS = Annotated[
     StrictInt, Field(ge=1, le=U32_MAX, description="seconds until the hold expires")
 ]
-
-_CUSTOMER_TYPES = frozenset({AccountType.USER.value, AccountType.MERCHANT.value})
 
 
 # -- responses ------------------------------------------------------------------------------------
@@ -436,7 +433,7 @@ class ExchangeIn(StrictBody):
 
 def _customer(record: AccountRecord, book: Ledger, role: str) -> None:
     """`record` is a user or merchant account on `book`, or a 422 saying why not."""
-    if record.account_type not in _CUSTOMER_TYPES:
+    if not is_customer(record):
         raise ValidationError(
             f"{role} {format_id(record.id)} is a {record.account_type} account; "
             "flows move user and merchant accounts"
