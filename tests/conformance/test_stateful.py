@@ -386,7 +386,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def twin_internal_invariants(self) -> None:
-        self.client.engine.sm.check_invariants()
+        self.client.replica.sm.check_invariants()
 
 
 LedgerMachine.TestCase.settings = settings(

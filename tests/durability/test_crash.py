@@ -331,12 +331,12 @@ def verify_after_crash(
     Returns the set of batches present.
     """
     with ClientSync(cluster_id=0, path=model.path) as client:
-        assert client.engine.journal is not None
-        dropped = client.engine.journal.torn_bytes_dropped
+        assert client.replica.journal is not None
+        dropped = client.replica.journal.torn_bytes_dropped
         if torn_bytes is not None:
             assert dropped == torn_bytes, "the open must cut exactly the torn tail"
         tally.torn_tails_cut += dropped > 0
-        client.engine.sm.check_invariants()
+        client.replica.sm.check_invariants()
 
         accounts = client.query_accounts(ledger_filter())
         if model.accounts_created:

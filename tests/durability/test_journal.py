@@ -226,7 +226,7 @@ def test_reopen_restores_accounts_transfers_balances_and_history(tmp_path: Path)
     with ClientSync(cluster_id=0, path=path) as client:
         # Every observable object, with its timestamp, exactly as before.
         assert snapshot(client, history_account=3) == before
-        client.engine.sm.check_invariants()
+        client.replica.sm.check_invariants()
         assert balances(client, 1) == (40, 110, 0, 0)  # 8 still pending; 6 posted 10 of 30
         assert balances(client, 3) == (0, 0, 0, 60)
 
@@ -356,7 +356,7 @@ def test_an_expiry_is_journaled_and_survives_reopen_with_a_clock_behind_it(tmp_p
             [transfer(2, pending_id=1, amount=100, flags=TransferFlags.POST_PENDING_TRANSFER)]
         )
         assert statuses(post) == [CreateTransferStatus.PENDING_TRANSFER_EXPIRED]
-        client.engine.sm.check_invariants()
+        client.replica.sm.check_invariants()
 
 
 def test_a_pending_transfer_not_yet_expired_at_close_expires_after_reopen(tmp_path: Path) -> None:
@@ -395,14 +395,14 @@ def test_an_expiry_backlog_larger_than_one_pulse_replays_pulse_by_pulse(tmp_path
     # Engine time never goes back: it resumes from the journal, already past the remaining
     # deadlines, even though this clock is two seconds behind them.
     with ClientSync(cluster_id=0, path=path, clock=ManualClock(T0)) as client:
-        assert client.engine.sm.next_expiry_ns() is not None  # replayed: the 11 still pending
+        assert client.replica.sm.next_expiry_ns() is not None  # replayed: the 11 still pending
         assert balances(client, 1) == (0, 0, 0, 0)  # the second pulse
     assert [op for _, _, op in record_spans(path.read_bytes())].count(OP_PULSE) == 2
 
     with ClientSync(cluster_id=0, path=path, clock=ManualClock(T0)) as client:
-        assert client.engine.sm.next_expiry_ns() is None
+        assert client.replica.sm.next_expiry_ns() is None
         assert balances(client, 1) == (0, 0, 0, 0)
-        client.engine.sm.check_invariants()
+        client.replica.sm.check_invariants()
 
 
 # -- torn tails --------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ async def test_concurrent_durable_writes_share_fsyncs_and_all_survive(tmp_path: 
         await client.create_accounts(
             [tb.Account(id=1, ledger=1, code=1), tb.Account(id=2, ledger=1, code=1)]
         )
-        journal = client.engine.journal
+        journal = client.replica.journal
         assert journal is not None
         appends = 0
         original_append = journal.append

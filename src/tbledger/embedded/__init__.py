@@ -10,7 +10,7 @@ without a server and to test code written for the official client::
         client.create_accounts([...])
 """
 
-from tbledger.embedded.client import ClientAsync, ClientSync, Engine, ManualClock
+from tbledger.embedded.client import ClientAsync, ClientSync, ManualClock, Replica
 from tbledger.embedded.state_machine import StateMachine
 
-__all__ = ["ClientAsync", "ClientSync", "Engine", "ManualClock", "StateMachine"]
+__all__ = ["ClientAsync", "ClientSync", "ManualClock", "Replica", "StateMachine"]

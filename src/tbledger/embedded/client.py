@@ -1,6 +1,6 @@
 """Drop-in replacements for ``tigerbeetle.ClientSync`` and ``tigerbeetle.ClientAsync``.
 
-Both facades share one ``Engine``: the I/O-free state machine, the engine clock and (when a path
+Both facades share one ``Replica``: the I/O-free state machine, the engine clock and (when a path
 is given) the journal. The facades add exactly what the official client does on the client side,
 so code written against it behaves the same here: integer range checks that raise
 ``IntegerOverflowError`` before anything is sent, ``TooMuchDataError`` above the batch limit or a
@@ -47,7 +47,7 @@ from tbledger.embedded.state_machine import (
 from tbledger.errors import ConfigurationError, JournalError
 from tbledger.limits import BATCH_EVENTS_MAX, QUERY_LIMIT_MAX, U128_MAX
 
-__all__ = ["ClientAsync", "ClientSync", "Engine", "ManualClock"]
+__all__ = ["ClientAsync", "ClientSync", "ManualClock", "Replica"]
 
 _R = TypeVar("_R")
 _M128 = U128_MAX
@@ -255,11 +255,13 @@ class ManualClock:
             return self._now_ns
 
 
-class Engine:
-    """The state machine plus its clock and journal, shared by the sync and async facades.
+class Replica:
+    """The state machine plus its clock and journal, shared by the sync and async facades: what
+    a TigerBeetle replica is to the official client (named so, and not "engine", which is the
+    port every engine implements).
 
     Every operation runs under one lock: TigerBeetle executes requests one after another, and so
-    does the engine. A write is applied, journaled and fsynced before its results are returned.
+    does the replica. A write is applied, journaled and fsynced before its results are returned.
     """
 
     def __init__(
@@ -452,33 +454,33 @@ class _Base:
         clock: Callable[[], int] | None = None,
         batch_events_max: int = BATCH_EVENTS_MAX,
         fsync: bool = True,
-        engine: Engine | None = None,
+        replica: Replica | None = None,
     ) -> None:
         # `replica_addresses` is accepted (and ignored) so that construction code written for the
         # official client works unchanged.
         del replica_addresses
-        if engine is None:
-            engine = Engine(
+        if replica is None:
+            replica = Replica(
                 cluster_id=cluster_id,
                 path=path,
                 clock=clock,
                 batch_events_max=batch_events_max,
                 fsync=fsync,
             )
-            self._owns_engine = True
+            self._owns_replica = True
         else:
-            self._owns_engine = False
-        self._engine = engine
+            self._owns_replica = False
+        self._replica = replica
         self._closed = False
 
     @property
-    def engine(self) -> Engine:
-        return self._engine
+    def replica(self) -> Replica:
+        return self._replica
 
-    def _check_open(self) -> Engine:
+    def _check_open(self) -> Replica:
         if self._closed:
             raise ClientClosedError()
-        return self._engine
+        return self._replica
 
     # The official client's order: integer checks while it builds the request, then a closed
     # client (submit refuses it), and only then size limits (reported by its I/O thread). So a
@@ -487,21 +489,21 @@ class _Base:
     def _accounts(self, accounts: Sequence[Account]) -> list[AccountEvent]:
         events = [account_event(a) for a in accounts]
         self._check_open()
-        if len(events) > self._engine.batch_events_max:
+        if len(events) > self._replica.batch_events_max:
             raise TooMuchDataError()
         return events
 
     def _transfers(self, transfers: Sequence[Transfer]) -> list[TransferEvent]:
         events = [transfer_event(t) for t in transfers]
         self._check_open()
-        if len(events) > self._engine.batch_events_max:
+        if len(events) > self._replica.batch_events_max:
             raise TooMuchDataError()
         return events
 
     def _ids(self, ids: Sequence[int]) -> list[int]:
         checked = _validate_ids(ids)
         self._check_open()
-        if len(checked) > self._engine.batch_events_max:
+        if len(checked) > self._replica.batch_events_max:
             raise TooMuchDataError()
         return checked
 
@@ -517,10 +519,10 @@ class _Base:
         if f.limit > QUERY_LIMIT_MAX:
             raise TooMuchDataError()
 
-    def _close_engine(self) -> None:
+    def _close_replica(self) -> None:
         self._closed = True
-        if self._owns_engine:
-            self._engine.close()
+        if self._owns_replica:
+            self._replica.close()
 
 
 class ClientSync(_Base):
@@ -536,46 +538,46 @@ class ClientSync(_Base):
 
     def create_accounts(self, accounts: list[Account]) -> list[CreateAccountResult]:
         events = self._accounts(accounts)
-        return self._call(lambda r: self._engine.create_accounts_op(events, r))
+        return self._call(lambda r: self._replica.create_accounts_op(events, r))
 
     def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
         events = self._transfers(transfers)
-        return self._call(lambda r: self._engine.create_transfers_op(events, r))
+        return self._call(lambda r: self._replica.create_transfers_op(events, r))
 
     def lookup_accounts(self, accounts: list[int]) -> list[Account]:
         ids = self._ids(accounts)
-        return self._call(lambda r: self._engine.read_op(lambda sm: sm.lookup_accounts(ids), r))
+        return self._call(lambda r: self._replica.read_op(lambda sm: sm.lookup_accounts(ids), r))
 
     def lookup_transfers(self, transfers: list[int]) -> list[Transfer]:
         ids = self._ids(transfers)
-        return self._call(lambda r: self._engine.read_op(lambda sm: sm.lookup_transfers(ids), r))
+        return self._call(lambda r: self._replica.read_op(lambda sm: sm.lookup_transfers(ids), r))
 
     def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
         self._check_account_filter(filter)
         return self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.get_account_transfers(filter), r)
+            lambda r: self._replica.read_op(lambda sm: sm.get_account_transfers(filter), r)
         )
 
     def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
         self._check_account_filter(filter)
         return self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.get_account_balances(filter), r)
+            lambda r: self._replica.read_op(lambda sm: sm.get_account_balances(filter), r)
         )
 
     def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
         self._check_query_filter(query_filter)
         return self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.query_accounts(query_filter), r)
+            lambda r: self._replica.read_op(lambda sm: sm.query_accounts(query_filter), r)
         )
 
     def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
         self._check_query_filter(query_filter)
         return self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.query_transfers(query_filter), r)
+            lambda r: self._replica.read_op(lambda sm: sm.query_transfers(query_filter), r)
         )
 
     def close(self) -> None:
-        self._close_engine()
+        self._close_replica()
 
     def __enter__(self) -> Self:
         return self
@@ -597,70 +599,70 @@ class ClientAsync(_Base):
     """
 
     async def _call(self, op: Callable[[list[bytes]], _R], events: int) -> _R:
-        engine = self._check_open()
-        if not engine.durable and events <= _INLINE_EVENTS_MAX and engine.try_lock():
+        replica = self._check_open()
+        if not replica.durable and events <= _INLINE_EVENTS_MAX and replica.try_lock():
             # Nothing to fsync and little to do: cheaper than a hop to the worker thread.
             try:
                 records: list[bytes] = []
                 return op(records)
             finally:
-                engine.unlock()
-        return await asyncio.wrap_future(engine.submit(op))
+                replica.unlock()
+        return await asyncio.wrap_future(replica.submit(op))
 
     async def create_accounts(self, accounts: list[Account]) -> list[CreateAccountResult]:
         events = self._accounts(accounts)
-        return await self._call(lambda r: self._engine.create_accounts_op(events, r), len(events))
+        return await self._call(lambda r: self._replica.create_accounts_op(events, r), len(events))
 
     async def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
         events = self._transfers(transfers)
-        return await self._call(lambda r: self._engine.create_transfers_op(events, r), len(events))
+        return await self._call(lambda r: self._replica.create_transfers_op(events, r), len(events))
 
     async def lookup_accounts(self, accounts: list[int]) -> list[Account]:
         ids = self._ids(accounts)
         return await self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.lookup_accounts(ids), r), len(ids)
+            lambda r: self._replica.read_op(lambda sm: sm.lookup_accounts(ids), r), len(ids)
         )
 
     async def lookup_transfers(self, transfers: list[int]) -> list[Transfer]:
         ids = self._ids(transfers)
         return await self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.lookup_transfers(ids), r), len(ids)
+            lambda r: self._replica.read_op(lambda sm: sm.lookup_transfers(ids), r), len(ids)
         )
 
     async def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
         self._check_account_filter(filter)
         return await self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.get_account_transfers(filter), r),
+            lambda r: self._replica.read_op(lambda sm: sm.get_account_transfers(filter), r),
             filter.limit,
         )
 
     async def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
         self._check_account_filter(filter)
         return await self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.get_account_balances(filter), r),
+            lambda r: self._replica.read_op(lambda sm: sm.get_account_balances(filter), r),
             filter.limit,
         )
 
     async def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
         self._check_query_filter(query_filter)
         return await self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.query_accounts(query_filter), r),
+            lambda r: self._replica.read_op(lambda sm: sm.query_accounts(query_filter), r),
             query_filter.limit,
         )
 
     async def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
         self._check_query_filter(query_filter)
         return await self._call(
-            lambda r: self._engine.read_op(lambda sm: sm.query_transfers(query_filter), r),
+            lambda r: self._replica.read_op(lambda sm: sm.query_transfers(query_filter), r),
             query_filter.limit,
         )
 
     async def close(self) -> None:
-        if self._owns_engine and self._engine._executor is not None:
+        if self._owns_replica and self._replica._executor is not None:
             # Let queued work finish off the loop before the engine shuts its worker down.
-            await asyncio.get_running_loop().run_in_executor(None, self._close_engine)
+            await asyncio.get_running_loop().run_in_executor(None, self._close_replica)
         else:
-            self._close_engine()
+            self._close_replica()
 
     async def __aenter__(self) -> Self:
         return self
