@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import tigerbeetle as tb
 
@@ -110,6 +110,7 @@ from tbledger.service._values import (
     IntentPage,
     PendingResolution,
     RecoveryReport,
+    TransferFields,
     TransferPage,
     TransferRequest,
     TransferResult,
@@ -767,17 +768,19 @@ class LedgerService:
     # -- transfers ------------------------------------------------------------------------------
 
     async def create_transfer(
-        self, request: TransferRequest | None = None, /, **kw: Any
+        self, request: TransferRequest | None = None, /, **fields: Unpack[TransferFields]
     ) -> TransferResult:
-        """Create one transfer; raise a typed error if the engine refuses it."""
-        req = request if request is not None else TransferRequest(**kw)
+        """Create one transfer, given as a `TransferRequest` or as its fields by keyword; raise
+        a typed error if the engine refuses it."""
+        req = _request_of(request, fields)
         return await self._single(intent_of(req, pending=req.pending))
 
     async def create_pending_transfer(
-        self, request: TransferRequest | None = None, /, **kw: Any
+        self, request: TransferRequest | None = None, /, **fields: Unpack[TransferFields]
     ) -> TransferResult:
-        """Create a two-phase hold (`timeout` in seconds, 0 = none)."""
-        req = request if request is not None else TransferRequest(**kw)
+        """Create a two-phase hold (`timeout` in seconds, 0 = none); arguments as
+        `create_transfer`."""
+        req = _request_of(request, fields)
         return await self._single(intent_of(req, pending=True))
 
     async def post_pending_transfer(
@@ -1978,3 +1981,18 @@ def _expiry_detail(intent: TransferIntent, now_ns: int) -> dict[str, str]:
     if isinstance(label, str):
         detail["transfer_code"] = label
     return detail
+
+
+_REQUIRED_FIELDS = frozenset({"debit_account_id", "credit_account_id", "amount", "ledger", "code"})
+
+
+def _request_of(request: TransferRequest | None, fields: TransferFields) -> TransferRequest:
+    """The request given, or the one its fields make; not both."""
+    if request is None:
+        missing = _REQUIRED_FIELDS - fields.keys()
+        if missing:
+            raise ValidationError(f"missing transfer fields: {', '.join(sorted(missing))}")
+        return TransferRequest(**fields)
+    if fields:
+        raise ValidationError("pass a TransferRequest or its fields by keyword, not both")
+    return request

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import tigerbeetle as tb
 
@@ -51,6 +51,32 @@ class TransferRequest:
     chain_tx_hash: str | None = None
     idempotency_key: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class TransferFields(TypedDict, total=False):
+    """`TransferRequest`'s fields as keywords: what ``create_transfer(**fields)`` takes, typed
+    field by field, so a type checker refuses a misspelt or mistyped keyword (``amount="12.50"``)
+    as it would in a `TransferRequest`. The first five are required unless a `TransferRequest`
+    is passed instead (checked at run time: a type checker cannot express "either")."""
+
+    debit_account_id: int | str
+    credit_account_id: int | str
+    amount: int
+    ledger: int
+    code: int
+    transfer_id: int | str | None
+    pending: bool
+    timeout: int
+    balancing_debit: bool
+    balancing_credit: bool
+    user_data_128: int
+    user_data_64: int
+    user_data_32: int
+    payment_id: str | None
+    event_id: str | None
+    chain_tx_hash: str | None
+    idempotency_key: str | None
+    metadata: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import tigerbeetle as tb
 
@@ -24,6 +24,7 @@ from tbledger.service import (
     Health,
     LedgerService,
     RecoveryReport,
+    TransferFields,
     TransferPage,
     TransferRequest,
     TransferResult,
@@ -89,8 +90,40 @@ class LedgerServiceSync:
 
     # Accounts and balances.
 
-    def create_account(self, **kw: Any) -> AccountInfo:
-        return self._run(self.service.create_account(**kw))
+    def create_account(
+        self,
+        *,
+        owner_id: str | None,
+        account_type: str,
+        ledger: int,
+        code: int | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        flags: tb.AccountFlags | None = None,
+        account_id: int | str | None = None,
+        control: Mapping[str, Any] | None = None,
+        flow_ref: str | None = None,
+        user_data_128: int = 0,
+        user_data_64: int = 0,
+        user_data_32: int = 0,
+    ) -> AccountInfo:
+        return self._run(
+            self.service.create_account(
+                owner_id=owner_id,
+                account_type=account_type,
+                ledger=ledger,
+                code=code,
+                name=name,
+                metadata=metadata,
+                flags=flags,
+                account_id=account_id,
+                control=control,
+                flow_ref=flow_ref,
+                user_data_128=user_data_128,
+                user_data_64=user_data_64,
+                user_data_32=user_data_32,
+            )
+        )
 
     def get_account(self, account_id: int | str) -> AccountInfo:
         return self._run(self.service.get_account(account_id))
@@ -112,27 +145,67 @@ class LedgerServiceSync:
     # Transfers.
 
     def create_transfer(
-        self, request: TransferRequest | None = None, /, **kw: Any
+        self, request: TransferRequest | None = None, /, **fields: Unpack[TransferFields]
     ) -> TransferResult:
-        return self._run(self.service.create_transfer(request, **kw))
+        return self._run(self.service.create_transfer(request, **fields))
 
     def create_pending_transfer(
-        self, request: TransferRequest | None = None, /, **kw: Any
+        self, request: TransferRequest | None = None, /, **fields: Unpack[TransferFields]
     ) -> TransferResult:
-        return self._run(self.service.create_pending_transfer(request, **kw))
+        return self._run(self.service.create_pending_transfer(request, **fields))
 
     def post_pending_transfer(
-        self, pending_id: int | str, amount: int | None = None, **kw: Any
+        self,
+        pending_id: int | str,
+        amount: int | None = None,
+        *,
+        transfer_id: int | str | None = None,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> TransferResult:
-        return self._run(self.service.post_pending_transfer(pending_id, amount, **kw))
+        return self._run(
+            self.service.post_pending_transfer(
+                pending_id,
+                amount,
+                transfer_id=transfer_id,
+                idempotency_key=idempotency_key,
+                event_id=event_id,
+                payment_id=payment_id,
+                metadata=metadata,
+            )
+        )
 
-    def void_pending_transfer(self, pending_id: int | str, **kw: Any) -> TransferResult:
-        return self._run(self.service.void_pending_transfer(pending_id, **kw))
+    def void_pending_transfer(
+        self,
+        pending_id: int | str,
+        *,
+        transfer_id: int | str | None = None,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
+        payment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TransferResult:
+        return self._run(
+            self.service.void_pending_transfer(
+                pending_id,
+                transfer_id=transfer_id,
+                idempotency_key=idempotency_key,
+                event_id=event_id,
+                payment_id=payment_id,
+                metadata=metadata,
+            )
+        )
 
     def create_transfers(
-        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+        self,
+        requests: Sequence[TransferRequest],
+        *,
+        atomic: bool = False,
+        control: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[TransferResult]:
-        return self._run(self.service.create_transfers(requests, atomic=atomic))
+        return self._run(self.service.create_transfers(requests, atomic=atomic, control=control))
 
     def create_pending_transfers(
         self, requests: Sequence[TransferRequest], *, atomic: bool = False
@@ -148,12 +221,25 @@ class LedgerServiceSync:
     def get_transfers_by_event_id(self, event_id: str) -> list[TransferIntent]:
         return self._run(self.service.get_transfers_by_event_id(event_id))
 
-    def list_account_transfers(self, account_id: int | str, **kw: Any) -> TransferPage:
-        return self._run(self.service.list_account_transfers(account_id, **kw))
+    def list_account_transfers(
+        self,
+        account_id: int | str,
+        *,
+        limit: int = 100,
+        cursor: int | None = None,
+        reversed_: bool = False,
+    ) -> TransferPage:
+        return self._run(
+            self.service.list_account_transfers(
+                account_id, limit=limit, cursor=cursor, reversed_=reversed_
+            )
+        )
 
-    def events(self, since: int = 0, **kw: Any) -> Iterator[AuditEvent]:
+    def events(
+        self, since: int = 0, *, poll_s: float = 0.5, limit: int = 1000
+    ) -> Iterator[AuditEvent]:
         """The durable tail of the audit log, as a blocking iterator."""
-        tail = self.service.events(since, **kw)
+        tail = self.service.events(since, poll_s=poll_s, limit=limit)
         while True:
             try:
                 yield self._run(_anext(tail))
