@@ -1,12 +1,19 @@
-"""Accounts a test opens for itself on the engine under test, and shorthands to move money.
+"""Sets of accounts a test opens for itself, at the two levels the tests drive money through.
 
 `Book` sits on a bare engine client (the embedded twin or a real TigerBeetle, sync interface): a
 fresh ledger of its own, accounts opened by their flags, and shorthands to build, submit and read
-transfers, so a conformance case reads as the rule it checks.
+transfers, so a conformance case reads as the rule it checks. `ServiceBook` sits on a
+`LedgerService`: a treasury that issues money and named user wallets on one ledger, opened the way
+the product opens them (account types, owners, the store's records), so service and failover tests
+start from the same chart a customer would have. They are two things rather than one with a
+switch: the first speaks the engine's wire types and statuses, the second the service's requests
+and results, and neither has a use for the other's shorthands.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from tigerbeetle import (
@@ -17,6 +24,8 @@ from tigerbeetle import (
     Transfer,
     TransferFlags,
 )
+
+from tbledger.service import LedgerService
 
 S = CreateTransferStatus
 F = TransferFlags
@@ -100,3 +109,46 @@ class Book:
     def found(self, *transfers: Transfer) -> list[int]:
         """The ids of `transfers` the engine holds, in order: a rolled-back member is missing."""
         return [t.id for t in self.client.lookup_transfers([t.id for t in transfers])]
+
+
+@dataclass(frozen=True)
+class ServiceBook:
+    """On one ledger: a treasury (debit-normal, issues money) and user wallets (credit-normal).
+
+    `users` maps each owner to their wallet, in the order they were opened; `alice` and `bob` name
+    the two wallets most service tests pay between.
+    """
+
+    ledger: int
+    treasury: int
+    users: dict[str, int]
+
+    @property
+    def alice(self) -> int:
+        return self.users["alice"]
+
+    @property
+    def bob(self) -> int:
+        return self.users["bob"]
+
+    @property
+    def wallets(self) -> list[int]:
+        return list(self.users.values())
+
+    @property
+    def accounts(self) -> list[int]:
+        return [self.treasury, *self.users.values()]
+
+
+async def open_service_book(
+    service: LedgerService, *, ledger: int = 1, owners: Iterable[str] = ("alice", "bob")
+) -> ServiceBook:
+    """Open a treasury and one wallet per owner on `ledger` through the service."""
+    treasury = await service.create_account(
+        owner_id=None, account_type="treasury", ledger=ledger, name=f"treasury:{ledger}"
+    )
+    users: dict[str, int] = {}
+    for owner in owners:
+        account = await service.create_account(owner_id=owner, account_type="user", ledger=ledger)
+        users[owner] = account.id
+    return ServiceBook(ledger=ledger, treasury=treasury.id, users=users)
