@@ -19,6 +19,7 @@ import pytest
 import tigerbeetle as tb
 
 from tbledger.embedded import ClientSync, ManualClock
+from tests.support.book import Book
 from tests.support.tbserver import RealServer
 
 _ledgers = itertools.count(1000)
@@ -59,3 +60,9 @@ def engine(request: pytest.FixtureRequest) -> Iterator[EngineUnderTest]:
     else:
         client = request.getfixturevalue("_real_client")
         yield EngineUnderTest("real", client, time.sleep, real=True)
+
+
+@pytest.fixture
+def book(engine: EngineUnderTest) -> Book:
+    """A fresh ledger on the engine under test, with shorthands to open accounts and transfer."""
+    return Book(engine)

@@ -19,9 +19,7 @@ from tigerbeetle import (
     Account,
     AccountFilterFlags,
     AccountFlags,
-    CreateAccountStatus,
     CreateTransferStatus,
-    Transfer,
     TransferFlags,
 )
 
@@ -32,60 +30,6 @@ F = TransferFlags
 AF = AccountFlags
 L = F.LINKED
 FAILED = S.LINKED_EVENT_FAILED
-
-
-class Book:
-    """A fresh ledger on the engine under test, with shorthands to open accounts and transfer."""
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-        self.client = engine.client
-        self.ledger = engine.ledger()
-
-    def open(self, *flags: AF) -> list[int]:
-        ids = self.engine.ids(len(flags))
-        accounts = [
-            Account(id=i, ledger=self.ledger, code=1, flags=f)
-            for i, f in zip(ids, flags, strict=True)
-        ]
-        results = self.client.create_accounts(accounts)
-        assert [r.status for r in results] == [CreateAccountStatus.CREATED] * len(ids)
-        return ids
-
-    def fresh(self) -> int:
-        return self.engine.ids(1)[0]
-
-    def t(self, dr: int, cr: int, amount: int = 1, **fields) -> Transfer:
-        """A transfer on this ledger with code 1 and a fresh id, unless `fields` say otherwise."""
-        base = {"id": self.fresh(), "ledger": self.ledger, "code": 1}
-        base.update(fields)
-        return Transfer(debit_account_id=dr, credit_account_id=cr, amount=amount, **base)
-
-    def resolve(self, p: Transfer, flag: F, amount: int = 0, **fields) -> Transfer:
-        return Transfer(id=self.fresh(), pending_id=p.id, amount=amount, flags=flag, **fields)
-
-    def submit(self, *transfers: Transfer) -> list[S]:
-        return [r.status for r in self.client.create_transfers(list(transfers))]
-
-    def ok(self, *transfers: Transfer) -> None:
-        assert self.submit(*transfers) == [S.CREATED] * len(transfers)
-
-    def balance(self, account_id: int) -> tuple[int, int, int, int]:
-        """(debits_pending, debits_posted, credits_pending, credits_posted)"""
-        (a,) = self.client.lookup_accounts([account_id])
-        return (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
-
-    def closed(self, account_id: int) -> bool:
-        (a,) = self.client.lookup_accounts([account_id])
-        return bool(a.flags & AF.CLOSED)
-
-    def found(self, *transfers: Transfer) -> list[int]:
-        return [t.id for t in self.client.lookup_transfers([t.id for t in transfers])]
-
-
-@pytest.fixture
-def book(engine) -> Book:
-    return Book(engine)
 
 
 def test_committed_chain_applies_every_member(book) -> None:

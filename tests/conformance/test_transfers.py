@@ -19,11 +19,12 @@ from tigerbeetle import (
     AMOUNT_MAX,
     Account,
     AccountFlags,
-    CreateAccountStatus,
     CreateTransferStatus,
     Transfer,
     TransferFlags,
 )
+
+from tests.support.book import Book
 
 S = CreateTransferStatus
 F = TransferFlags
@@ -32,54 +33,6 @@ U128_MAX = 2**128 - 1
 TIMESTAMP_MAX = 2**63 - 1
 HALF = 2**127
 RESERVED_FLAG_BIT = 1 << 9  # the first TransferFlags bit TigerBeetle does not define
-
-
-class Book:
-    """A fresh ledger on the engine under test, with shorthands to open accounts and transfer."""
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-        self.client = engine.client
-        self.ledger = engine.ledger()
-
-    def open(self, *flags: AF, ledger: int | None = None) -> list[int]:
-        ids = self.engine.ids(len(flags))
-        accounts = [
-            Account(id=i, ledger=ledger or self.ledger, code=1, flags=f)
-            for i, f in zip(ids, flags, strict=True)
-        ]
-        results = self.client.create_accounts(accounts)
-        assert [r.status for r in results] == [CreateAccountStatus.CREATED] * len(ids)
-        return ids
-
-    def fresh(self) -> int:
-        return self.engine.ids(1)[0]
-
-    def t(self, dr: int, cr: int, amount: int = 1, **fields) -> Transfer:
-        """A transfer on this ledger with code 1 and a fresh id, unless `fields` say otherwise."""
-        base = {"id": self.fresh(), "ledger": self.ledger, "code": 1}
-        base.update(fields)
-        return Transfer(debit_account_id=dr, credit_account_id=cr, amount=amount, **base)
-
-    def submit(self, *transfers: Transfer) -> list[S]:
-        return [r.status for r in self.client.create_transfers(list(transfers))]
-
-    def ok(self, *transfers: Transfer) -> None:
-        assert self.submit(*transfers) == [S.CREATED] * len(transfers)
-
-    def balance(self, account_id: int) -> tuple[int, int, int, int]:
-        """(debits_pending, debits_posted, credits_pending, credits_posted)"""
-        (a,) = self.client.lookup_accounts([account_id])
-        return (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
-
-    def amount_of(self, transfer_id: int) -> int:
-        (t,) = self.client.lookup_transfers([transfer_id])
-        return t.amount
-
-
-@pytest.fixture
-def book(engine) -> Book:
-    return Book(engine)
 
 
 # -- precedence ------------------------------------------------------------------------------

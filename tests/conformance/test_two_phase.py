@@ -29,6 +29,7 @@ from tigerbeetle import (
 
 from tbledger.embedded import ClientSync as TwinClient
 from tbledger.embedded import ManualClock
+from tests.support.book import Book
 
 S = CreateTransferStatus
 F = TransferFlags
@@ -37,71 +38,6 @@ U128_MAX = 2**128 - 1
 POST = F.POST_PENDING_TRANSFER
 VOID = F.VOID_PENDING_TRANSFER
 NS_PER_S = 1_000_000_000
-
-
-class Book:
-    """A fresh ledger on the engine under test, with shorthands to open accounts and transfer."""
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-        self.client = engine.client
-        self.ledger = engine.ledger()
-
-    def open(self, *flags: AF) -> list[int]:
-        ids = self.engine.ids(len(flags))
-        accounts = [
-            Account(id=i, ledger=self.ledger, code=1, flags=f)
-            for i, f in zip(ids, flags, strict=True)
-        ]
-        results = self.client.create_accounts(accounts)
-        assert [r.status for r in results] == [CreateAccountStatus.CREATED] * len(ids)
-        return ids
-
-    def fresh(self) -> int:
-        return self.engine.ids(1)[0]
-
-    def t(self, dr: int, cr: int, amount: int = 1, **fields) -> Transfer:
-        """A transfer on this ledger with code 1 and a fresh id, unless `fields` say otherwise."""
-        base = {"id": self.fresh(), "ledger": self.ledger, "code": 1}
-        base.update(fields)
-        return Transfer(debit_account_id=dr, credit_account_id=cr, amount=amount, **base)
-
-    def pending(self, dr: int, cr: int, amount: int, **fields) -> Transfer:
-        transfer = self.t(dr, cr, amount, flags=F.PENDING | fields.pop("flags", F.NONE), **fields)
-        self.ok(transfer)
-        return transfer
-
-    def resolve(self, p: Transfer | int, flag: F, amount: int = 0, **fields) -> Transfer:
-        """A post/void of `p` (a transfer or its id) that leaves every inheritable field zero
-        unless `fields` set it."""
-        pending_id = p if isinstance(p, int) else p.id
-        base = {"id": self.fresh(), "pending_id": pending_id, "flags": flag}
-        base.update(fields)
-        return Transfer(amount=amount, **base)
-
-    def submit(self, *transfers: Transfer) -> list[S]:
-        return [r.status for r in self.client.create_transfers(list(transfers))]
-
-    def ok(self, *transfers: Transfer) -> None:
-        assert self.submit(*transfers) == [S.CREATED] * len(transfers)
-
-    def balance(self, account_id: int) -> tuple[int, int, int, int]:
-        """(debits_pending, debits_posted, credits_pending, credits_posted)"""
-        (a,) = self.client.lookup_accounts([account_id])
-        return (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
-
-    def closed(self, account_id: int) -> bool:
-        (a,) = self.client.lookup_accounts([account_id])
-        return bool(a.flags & AF.CLOSED)
-
-    def stored(self, transfer_id: int) -> Transfer:
-        (t,) = self.client.lookup_transfers([transfer_id])
-        return t
-
-
-@pytest.fixture
-def book(engine) -> Book:
-    return Book(engine)
 
 
 def let_expire(engine, seconds: float, released: Callable[[], bool]) -> None:

@@ -45,6 +45,7 @@ from tbledger.limits import BATCH_EVENTS_MAX, STORE_PAGE_ROWS_MAX
 from tbledger.resilience import CircuitState
 from tbledger.service import LedgerService, TransferRequest, TransferResult
 from tbledger.store import DEFAULT_APP_ROLE, AuditEvent, EventKind, Store, StoreOptions
+from tests.support.book import ServiceBook, open_service_book
 from tests.support.database import SessionDatabase
 from tests.support.tbcluster import Cluster, start_cluster, wait_answering
 
@@ -155,18 +156,6 @@ async def service(
 
 
 @dataclass
-class Book:
-    """Per ledger: a treasury that issues money and users that pay each other."""
-
-    treasury: dict[int, int]
-    users: dict[int, list[int]]
-
-    @property
-    def accounts(self) -> list[int]:
-        return [*self.treasury.values(), *(u for us in self.users.values() for u in us)]
-
-
-@dataclass
 class Call:
     """One service call: what it asked, in which phase, how long it took and how it ended."""
 
@@ -193,9 +182,9 @@ class Call:
 class Load:
     """Steady load on the service, every call recorded with its outcome and wall time."""
 
-    def __init__(self, service: LedgerService, book: Book) -> None:
+    def __init__(self, service: LedgerService, books: dict[int, ServiceBook]) -> None:
         self.service = service
-        self.book = book
+        self.books = books
         self.calls: list[Call] = []
         self.phase = "setup"
         self.stop = asyncio.Event()
@@ -214,13 +203,13 @@ class Load:
         }
         if rng.random() < 0.5:
             return TransferRequest(
-                debit_account_id=self.book.treasury[ledger],
-                credit_account_id=rng.choice(self.book.users[ledger]),
+                debit_account_id=self.books[ledger].treasury,
+                credit_account_id=rng.choice(self.books[ledger].wallets),
                 amount=rng.randint(1, 1_000),
                 code=DEPOSIT,
                 **common,
             )
-        payer, payee = rng.sample(self.book.users[ledger], 2)
+        payer, payee = rng.sample(self.books[ledger].wallets, 2)
         return TransferRequest(
             debit_account_id=payer,
             credit_account_id=payee,
@@ -307,29 +296,24 @@ class BreakerWatch:
         return [s for t, _, s in self.changes if t >= moment]
 
 
-async def open_book(service: LedgerService) -> Book:
-    treasury: dict[int, int] = {}
-    users: dict[int, list[int]] = {}
-    for ledger in LEDGERS:
-        account = await service.create_account(
-            owner_id=None, account_type="treasury", ledger=ledger, name=f"treasury:{ledger}"
+async def open_books(service: LedgerService) -> dict[int, ServiceBook]:
+    """Per ledger: a treasury that issues money and users that pay each other."""
+    return {
+        ledger: await open_service_book(
+            service,
+            ledger=ledger,
+            owners=[f"user-{ledger}-{k}" for k in range(USERS_PER_LEDGER)],
         )
-        treasury[ledger] = account.id
-        users[ledger] = []
-        for k in range(USERS_PER_LEDGER):
-            account = await service.create_account(
-                owner_id=f"user-{ledger}-{k}", account_type="user", ledger=ledger
-            )
-            users[ledger].append(account.id)
-    return Book(treasury, users)
+        for ledger in LEDGERS
+    }
 
 
 async def fund(load: Load) -> None:
     """Give every user enough that payments are never refused for want of money."""
     for ledger in LEDGERS:
-        for user in load.book.users[ledger]:
+        for user in load.books[ledger].wallets:
             request = TransferRequest(
-                debit_account_id=load.book.treasury[ledger],
+                debit_account_id=load.books[ledger].treasury,
                 credit_account_id=user,
                 amount=FUNDING,
                 ledger=ledger,
@@ -418,7 +402,9 @@ class Verdict:
             self.problems.append(problem)
 
 
-async def verify(calls: list[Call], book: Book, client: tb.ClientAsync, store: Store) -> Verdict:
+async def verify(
+    calls: list[Call], books: dict[int, ServiceBook], client: tb.ClientAsync, store: Store
+) -> Verdict:
     verdict = Verdict()
     requests: dict[int, TransferRequest] = {}
     call_of: dict[int, Call] = {}
@@ -488,8 +474,9 @@ async def verify(calls: list[Call], book: Book, client: tb.ClientAsync, store: S
 
     # Money: debits equal credits per ledger, and each account's balance is exactly the sum of
     # the transfers the engine holds for it (no transfer the load does not know of, none twice).
-    accounts = {a.id: a for a in await client.lookup_accounts(book.accounts)}
-    verdict.check(len(accounts) == len(book.accounts), "an account is missing in the engine")
+    account_ids = [i for book in books.values() for i in book.accounts]
+    accounts = {a.id: a for a in await client.lookup_accounts(account_ids)}
+    verdict.check(len(accounts) == len(account_ids), "an account is missing in the engine")
     credits: Counter[int] = Counter()
     debits: Counter[int] = Counter()
     for transfer in found.values():
@@ -525,8 +512,8 @@ async def test_cluster_failover_keeps_every_transfer_exactly_once(
     cluster: Cluster, service: LedgerService, store_options: StoreOptions
 ) -> None:
     began = time.monotonic()
-    book = await open_book(service)
-    load = Load(service, book)
+    books = await open_books(service)
+    load = Load(service, books)
     await fund(load)
     watch = BreakerWatch(service, load)
     events: list[str] = []
@@ -599,7 +586,7 @@ async def test_cluster_failover_keeps_every_transfer_exactly_once(
     client = tb.ClientAsync(cluster_id=cluster.cluster_id, replica_addresses=cluster.addresses)
     store = await Store.connect(service.settings.database_url, migrate=False, options=store_options)
     try:
-        verdict = await verify(load.calls, book, client, store)
+        verdict = await verify(load.calls, books, client, store)
         replay_problems = []
         for replay in replays:
             (transfer_id,) = replay.ids

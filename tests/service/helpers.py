@@ -1,11 +1,10 @@
-"""Small helpers shared by the service tests: accounts, deposits, listeners, engine wrappers."""
+"""Small helpers shared by the service tests: requests, deposits, listeners, engine wrappers."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,28 +12,11 @@ import tigerbeetle as tb
 
 from tbledger.events import LedgerEvent
 from tbledger.service import LedgerService, TransferRequest, TransferResult
+from tests.support.book import ServiceBook
 
 LEDGER = 1
 DEPOSIT = 1
 PAYMENT = 2
-
-
-@dataclass(frozen=True)
-class Book:
-    """A treasury (debit-normal, issues money) and two wallets (credit-normal) on one ledger."""
-
-    treasury: int
-    alice: int
-    bob: int
-
-
-async def open_book(service: LedgerService, *, ledger: int = LEDGER) -> Book:
-    treasury = await service.create_account(
-        owner_id=None, account_type="treasury", ledger=ledger, name=f"treasury:{ledger}"
-    )
-    alice = await service.create_account(owner_id="alice", account_type="user", ledger=ledger)
-    bob = await service.create_account(owner_id="bob", account_type="user", ledger=ledger)
-    return Book(treasury=treasury.id, alice=alice.id, bob=bob.id)
 
 
 def request(debit: int | str, credit: int | str, amount: int, **kw: Any) -> TransferRequest:
@@ -43,7 +25,9 @@ def request(debit: int | str, credit: int | str, amount: int, **kw: Any) -> Tran
     return TransferRequest(debit_account_id=debit, credit_account_id=credit, amount=amount, **kw)
 
 
-async def deposit(service: LedgerService, book: Book, account: int, amount: int) -> TransferResult:
+async def deposit(
+    service: LedgerService, book: ServiceBook, account: int, amount: int
+) -> TransferResult:
     return await service.create_transfer(request(book.treasury, account, amount, code=DEPOSIT))
 
 

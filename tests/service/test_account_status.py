@@ -24,14 +24,8 @@ from tbledger.ids import format_id
 from tbledger.service import LedgerService
 from tbledger.store import AccountStatus, AuditEvent, EventKind
 from tests.service.conftest import Ledger
-from tests.service.helpers import (
-    LEDGER,
-    Recorder,
-    deposit,
-    engine_account,
-    open_book,
-    request,
-)
+from tests.service.helpers import LEDGER, Recorder, deposit, engine_account, request
+from tests.support.book import open_service_book
 
 CLOSED = tb.AccountFlags.CLOSED
 
@@ -49,7 +43,7 @@ async def test_freezing_closes_the_engine_account_and_records_the_closing_transf
     ledger: Ledger,
 ) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     info = await service.update_account_status(book.alice, "frozen")
     assert info.status is AccountStatus.FROZEN
@@ -70,7 +64,7 @@ async def test_a_frozen_account_is_refused_by_the_engine_in_both_directions(
     ledger: Ledger,
 ) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     await service.update_account_status(book.alice, "frozen")
     with pytest.raises(AccountFrozenError) as outgoing:
@@ -90,7 +84,7 @@ async def test_a_frozen_account_is_refused_by_the_engine_in_both_directions(
 
 async def test_unfreezing_voids_the_freeze_and_transfers_succeed_again(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     frozen = await service.update_account_status(book.alice, "frozen")
     freeze_id = frozen.record.freeze_transfer_id
@@ -107,7 +101,7 @@ async def test_unfreezing_voids_the_freeze_and_transfers_succeed_again(ledger: L
 
 async def test_an_account_can_be_frozen_again_after_unfreezing(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     first = await service.update_account_status(book.alice, "frozen")
     await service.update_account_status(book.alice, "active")
     second = await service.update_account_status(book.alice, "frozen")
@@ -117,7 +111,7 @@ async def test_an_account_can_be_frozen_again_after_unfreezing(ledger: Ledger) -
 
 async def test_setting_the_current_status_changes_nothing(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     requests_before = service.batcher.stats.requests
     info = await service.update_account_status(book.alice, "active")
     assert info.status is AccountStatus.ACTIVE
@@ -127,7 +121,7 @@ async def test_setting_the_current_status_changes_nothing(ledger: Ledger) -> Non
 
 async def test_closing_sweeps_the_balance_to_sweep_to_and_closes_for_good(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 120)
     info = await service.update_account_status(book.alice, "closed", sweep_to=book.bob)
     assert info.status is AccountStatus.CLOSED
@@ -146,7 +140,7 @@ async def test_closing_sweeps_the_balance_to_sweep_to_and_closes_for_good(ledger
 
 async def test_closing_sweeps_to_the_ledgers_control_account_by_default(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 70)
     await service.update_account_status(book.alice, "closed")
     control = await ledger.store.get_account_by_name(f"system:control:{LEDGER}")
@@ -159,7 +153,7 @@ async def test_closing_sweeps_to_the_ledgers_control_account_by_default(ledger: 
 
 async def test_closing_a_debit_normal_account_sweeps_its_debit_balance(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 55)
     await service.update_account_status(book.treasury, "closed")
     treasury = await service.get_balance(book.treasury)
@@ -171,7 +165,7 @@ async def test_closing_is_atomic_when_the_sweep_is_refused(ledger: Ledger) -> No
     # Bob's wallet may not be debited past its credits, so it cannot receive a debit-normal sweep:
     # the chain fails as a whole and the treasury stays open with its balance.
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 55)
     with pytest.raises(TransferFailedError) as caught:
         await service.update_account_status(book.treasury, "closed", sweep_to=book.bob)
@@ -185,7 +179,7 @@ async def test_closing_is_atomic_when_the_sweep_is_refused(ledger: Ledger) -> No
 
 async def test_closing_a_frozen_account_sweeps_it_and_keeps_it_closed(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 30)
     frozen = await service.update_account_status(book.alice, "frozen")
     info = await service.update_account_status(book.alice, "closed", sweep_to=book.bob)
@@ -204,7 +198,7 @@ async def test_closing_a_frozen_account_records_one_change_frozen_to_closed(
     ledger: Ledger,
 ) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     seen = Recorder()
     await service.update_account_status(book.alice, "frozen")
     service.on("account_status_changed", seen)
@@ -216,7 +210,7 @@ async def test_closing_a_frozen_account_records_one_change_frozen_to_closed(
 
 async def test_status_changes_are_audit_events_and_reach_listeners(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     seen: list[LedgerEvent] = []
     service.on("account_status_changed", seen.append)
     frozen = await service.update_account_status(book.alice, "frozen")
@@ -239,6 +233,6 @@ async def test_update_account_status_of_an_unknown_account_raises(service: Ledge
 
 
 async def test_an_unknown_status_is_a_validation_error(service: LedgerService) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     with pytest.raises(ValidationError):
         await service.update_account_status(book.alice, "suspended")

@@ -23,7 +23,8 @@ from tbledger.errors import (
 from tbledger.service import LedgerService
 from tbledger.store import AccountStatus, EventKind
 from tests.service.conftest import Ledger
-from tests.service.helpers import LEDGER, deposit, engine_account, one_store, open_book, request
+from tests.service.helpers import LEDGER, deposit, engine_account, one_store, request
+from tests.support.book import open_service_book
 
 _F = tb.AccountFlags
 CREDIT_NORMAL_FLAGS = _F.DEBITS_MUST_NOT_EXCEED_CREDITS | _F.HISTORY
@@ -195,7 +196,7 @@ async def test_refused_input_never_reaches_the_engine(
 async def test_get_account_returns_the_mapping_and_the_engine_balance(
     service: LedgerService,
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 250)
     info = await service.get_account(book.alice)
     assert info.id == book.alice
@@ -221,7 +222,7 @@ async def test_get_account_of_an_unknown_id_raises_account_not_found(
 async def test_get_accounts_by_owner_lists_the_owners_accounts_with_balances(
     service: LedgerService,
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     savings = await service.create_account(owner_id="alice", account_type="user", ledger=LEDGER)
     await deposit(service, book, savings.id, 40)
     accounts = await service.get_accounts_by_owner("alice")
@@ -238,7 +239,7 @@ async def test_get_accounts_by_owner_lists_the_owners_accounts_with_balances(
 async def test_a_user_wallet_is_credit_normal_and_a_treasury_debit_normal(
     service: LedgerService,
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 1_000)
     await service.create_transfer(request(book.alice, book.bob, 300))
     treasury, alice, bob = await service.get_balances([book.treasury, book.alice, book.bob])
@@ -254,7 +255,7 @@ async def test_a_user_wallet_is_credit_normal_and_a_treasury_debit_normal(
 async def test_a_hold_reduces_available_and_shows_as_pending_at_the_receiver(
     service: LedgerService,
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     await service.create_pending_transfer(request(book.alice, book.bob, 30))
     alice, bob = await service.get_balances([book.alice, book.bob])
@@ -264,7 +265,7 @@ async def test_a_hold_reduces_available_and_shows_as_pending_at_the_receiver(
 
 @one_store
 async def test_a_partial_post_settles_part_and_releases_the_rest(service: LedgerService) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     hold = await service.create_pending_transfer(request(book.alice, book.bob, 30))
     await service.post_pending_transfer(hold.id, 20)
@@ -275,7 +276,7 @@ async def test_a_partial_post_settles_part_and_releases_the_rest(service: Ledger
 
 @one_store
 async def test_a_void_releases_the_whole_hold(service: LedgerService) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     hold = await service.create_pending_transfer(request(book.alice, book.bob, 30))
     await service.void_pending_transfer(hold.id)
@@ -287,7 +288,7 @@ async def test_a_void_releases_the_whole_hold(service: LedgerService) -> None:
 @one_store
 async def test_an_expired_hold_no_longer_counts(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     await service.create_pending_transfer(request(book.alice, book.bob, 30, timeout=1))
     assert (await service.get_balance(book.alice)).available == 70
@@ -299,7 +300,7 @@ async def test_an_expired_hold_no_longer_counts(ledger: Ledger) -> None:
 
 @one_store
 async def test_get_balances_keeps_the_input_order(service: LedgerService) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.bob, 5)
     ids = [book.bob, book.treasury, book.alice, book.bob]
     balances = await service.get_balances(ids)
@@ -309,7 +310,7 @@ async def test_get_balances_keeps_the_input_order(service: LedgerService) -> Non
 
 @one_store
 async def test_get_balances_of_an_unknown_account_raises(service: LedgerService) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     with pytest.raises(AccountNotFoundError):
         await service.get_balances([book.alice, tb.id()])
     with pytest.raises(AccountNotFoundError):

@@ -13,7 +13,8 @@ from tbledger.errors import InsufficientBalanceError
 from tbledger.service import LedgerService, TransferResult
 from tbledger.store import EventKind
 from tests.service.conftest import Ledger
-from tests.service.helpers import EngineWrapper, deposit, one_store, open_book, request
+from tests.service.helpers import EngineWrapper, deposit, one_store, request
+from tests.support.book import open_service_book
 
 CALLS = 1000
 
@@ -25,7 +26,7 @@ class NotCoalescedError(AssertionError):
 async def test_a_thousand_concurrent_transfers_are_all_correct_and_coalesced(
     service: LedgerService,
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 10 * CALLS)
     stats = service.batcher.stats
     requests_before, events_before = stats.requests, stats.events
@@ -54,7 +55,7 @@ async def test_a_thousand_concurrent_transfers_are_all_correct_and_coalesced(
 async def test_calls_arriving_while_a_request_is_in_flight_share_the_next_one(
     ledger: Ledger,
 ) -> None:
-    book = await open_book(ledger.service)
+    book = await open_service_book(ledger.service)
     await deposit(ledger.service, book, book.alice, 1_000)
     slow = EngineWrapper(ledger.client)
     slow.delay_s = 0.05
@@ -72,7 +73,7 @@ async def test_calls_arriving_while_a_request_is_in_flight_share_the_next_one(
 
 
 async def test_coalesced_callers_get_their_own_refusals(ledger: Ledger) -> None:
-    book = await open_book(ledger.service)
+    book = await open_service_book(ledger.service)
     await deposit(ledger.service, book, book.alice, 50)
     slow = EngineWrapper(ledger.client)
     slow.delay_s = 0.02
@@ -90,7 +91,7 @@ async def test_coalesced_callers_get_their_own_refusals(ledger: Ledger) -> None:
 
 @one_store
 async def test_without_the_audit_trail_concurrent_calls_are_coalesced_too(ledger: Ledger) -> None:
-    book = await open_book(ledger.service)
+    book = await open_service_book(ledger.service)
     await deposit(ledger.service, book, book.alice, 10 * CALLS)
     async with ledger.open_service(audit=False) as service:
         results = await asyncio.gather(
@@ -113,7 +114,7 @@ async def test_the_next_group_is_persisted_while_the_last_one_is_with_the_engine
     """Write groups are pipelined: a call that arrives while an earlier group waits for the
     engine has its intent persisted (and audited as submitted) before that group returns, and
     both groups complete in order of their own outcomes."""
-    book = await open_book(ledger.service)
+    book = await open_service_book(ledger.service)
     await deposit(ledger.service, book, book.alice, 100)
     held = EngineWrapper(ledger.client)
     held.gate = asyncio.Event()

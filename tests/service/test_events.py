@@ -19,7 +19,8 @@ from tbledger.events import LedgerEvent, LedgerEventName
 from tbledger.service import LedgerService
 from tbledger.store import AuditEvent, EventKind
 from tests.service.conftest import Ledger
-from tests.service.helpers import LEDGER, Recorder, deposit, open_book, request, wait_until
+from tests.service.helpers import LEDGER, Recorder, deposit, request, wait_until
+from tests.support.book import open_service_book
 
 ALL = [name.value for name in LedgerEventName]
 
@@ -27,7 +28,7 @@ ALL = [name.value for name in LedgerEventName]
 async def run_every_kind_of_write(ledger: Ledger) -> dict[str, int]:
     """One write of each kind; returns the subject id of each event name."""
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     posted = await deposit(service, book, book.alice, 100)
     pending = await service.create_pending_transfer(request(book.alice, book.bob, 10))
     void = await service.void_pending_transfer(pending.id)
@@ -78,7 +79,7 @@ async def test_event_data_describes_the_write(service: LedgerService) -> None:
     service.on("account_created", seen)
     service.on("transfer_posted", seen)
     service.on("transfer_failed", seen)
-    book = await open_book(service)
+    book = await open_service_book(service)
     posted = await deposit(service, book, book.alice, 100)
     with pytest.raises(InsufficientBalanceError):
         await service.create_transfer(request(book.bob, book.alice, 7))
@@ -96,7 +97,7 @@ async def test_event_data_describes_the_write(service: LedgerService) -> None:
 async def test_a_listener_runs_after_the_outcome_is_in_the_audit_log(
     service: LedgerService,
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     audited: list[list[str]] = []
 
     async def listener(event: LedgerEvent) -> None:
@@ -112,7 +113,7 @@ async def test_a_listener_runs_after_the_outcome_is_in_the_audit_log(
 async def test_a_failing_listener_is_logged_and_breaks_nothing(
     service: LedgerService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     after = Recorder()
 
     def broken(event: LedgerEvent) -> None:
@@ -136,7 +137,7 @@ async def test_a_failing_listener_is_logged_and_breaks_nothing(
 
 
 async def test_unsubscribing_stops_delivery(service: LedgerService) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     seen = Recorder()
     off = service.on("transfer_posted", seen)
     await deposit(service, book, book.alice, 1)
@@ -167,7 +168,7 @@ async def take(service: LedgerService, since: int, count: int) -> list[AuditEven
 
 async def test_events_yields_the_audit_log_in_order(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     result = await deposit(service, book, book.alice, 5)
     everything = await ledger.store.events_since(0, 1000)
     streamed = await take(service, 0, len(everything))
@@ -180,7 +181,7 @@ async def test_events_yields_the_audit_log_in_order(ledger: Ledger) -> None:
 
 async def test_events_resumes_after_a_cursor(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     first = await take(service, 0, 3)
     cursor = first[-1].seq
     result = await deposit(service, book, book.alice, 5)
@@ -198,7 +199,7 @@ async def test_events_resumes_after_a_cursor(ledger: Ledger) -> None:
 
 async def test_events_waits_for_new_events(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     last = (await ledger.store.events_since(0, 1000))[-1].seq
     waiting = asyncio.ensure_future(take(service, last, 2))
     await asyncio.sleep(0.05)

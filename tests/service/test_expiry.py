@@ -13,13 +13,14 @@ import pytest
 from tbledger.errors import TransferFailedError
 from tbledger.store import EventKind
 from tests.service.conftest import Ledger
-from tests.service.helpers import Book, Recorder, deposit, open_book, request
+from tests.service.helpers import Recorder, deposit, request
+from tests.support.book import ServiceBook, open_service_book
 
 SECOND_NS = 1_000_000_000
 
 
-async def funded(ledger: Ledger) -> Book:
-    book = await open_book(ledger.service)
+async def funded(ledger: Ledger) -> ServiceBook:
+    book = await open_service_book(ledger.service)
     await deposit(ledger.service, book, book.alice, 100)
     return book
 

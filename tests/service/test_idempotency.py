@@ -21,11 +21,12 @@ from tbledger.service import LedgerService
 from tbledger.store import EventKind, TransferIntent
 from tbledger.store.tables import transfers
 from tests.service.conftest import Ledger
-from tests.service.helpers import LEDGER, PAYMENT, Book, deposit, open_book, request
+from tests.service.helpers import LEDGER, PAYMENT, deposit, request
+from tests.support.book import ServiceBook, open_service_book
 
 
-async def funded(service: LedgerService, amount: int = 1_000) -> Book:
-    book = await open_book(service)
+async def funded(service: LedgerService, amount: int = 1_000) -> ServiceBook:
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, amount)
     return book
 

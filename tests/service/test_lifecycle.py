@@ -19,7 +19,8 @@ from tbledger.resilience import CircuitState
 from tbledger.service import LedgerService
 from tbledger.store import EventKind, TransferIntent
 from tests.service.conftest import DEFAULT_SETTINGS, Ledger
-from tests.service.helpers import LEDGER, PAYMENT, deposit, open_book, request, wait_until
+from tests.service.helpers import LEDGER, PAYMENT, deposit, request, wait_until
+from tests.support.book import open_service_book
 
 
 async def test_a_service_is_unusable_before_connect_and_after_close(
@@ -35,7 +36,7 @@ async def test_a_service_is_unusable_before_connect_and_after_close(
         await service.create_transfer(request(1, 2, 1))
     await service.connect()
     await service.connect()  # idempotent
-    book = await open_book(service)
+    book = await open_service_book(service)
     await service.close()
     with pytest.raises(NotConnectedError) as caught:
         await service.get_balance(book.alice)
@@ -49,7 +50,7 @@ async def test_async_with_connects_and_closes_a_service_that_owns_everything(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'own.db'}"
     async with LedgerService(engine_url="memory://", database_url=url) as service:
-        book = await open_book(service)
+        book = await open_service_book(service)
         result = await deposit(service, book, book.alice, 9)
         assert (await service.get_balance(book.alice)).posted == 9
         assert (await service.health_check()).ok
@@ -90,7 +91,7 @@ async def test_health_check_reports_a_closed_engine(ledger: Ledger) -> None:
 
 
 async def test_background_recovery_settles_stranded_intents_on_its_own(ledger: Ledger) -> None:
-    book = await open_book(ledger.service)
+    book = await open_service_book(ledger.service)
     await deposit(ledger.service, book, book.alice, 10)
     stranded = TransferIntent(
         id=tb.id(),

@@ -17,7 +17,8 @@ import tigerbeetle as tb
 from tbledger.service import LedgerService
 from tbledger.store import EventKind, Store, TransferIntent
 from tests.service.conftest import DEFAULT_SETTINGS
-from tests.service.helpers import LEDGER, PAYMENT, deposit, open_book, request
+from tests.service.helpers import LEDGER, PAYMENT, deposit, request
+from tests.support.book import open_service_book
 from tests.support.tbserver import RealServer
 
 pytestmark = pytest.mark.real
@@ -45,7 +46,7 @@ async def test_transfers_and_holds_on_a_real_cluster(
     real_service: tuple[LedgerService, Store],
 ) -> None:
     service, _ = real_service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     hold = await service.create_pending_transfer(request(book.alice, book.bob, 30))
     await service.post_pending_transfer(hold.id, 20)
@@ -59,7 +60,7 @@ async def test_recovery_on_a_real_cluster_applies_once(
     real_service: tuple[LedgerService, Store],
 ) -> None:
     service, store = real_service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 100)
     stranded = TransferIntent(
         id=tb.id(),

@@ -17,7 +17,8 @@ from tbledger.ids import format_id
 from tbledger.service import LedgerService
 from tbledger.store import AccountStatus, EventKind, NewAuditEvent, TransferIntent
 from tests.service.conftest import Ledger
-from tests.service.helpers import LEDGER, PAYMENT, Book, deposit, open_book
+from tests.service.helpers import LEDGER, PAYMENT, deposit
+from tests.support.book import ServiceBook, open_service_book
 
 _TF = tb.TransferFlags
 
@@ -46,8 +47,8 @@ def chain(*members: TransferIntent) -> list[TransferIntent]:
     ]
 
 
-async def funded(service: LedgerService, amount: int = 100) -> Book:
-    book = await open_book(service)
+async def funded(service: LedgerService, amount: int = 100) -> ServiceBook:
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, amount)
     return book
 
@@ -128,7 +129,7 @@ async def test_a_failing_chain_is_still_all_or_nothing_in_recovery(ledger: Ledge
     assert (await service.get_balance(book.bob)).posted == 0
 
 
-async def record_head_only(ledger: Ledger, book: Book) -> list[TransferIntent]:
+async def record_head_only(ledger: Ledger, book: ServiceBook) -> list[TransferIntent]:
     """A chain the engine applied, of which only the head's outcome was recorded (a crash)."""
     members = chain(intent(book.alice, book.bob, 10), intent(book.alice, book.bob, 5))
     results = await ledger.client.create_transfers([m.to_transfer() for m in members])

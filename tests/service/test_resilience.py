@@ -23,16 +23,8 @@ from tbledger.resilience import CircuitState
 from tbledger.service import LedgerService
 from tbledger.store import EventKind, TransferIntent
 from tests.service.conftest import Ledger
-from tests.service.helpers import (
-    Book,
-    EngineWrapper,
-    Recorder,
-    deposit,
-    one_store,
-    open_book,
-    request,
-    wait_until,
-)
+from tests.service.helpers import EngineWrapper, Recorder, deposit, one_store, request, wait_until
+from tests.support.book import ServiceBook, open_service_book
 
 DEADLINE_MS = 100
 
@@ -41,8 +33,8 @@ async def kinds(service: LedgerService, transfer_id: int) -> list[str]:
     return [e.kind.value for e in await service.get_transfer_audit(transfer_id)]
 
 
-async def funded(ledger: Ledger) -> Book:
-    book = await open_book(ledger.service)
+async def funded(ledger: Ledger) -> ServiceBook:
+    book = await open_service_book(ledger.service)
     await deposit(ledger.service, book, book.alice, 100)
     return book
 

@@ -20,7 +20,8 @@ from tbledger.errors import StoreError, StoreUnavailableError
 from tbledger.service import LedgerService
 from tbledger.store import Store
 from tests.service.conftest import Ledger
-from tests.service.helpers import deposit, open_book, request
+from tests.service.helpers import deposit, request
+from tests.support.book import open_service_book
 from tests.support.database import _asyncpg_dsn
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
@@ -47,7 +48,7 @@ async def test_connect_fails_with_store_unavailable_when_the_sqlite_folder_is_mi
 
 async def test_a_closed_store_refuses_the_write_before_the_engine_sees_it(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, 10)
     await ledger.store.close()
     transfer_id = tb.id()
@@ -69,7 +70,7 @@ async def test_a_dropped_schema_refuses_the_write_before_the_engine_sees_it(
     ledger: Ledger,
 ) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     options = ledger.target.options
     assert options is not None
     admin = await asyncpg.connect(_asyncpg_dsn(ledger.target.url))
@@ -101,7 +102,7 @@ async def test_connections_killed_by_the_server_are_replaced_transparently(
     ledger: Ledger,
 ) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     pids = await store_backend_pids(ledger.store)
     assert pids
     admin = await asyncpg.connect(_asyncpg_dsn(ledger.target.url))
@@ -131,7 +132,7 @@ async def test_health_check_reports_a_store_that_went_away(ledger: Ledger) -> No
 
 async def test_a_reopened_store_serves_what_was_written_before(ledger: Ledger) -> None:
     service = ledger.service
-    book = await open_book(service)
+    book = await open_service_book(service)
     result = await deposit(service, book, book.alice, 5)
     reopened: Store = await ledger.target.open()
     try:

@@ -24,13 +24,14 @@ from tbledger.limits import BATCH_EVENTS_MAX
 from tbledger.service import LedgerService, TransferRequest
 from tbledger.store import EventKind
 from tests.service.conftest import Ledger
-from tests.service.helpers import LEDGER, PAYMENT, Book, deposit, one_store, open_book, request
+from tests.service.helpers import LEDGER, PAYMENT, deposit, one_store, request
+from tests.support.book import ServiceBook, open_service_book
 
 _TF = tb.TransferFlags
 
 
-async def funded_book(service: LedgerService, alice: int = 100) -> Book:
-    book = await open_book(service)
+async def funded_book(service: LedgerService, alice: int = 100) -> ServiceBook:
+    book = await open_service_book(service)
     await deposit(service, book, book.alice, alice)
     return book
 
@@ -413,7 +414,7 @@ async def test_create_pending_transfers_books_holds_and_can_be_atomic(
 async def test_more_than_one_request_of_transfers_is_split_into_full_requests(
     service: LedgerService,
 ) -> None:
-    book = await open_book(service)
+    book = await open_service_book(service)
     before = service.batcher.stats.requests
     count = BATCH_EVENTS_MAX + 3
     results = await service.create_transfers(
