@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import tigerbeetle as tb
 
@@ -242,21 +242,7 @@ class SpendEngine:
 
         `UnknownReferenceError` if there is none; `ValidationError` if several owners' payments
         share the id and `payer` does not say which."""
-        payer_id = None if payer is None else account_ref("payer", payer)
-        found = [
-            p for p in await self.payments(payment_id) if payer_id is None or p.payer_id == payer_id
-        ]
-        if not found:
-            raise UnknownReferenceError(
-                f"no payment {payment_id!r}",
-                code="payment_not_found",
-                details={"payment_id": payment_id},
-            )
-        if len(found) > 1:
-            raise ValidationError(
-                f"several payments use the id {payment_id!r}: name the payer account"
-            )
-        return found[0]
+        return _the_one(await self.payments(payment_id), payer, "payment", payment_id)
 
     async def liquidity_available(self, ledger: int | str) -> int:
         """What the ledger's liquidity account can pay out in exchanges, in minor units."""
@@ -1113,23 +1099,7 @@ class SpendEngine:
     async def contract(self, contract_id: str, *, payer: int | str | None = None) -> ContractRef:
         """The escrow contract recorded under this id (and locked by `payer`, if given);
         errors as `payment`."""
-        payer_id = None if payer is None else account_ref("payer", payer)
-        found = [
-            c
-            for c in await self.contracts(contract_id)
-            if payer_id is None or c.payer_id == payer_id
-        ]
-        if not found:
-            raise UnknownReferenceError(
-                f"no escrow contract {contract_id!r}",
-                code="contract_not_found",
-                details={"contract_id": contract_id},
-            )
-        if len(found) > 1:
-            raise ValidationError(
-                f"several contracts use the id {contract_id!r}: name the payer account"
-            )
-        return found[0]
+        return _the_one(await self.contracts(contract_id), payer, "contract", contract_id)
 
     async def _flow_account(self, account_id: int) -> AccountRecord:
         record = (await self.service.get_account_records([account_id])).get(account_id)
@@ -1338,3 +1308,22 @@ class SpendEngine:
         if refusal is Refusal.NOT_FOUND:
             return AccountNotFoundError(message, code=status, details=details)
         return TransferFailedError(message, code=status, details=details)
+
+
+_Ref = TypeVar("_Ref", PaymentRef, ContractRef)
+
+
+def _the_one(found: list[_Ref], payer: int | str | None, kind: str, ref: str) -> _Ref:
+    """The payment or contract recorded under `ref` (paid or locked by `payer`, if given):
+    `UnknownReferenceError` if there is none, `ValidationError` if several owners' share the id
+    and `payer` does not say which."""
+    payer_id = None if payer is None else account_ref("payer", payer)
+    chosen = [r for r in found if payer_id is None or r.payer_id == payer_id]
+    if not chosen:
+        what = "escrow contract" if kind == "contract" else kind
+        raise UnknownReferenceError(
+            f"no {what} {ref!r}", code=f"{kind}_not_found", details={f"{kind}_id": ref}
+        )
+    if len(chosen) > 1:
+        raise ValidationError(f"several {kind}s use the id {ref!r}: name the payer account")
+    return chosen[0]

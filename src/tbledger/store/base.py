@@ -276,16 +276,7 @@ class Store:
         self, owner_id: str, *, limit: int = STORE_PAGE_ROWS_MAX
     ) -> list[AccountRecord]:
         """The owner's accounts in id order; more than `limit` is a `LimitExceededError`."""
-        _check_limit(limit)
-        query = (
-            sa.select(accounts)
-            .where(accounts.c.owner_id == owner_id)
-            .order_by(accounts.c.id)
-            .limit(limit + 1)
-        )
-        async with self._connection() as conn:
-            rows = (await conn.execute(query)).all()
-        return [_account_from_row(row) for row in _bounded(rows, limit, "accounts of an owner")]
+        return await self._accounts_where(accounts.c.owner_id == owner_id, limit, "of an owner")
 
     @_reconnecting
     async def get_account_by_name(self, name: str) -> AccountRecord | None:
@@ -303,16 +294,17 @@ class Store:
 
         Payment and contract ids are scoped to their owner, so several owners' accounts may
         serve the same id; more than `limit` is a `LimitExceededError`."""
+        return await self._accounts_where(accounts.c.flow_ref == flow_ref, limit, "of a flow id")
+
+    async def _accounts_where(
+        self, condition: sa.ColumnElement[bool], limit: int, what: str
+    ) -> list[AccountRecord]:
+        """The accounts meeting `condition` in id order; more than `limit` is refused."""
         _check_limit(limit)
-        query = (
-            sa.select(accounts)
-            .where(accounts.c.flow_ref == flow_ref)
-            .order_by(accounts.c.id)
-            .limit(limit + 1)
-        )
+        query = sa.select(accounts).where(condition).order_by(accounts.c.id).limit(limit + 1)
         async with self._connection() as conn:
             rows = (await conn.execute(query)).all()
-        return [_account_from_row(row) for row in _bounded(rows, limit, "accounts of a flow id")]
+        return [_account_from_row(row) for row in _bounded(rows, limit, f"accounts {what}")]
 
     @_reconnecting
     async def update_account_status(
@@ -458,25 +450,10 @@ class Store:
         from which its expiry is computed. In id order; page with `after_id`.
         """
         _check_limit(limit)
-        latest = audit_events.alias("latest")
-        latest_seq = (
-            sa.select(sa.func.max(latest.c.seq))
-            .where(latest.c.transfer_id == transfers.c.id)
-            .scalar_subquery()
-        )
-        query = (
-            sa.select(transfers, audit_events.c.engine_timestamp.label("pending_timestamp"))
-            .select_from(transfers)
-            .join(audit_events, audit_events.c.seq == latest_seq)
-            .where(audit_events.c.kind == EventKind.PENDING.value)
-            .where(transfers.c.timeout > 0)
-        )
+        query = _still_pending().where(transfers.c.timeout > 0)
         if after_id is not None:
             query = query.where(transfers.c.id > _id("after_id", after_id))
-        query = query.order_by(transfers.c.id).limit(limit)
-        async with self._connection() as conn:
-            rows = (await conn.execute(query)).all()
-        return [(_intent_from_row(row), row._mapping["pending_timestamp"]) for row in rows]
+        return await self._holds(query.order_by(transfers.c.id).limit(limit))
 
     @_reconnecting
     async def pending_holds_of(
@@ -486,18 +463,9 @@ class Store:
         order, each with the engine timestamp of that event; at most `limit`."""
         _check_limit(limit)
         account_id = _id("account_id", account_id)
-        latest = audit_events.alias("latest")
-        latest_seq = (
-            sa.select(sa.func.max(latest.c.seq))
-            .where(latest.c.transfer_id == transfers.c.id)
-            .scalar_subquery()
-        )
         pending = transfers.c.flags.op("&")(int(tigerbeetle.TransferFlags.PENDING)) != 0
         query = (
-            sa.select(transfers, audit_events.c.engine_timestamp.label("pending_timestamp"))
-            .select_from(transfers)
-            .join(audit_events, audit_events.c.seq == latest_seq)
-            .where(audit_events.c.kind == EventKind.PENDING.value)
+            _still_pending()
             .where(pending)
             .where(
                 sa.or_(
@@ -508,6 +476,9 @@ class Store:
             .order_by(transfers.c.id)
             .limit(limit)
         )
+        return await self._holds(query)
+
+    async def _holds(self, query: sa.Select[Any]) -> list[tuple[TransferIntent, int | None]]:
         async with self._connection() as conn:
             rows = (await conn.execute(query)).all()
         return [(_intent_from_row(row), row._mapping["pending_timestamp"]) for row in rows]
@@ -1004,6 +975,23 @@ def _batch(rows: Iterable[_T]) -> list[_T]:
             f"{len(batch)} rows in one call; STORE_BATCH_ROWS_MAX is {STORE_BATCH_ROWS_MAX}"
         )
     return batch
+
+
+def _still_pending() -> sa.Select[Any]:
+    """Transfers whose latest audit event is ``pending``, each with that event's engine
+    timestamp (the hold's creation in the engine) as ``pending_timestamp``."""
+    latest = audit_events.alias("latest")
+    latest_seq = (
+        sa.select(sa.func.max(latest.c.seq))
+        .where(latest.c.transfer_id == transfers.c.id)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(transfers, audit_events.c.engine_timestamp.label("pending_timestamp"))
+        .select_from(transfers)
+        .join(audit_events, audit_events.c.seq == latest_seq)
+        .where(audit_events.c.kind == EventKind.PENDING.value)
+    )
 
 
 def _check_limit(limit: object) -> None:
