@@ -156,8 +156,11 @@ async def test_bad_amounts_are_refused_before_anything_is_written(
     before = await world.intents()
     with pytest.raises(AmountError):
         await world.spend.escrow_lock(
-            contract_id="c-9", payer=world.alice, amount=amount, ledger="USD"
-        )  # type: ignore[arg-type]
+            contract_id="c-9",
+            payer=world.alice,
+            amount=amount,  # type: ignore[arg-type]
+            ledger="USD",
+        )
     with pytest.raises(AmountError):
         await world.spend.escrow_release(contract_id="c-9", merchant=world.shop, amount=amount)  # type: ignore[arg-type]
     with pytest.raises(AmountError):

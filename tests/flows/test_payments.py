@@ -190,8 +190,12 @@ async def test_a_payment_id_cannot_name_another_payment(world: World) -> None:
 
 async def paid(world: World, amount: int = 2_000, **kw: object) -> PaymentResult:
     return await world.spend.pay(
-        payer=world.alice, merchant=world.shop, amount=amount, ledger="USD", **kw
-    )  # type: ignore[arg-type]
+        payer=world.alice,
+        merchant=world.shop,
+        amount=amount,
+        ledger="USD",
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 async def test_refunds_partial_then_full_return_at_most_the_payment(world: World) -> None:
