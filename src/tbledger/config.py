@@ -5,20 +5,32 @@ The specification's variables keep working: ``TIGERBEETLE_ADDRESSES`` and
 ``TIGERBEETLE_CLUSTER_ID`` select a real cluster, ``TB_REQUEST_TIMEOUT`` and ``TB_RETRY_DELAY``
 (milliseconds, as in the specification's TypeScript service) set the deadline and the first retry
 delay. tbledger's own variables start with ``TBLEDGER_``.
+
+A bad value (out of range, of the wrong type, from a keyword or from the environment) or an
+unknown keyword (a typo must not be ignored: the default it leaves in place is not what was asked
+for) raises `ConfigurationError`, part of tbledger's one exception tree, chained ``from``
+pydantic's error and naming every field at fault with its environment variable. The message never
+repeats the value: a database URL may carry a password.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tbledger.engine import EngineConfig, parse_engine_url
+from tbledger.errors import ConfigurationError
 from tbledger.limits import FEE_BPS_MAX
 from tbledger.store.backend import StoreOptions
 
 __all__ = ["Settings"]
+
+_ENV_PREFIX = "TBLEDGER_"
 
 
 class Settings(BaseSettings):
@@ -28,7 +40,7 @@ class Settings(BaseSettings):
     # (the prefix does not apply to them), so each lists its TBLEDGER_ spelling too; keywords in
     # code use the field's name (populate_by_name).
     model_config = SettingsConfigDict(
-        env_prefix="TBLEDGER_", extra="forbid", frozen=True, populate_by_name=True
+        env_prefix=_ENV_PREFIX, extra="forbid", frozen=True, populate_by_name=True
     )
 
     engine_url: str | None = Field(
@@ -108,6 +120,19 @@ class Settings(BaseSettings):
         description="who pays the default fee: the payer (on top) or the merchant (out of it)",
     )
 
+    if not TYPE_CHECKING:
+        # Hidden from type checkers, which keep the field-by-field signature pydantic declares
+        # (so they refuse a misspelt keyword before it runs); at run time the same call raises
+        # tbledger's own error instead of pydantic's.
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except PydanticValidationError as exc:
+                raise ConfigurationError(_describe(exc.errors(include_url=False))) from exc
+            except SettingsError as exc:
+                # The environment held a value the settings sources could not even parse.
+                raise ConfigurationError(f"invalid settings: {exc}") from exc
+
     def store_options(self) -> StoreOptions | None:
         """The store's PostgreSQL schema and role, if either is set."""
         if self.database_schema is None and self.database_role is None:
@@ -121,3 +146,37 @@ class Settings(BaseSettings):
             env["TIGERBEETLE_ADDRESSES"] = self.tigerbeetle_addresses
             env["TIGERBEETLE_CLUSTER_ID"] = str(self.tigerbeetle_cluster_id)
         return parse_engine_url(self.engine_url, env=env)
+
+
+def _env_names(name: str) -> list[str]:
+    """The environment variables a field is read from."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"{_ENV_PREFIX}{name.upper()}"]
+
+
+def _field_of(key: str) -> str | None:
+    """The field `key` names: a field's own name or one of its environment variables."""
+    if key in Settings.model_fields:
+        return key
+    for name in Settings.model_fields:
+        if key.upper() in _env_names(name):
+            return name
+    return None
+
+
+def _describe(errors: list[ErrorDetails]) -> str:
+    """One line naming each field at fault, its environment variable and what is wrong; the
+    values themselves are left out (a database URL may carry a password)."""
+    parts: list[str] = []
+    for error in errors:
+        key = ".".join(str(part) for part in error["loc"]) or "settings"
+        name = _field_of(key)
+        if name is None:
+            close = difflib.get_close_matches(key.lower(), Settings.model_fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            parts.append(f"{key!r} is not a setting{hint}")
+            continue
+        parts.append(f"{name} ({' or '.join(_env_names(name))}): {error['msg']}")
+    return "invalid settings: " + "; ".join(parts)

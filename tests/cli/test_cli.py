@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
+import tbledger
 from tbledger.__main__ import main
 from tbledger.cli import app
 from tbledger.config import Settings
@@ -29,6 +33,9 @@ from tests.support.live_service import live_service
 from tests.support.tbserver import free_port
 
 pytestmark = pytest.mark.timeout(60)
+
+# The tbledger this suite imports, for a command run in a process of its own.
+_SRC = str(Path(tbledger.__file__).resolve().parents[1])
 
 runner = CliRunner()
 
@@ -308,3 +315,26 @@ def test_serve_help_and_main(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--port" in result.stdout and "TBLEDGER_DATABASE_URL" in result.stdout
     assert main(["serve", "--help"]) == 0
     assert main(["no-such-command"]) == 2
+
+
+def test_serve_reports_bad_settings_by_field_and_variable(tmp_path: Path) -> None:
+    """A bad value in the environment stops `serve` (and so `make run`) with one clear line that
+    names the setting and its variable, exit status 2, and no traceback. In a process of its own:
+    `serve` configures the root logger."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TBLEDGER_", "TB_"))}
+    env.pop("TIGERBEETLE_ADDRESSES", None)
+    env.update(TB_REQUEST_TIMEOUT="soon", TBLEDGER_MIGRATE="maybe", PYTHONPATH=_SRC)
+    done = subprocess.run(
+        [sys.executable, "-m", "tbledger", "serve", "--data-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    said = " ".join(done.stderr.split())
+    assert "error: invalid settings:" in said
+    assert "request_timeout_ms (TB_REQUEST_TIMEOUT or TBLEDGER_REQUEST_TIMEOUT_MS)" in said
+    assert "migrate (TBLEDGER_MIGRATE)" in said
+    assert "Traceback" not in done.stderr

@@ -19,6 +19,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,8 @@ async def world(
     clock: ManualClock,
     store: Store,
 ) -> World:
-    alice = await spend.open_account("alice", ledger="USD")
-    bob = await spend.open_account("bob", ledger="USD")
-    shop = await spend.open_account("shop", ledger="USD", account_type="merchant")
-    await spend.deposit(alice, "100.00", ledger="USD")
+    alice = (await spend.open_account("alice", ledger="USD")).id
+    bob = (await spend.open_account("bob", ledger="USD")).id
+    shop = (await spend.open_account("shop", ledger="USD", account_type="merchant")).id
+    await spend.deposit(account=alice, amount=Decimal("100.00"), ledger="USD")
     return World(spend, service, client, clock, store, alice, bob, shop)

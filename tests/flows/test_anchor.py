@@ -8,6 +8,8 @@ audit trail.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 import tigerbeetle as tb
 
@@ -39,7 +41,7 @@ async def anchors(world: World) -> tuple[int, int]:
 async def authorize(world: World, amount: int = 3_000, **kw: object) -> AnchorAuthorization:
     kw.setdefault("obligation", "grocery")
     kw.setdefault("timeout_s", 60)
-    return await world.spend.authorize_anchor(world.alice, amount, **kw)  # type: ignore[arg-type]
+    return await world.spend.authorize_anchor(user=world.alice, amount=amount, **kw)  # type: ignore[arg-type]
 
 
 async def test_an_authorization_holds_funds_and_records_the_obligation(world: World) -> None:
@@ -69,7 +71,7 @@ async def test_obligation_ledgers_are_named_by_number_name_or_short_name(world: 
 
 async def test_a_full_fulfillment_posts_both_holds(world: World) -> None:
     auth = await authorize(world)
-    done = await world.spend.fulfill_anchor(auth)
+    done = await world.spend.fulfill_anchor(authorization=auth)
     assert (done.amount, done.released, done.payment_id) == (3_000, 0, auth.payment_id)
     assert (await world.balance(world.alice)).posted == 7_000
     fiat, obligation = await anchors(world)
@@ -83,20 +85,22 @@ async def test_a_full_fulfillment_posts_both_holds(world: World) -> None:
 
 async def test_a_partial_fulfillment_posts_part_and_releases_the_rest(world: World) -> None:
     auth = await authorize(world)
-    done = await world.spend.fulfill_anchor(auth.obligation_hold_id, "12.34")
+    done = await world.spend.fulfill_anchor(
+        authorization=auth.obligation_hold_id, amount=Decimal("12.34")
+    )
     assert (done.amount, done.released) == (1_234, 1_766)
     alice = await world.balance(world.alice)
     assert (alice.posted, alice.held) == (10_000 - 1_234, 0)
     _, obligation = await anchors(world)
     assert (await world.balance(obligation)).credits_posted == 1_234
     with pytest.raises(TransferFailedError) as caught:
-        await world.spend.fulfill_anchor(auth, 1)
+        await world.spend.fulfill_anchor(authorization=auth, amount=1)
     assert caught.value.code == "pending_transfer_already_posted"
 
 
 async def test_an_explicit_release_voids_both_and_reads_as_anchor_expiry(world: World) -> None:
     auth = await authorize(world)
-    released = await world.spend.release_anchor(auth)
+    released = await world.spend.release_anchor(authorization=auth)
     assert released.amount == 3_000
     alice = await world.balance(world.alice)
     assert (alice.available, alice.held) == (10_000, 0)
@@ -126,7 +130,7 @@ async def test_a_timeout_expires_both_holds_and_reads_as_anchor_expiry(world: Wo
     _, obligation = await anchors(world)
     assert (await world.balance(obligation)).credits_pending == 0
     with pytest.raises(TransferFailedError) as caught:
-        await world.spend.fulfill_anchor(auth)
+        await world.spend.fulfill_anchor(authorization=auth)
     assert caught.value.code == "pending_transfer_expired"
 
 
@@ -149,24 +153,26 @@ async def test_a_frozen_user_cannot_authorize_or_be_charged(world: World) -> Non
     with pytest.raises(AccountFrozenError):
         await authorize(world)
     with pytest.raises(AccountFrozenError):
-        await world.spend.fulfill_anchor(auth)
+        await world.spend.fulfill_anchor(authorization=auth)
     # Releasing gives the funds back even to a frozen account.
-    await world.spend.release_anchor(auth)
+    await world.spend.release_anchor(authorization=auth)
     assert (await world.balance(world.alice)).held == 0
 
 
 async def test_unknown_users_and_authorizations_are_refused(world: World) -> None:
     with pytest.raises(AccountNotFoundError):
-        await world.spend.authorize_anchor(tb.id(), 1, obligation="grocery", timeout_s=5)
-    deposit = await world.spend.deposit(world.bob, 1, ledger="USD")
+        await world.spend.authorize_anchor(
+            user=tb.id(), amount=1, obligation="grocery", timeout_s=5
+        )
+    deposit = await world.spend.deposit(account=world.bob, amount=1, ledger="USD")
     for reference in (tb.id(), deposit.transfer_ids[0]):
         with pytest.raises(UnknownReferenceError):
-            await world.spend.fulfill_anchor(reference)
+            await world.spend.fulfill_anchor(authorization=reference)
         with pytest.raises(UnknownReferenceError):
-            await world.spend.release_anchor(reference)
+            await world.spend.release_anchor(authorization=reference)
 
 
-@pytest.mark.parametrize("amount", [0, -1, 0.5, "1.001", True])
+@pytest.mark.parametrize("amount", [0, -1, 0.5, "1.001", Decimal("1.001"), "10", True])
 async def test_bad_amounts_are_refused_before_anything_is_written(
     world: World, amount: object
 ) -> None:
@@ -175,9 +181,9 @@ async def test_bad_amounts_are_refused_before_anything_is_written(
     with pytest.raises(AmountError):
         await authorize(world, amount)  # type: ignore[arg-type]
     with pytest.raises(AmountError):
-        await world.spend.fulfill_anchor(auth, amount)  # type: ignore[arg-type]
+        await world.spend.fulfill_anchor(authorization=auth, amount=amount)  # type: ignore[arg-type]
     with pytest.raises(AmountError):
-        await world.spend.fulfill_anchor(auth, 3_001)  # more than authorized
+        await world.spend.fulfill_anchor(authorization=auth, amount=3_001)  # more than authorized
     assert await world.intents() == before
 
 
@@ -203,16 +209,20 @@ async def test_replayed_authorizations_and_fulfillments_move_money_once(world: W
         first.obligation_hold_id,
     )
     assert (await world.balance(world.alice)).held == 3_000
-    done = await world.spend.fulfill_anchor(first, 1_000, idempotency_key="f-1")
-    redone = await world.spend.fulfill_anchor(first, 1_000, idempotency_key="f-1")
+    done = await world.spend.fulfill_anchor(
+        authorization=first, amount=1_000, idempotency_key="f-1"
+    )
+    redone = await world.spend.fulfill_anchor(
+        authorization=first, amount=1_000, idempotency_key="f-1"
+    )
     assert redone.replayed and redone.transfer_ids == done.transfer_ids
     assert (await world.balance(world.alice)).posted == 9_000
     with pytest.raises(IdempotencyConflictError):
-        await world.spend.fulfill_anchor(first, 999, idempotency_key="f-1")
+        await world.spend.fulfill_anchor(authorization=first, amount=999, idempotency_key="f-1")
 
 
 async def test_a_replayed_release_voids_once(world: World) -> None:
     auth = await authorize(world)
-    first = await world.spend.release_anchor(auth, idempotency_key="r-1")
-    again = await world.spend.release_anchor(auth, idempotency_key="r-1")
+    first = await world.spend.release_anchor(authorization=auth, idempotency_key="r-1")
+    again = await world.spend.release_anchor(authorization=auth, idempotency_key="r-1")
     assert again.replayed and again.transfer_ids == first.transfer_ids

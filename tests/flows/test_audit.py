@@ -34,44 +34,61 @@ LEGS = {
 
 async def test_every_leg_carries_the_event_id_and_payment_id(world: World) -> None:
     spend, alice, shop = world.spend, world.alice, world.shop
-    alice_eur = await spend.open_account("alice", ledger="EUR")
+    alice_eur = (await spend.open_account("alice", ledger="EUR")).id
 
     def tag(flow: str) -> dict[str, str]:
         return {"event_id": f"evt-{flow}", "payment_id": f"pay-{flow}"}
 
     results: dict[str, FlowResult] = {}
-    results["deposit"] = await spend.deposit(alice, 1_000, ledger="USD", **tag("deposit"))
-    results["withdrawal"] = await spend.withdraw(alice, 100, ledger="USD", **tag("withdrawal"))
-    results["liquidity_funding"] = await spend.fund_liquidity(
-        10_000, ledger="EUR", **tag("liquidity_funding")
+    results["deposit"] = await spend.deposit(
+        account=alice, amount=1_000, ledger="USD", **tag("deposit")
     )
-    payment = await spend.pay(alice, shop, 2_000, ledger="USD", fee=20, **tag("payment"))
+    results["withdrawal"] = await spend.withdraw(
+        account=alice, amount=100, ledger="USD", **tag("withdrawal")
+    )
+    results["liquidity_funding"] = await spend.fund_liquidity(
+        amount=10_000, ledger="EUR", **tag("liquidity_funding")
+    )
+    payment = await spend.pay(
+        payer=alice, merchant=shop, amount=2_000, ledger="USD", fee=20, **tag("payment")
+    )
     results["payment"] = payment
-    results["refund"] = await spend.refund(payment.payment_id, 500, event_id="evt-refund")
+    results["refund"] = await spend.refund(
+        payment_id=payment.payment_id, amount=500, event_id="evt-refund"
+    )
     auth = await spend.authorize_anchor(
-        alice, 300, obligation="fuel", timeout_s=60, **tag("anchor_authorization")
+        user=alice, amount=300, obligation="fuel", timeout_s=60, **tag("anchor_authorization")
     )
     results["anchor_authorization"] = auth
     results["anchor_fulfillment"] = await spend.fulfill_anchor(
-        auth, 100, event_id="evt-anchor_fulfillment"
+        authorization=auth, amount=100, event_id="evt-anchor_fulfillment"
     )
-    other = await spend.authorize_anchor(alice, 50, obligation="utility", timeout_s=60)
-    results["anchor_release"] = await spend.release_anchor(other, event_id="evt-anchor_release")
+    other = await spend.authorize_anchor(user=alice, amount=50, obligation="utility", timeout_s=60)
+    results["anchor_release"] = await spend.release_anchor(
+        authorization=other, event_id="evt-anchor_release"
+    )
     results["escrow_lock"] = await spend.escrow_lock(
-        "k", alice, 400, ledger="USD", **tag("escrow_lock")
+        contract_id="k", payer=alice, amount=400, ledger="USD", **tag("escrow_lock")
     )
-    results["escrow_release"] = await spend.escrow_release("k", shop, 100, **tag("escrow_release"))
-    results["escrow_void"] = await spend.escrow_void("k", **tag("escrow_void"))
-    settlement = await spend.settle_merchant(shop, ledger="USD", **tag("settlement"))
+    results["escrow_release"] = await spend.escrow_release(
+        contract_id="k", merchant=shop, amount=100, **tag("escrow_release")
+    )
+    results["escrow_void"] = await spend.escrow_void(contract_id="k", **tag("escrow_void"))
+    settlement = await spend.settle_merchant(merchant=shop, ledger="USD", **tag("settlement"))
     results["settlement"] = settlement
     assert settlement.settlement_id is not None
     results["settlement_reversal"] = await spend.reverse_settlement(
-        settlement.settlement_id, event_id="evt-settlement_reversal"
+        settlement_id=settlement.settlement_id, event_id="evt-settlement_reversal"
     )
     results["exchange"] = await spend.exchange(
-        alice, alice_eur, 100, source_ledger="USD", target_ledger="EUR", rate="0.9",
+        source=alice,
+        target=alice_eur,
+        amount=100,
+        source_ledger="USD",
+        target_ledger="EUR",
+        rate="0.9",
         **tag("exchange"),
-    )  # fmt: skip
+    )
 
     assert set(results) == set(LEGS)
     for flow, result in results.items():
@@ -98,10 +115,12 @@ async def test_a_chart_with_an_exchange_code_uses_it(service: LedgerService) -> 
         (*default.transfer_codes, TransferCode(40, "EXCHANGE", "Currency exchange.")),
     )
     spend = SpendEngine(service, chart)
-    usd = await spend.open_account("u", ledger="USD")
-    eur = await spend.open_account("u", ledger="EUR")
-    await spend.deposit(usd, 100, ledger="USD")
-    await spend.fund_liquidity(100, ledger="EUR")
-    result = await spend.exchange(usd, eur, 100, source_ledger=1, target_ledger=2, rate=1)
+    usd = (await spend.open_account("u", ledger="USD")).id
+    eur = (await spend.open_account("u", ledger="EUR")).id
+    await spend.deposit(account=usd, amount=100, ledger="USD")
+    await spend.fund_liquidity(amount=100, ledger="EUR")
+    result = await spend.exchange(
+        source=usd, target=eur, amount=100, source_ledger=1, target_ledger=2, rate=1
+    )
     intents = await service.get_transfers_by_event_id(result.event_id)
     assert {i.code for i in intents} == {40}

@@ -116,12 +116,16 @@ class Day:
     def op_deposit(self) -> Callable[[], Awaitable[FlowResult]]:
         ledger, key = self.ledger(), self.key()
         account, amount = self.user(ledger), self.minor(100, 50_000)
-        return lambda: self.spend.deposit(account, amount, ledger=ledger, idempotency_key=key)
+        return lambda: self.spend.deposit(
+            account=account, amount=amount, ledger=ledger, idempotency_key=key
+        )
 
     def op_withdraw(self) -> Callable[[], Awaitable[FlowResult]]:
         ledger, key = self.ledger(), self.key()
         account, amount = self.user(ledger), self.minor(100, 20_000)
-        return lambda: self.spend.withdraw(account, amount, ledger=ledger, idempotency_key=key)
+        return lambda: self.spend.withdraw(
+            account=account, amount=amount, ledger=ledger, idempotency_key=key
+        )
 
     def op_pay(self) -> Callable[[], Awaitable[FlowResult]]:
         ledger, key = self.ledger(), self.key()
@@ -132,9 +136,9 @@ class Day:
         payment_id = f"pay-{self.step}"
         self.payments.append(payment_id)
         return lambda: self.spend.pay(
-            payer,
-            merchant,
-            amount,
+            payer=payer,
+            merchant=merchant,
+            amount=amount,
             ledger=ledger,
             fee=fee,
             fee_payer=fee_payer,
@@ -147,14 +151,14 @@ class Day:
             return None
         payment_id, key = self.rng.choice(self.payments), self.key()
         amount = None if self.rng.random() < 0.3 else self.minor(10, 8_000)
-        return lambda: self.spend.refund(payment_id, amount, idempotency_key=key)
+        return lambda: self.spend.refund(payment_id=payment_id, amount=amount, idempotency_key=key)
 
     def op_authorize(self) -> Callable[[], Awaitable[FlowResult]]:
         user, key = self.user("USD"), self.key()
         amount, timeout = self.minor(100, 10_000), self.rng.choice(TIMEOUTS_S)
         obligation = self.rng.choice(OBLIGATIONS)
         return lambda: self.spend.authorize_anchor(
-            user, amount, obligation=obligation, timeout_s=timeout, idempotency_key=key
+            user=user, amount=amount, obligation=obligation, timeout_s=timeout, idempotency_key=key
         )
 
     def forget(self, auth: AnchorAuthorization | None) -> None:
@@ -167,14 +171,16 @@ class Day:
         auth, key = self.rng.choice(self.authorizations), self.key()
         self.chosen = auth
         amount = None if self.rng.random() < 0.5 else self.minor(1, auth.amount)
-        return lambda: self.spend.fulfill_anchor(auth, amount, idempotency_key=key)
+        return lambda: self.spend.fulfill_anchor(
+            authorization=auth, amount=amount, idempotency_key=key
+        )
 
     def op_release(self) -> Callable[[], Awaitable[FlowResult]] | None:
         if not self.authorizations:
             return None
         auth, key = self.rng.choice(self.authorizations), self.key()
         self.chosen = auth
-        return lambda: self.spend.release_anchor(auth, idempotency_key=key)
+        return lambda: self.spend.release_anchor(authorization=auth, idempotency_key=key)
 
     def op_escrow_lock(self) -> Callable[[], Awaitable[FlowResult]]:
         user, key = self.user("USD"), self.key()
@@ -182,7 +188,7 @@ class Day:
         self.contracts.append(contract_id)
         amount = self.minor(100, 8_000)
         return lambda: self.spend.escrow_lock(
-            contract_id, user, amount, ledger="USD", idempotency_key=key
+            contract_id=contract_id, payer=user, amount=amount, ledger="USD", idempotency_key=key
         )
 
     def op_escrow_release(self) -> Callable[[], Awaitable[FlowResult]] | None:
@@ -194,25 +200,31 @@ class Day:
             self.key(),
         )
         amount = None if self.rng.random() < 0.5 else self.minor(10, 5_000)
-        return lambda: self.spend.escrow_release(contract_id, merchant, amount, idempotency_key=key)
+        return lambda: self.spend.escrow_release(
+            contract_id=contract_id, merchant=merchant, amount=amount, idempotency_key=key
+        )
 
     def op_escrow_void(self) -> Callable[[], Awaitable[FlowResult]] | None:
         if not self.contracts:
             return None
         contract_id, key = self.rng.choice(self.contracts), self.key()
         amount = None if self.rng.random() < 0.5 else self.minor(10, 5_000)
-        return lambda: self.spend.escrow_void(contract_id, amount, idempotency_key=key)
+        return lambda: self.spend.escrow_void(
+            contract_id=contract_id, amount=amount, idempotency_key=key
+        )
 
     def op_settle(self) -> Callable[[], Awaitable[FlowResult]]:
         ledger, key = self.ledger(), self.key()
         merchant = self.merchant(ledger)
-        return lambda: self.spend.settle_merchant(merchant, ledger=ledger, idempotency_key=key)
+        return lambda: self.spend.settle_merchant(
+            merchant=merchant, ledger=ledger, idempotency_key=key
+        )
 
     def op_reverse(self) -> Callable[[], Awaitable[FlowResult]] | None:
         if not self.settlements:
             return None
         settlement_id = self.rng.choice(self.settlements)
-        return lambda: self.spend.reverse_settlement(settlement_id)
+        return lambda: self.spend.reverse_settlement(settlement_id=settlement_id)
 
     def op_exchange(self) -> Callable[[], Awaitable[FlowResult]]:
         source, target = self.rng.sample(LEDGERS, 2)
@@ -221,9 +233,9 @@ class Day:
         amount, rate = self.minor(100, 10_000), self.rng.choice(RATES[(source, target)])
         key = self.key()
         return lambda: self.spend.exchange(
-            source_id,
-            target_id,
-            amount,
+            source=source_id,
+            target=target_id,
+            amount=amount,
             source_ledger=source,
             target_ledger=target,
             rate=rate,
@@ -303,15 +315,15 @@ async def open_day(world: World, rng: random.Random) -> Day:
     await spend.ensure_system_accounts()
     for ledger in LEDGERS:
         day.users[ledger] = [
-            await spend.open_account(f"user-{n}", ledger=ledger) for n in range(USERS)
+            (await spend.open_account(f"user-{n}", ledger=ledger)).id for n in range(USERS)
         ]
         day.merchants[ledger] = [
-            await spend.open_account(f"merchant-{n}", ledger=ledger, account_type="merchant")
+            (await spend.open_account(f"merchant-{n}", ledger=ledger, account_type="merchant")).id
             for n in range(MERCHANTS)
         ]
         for account in day.users[ledger]:
-            await spend.deposit(account, rng.randint(10_000, 200_000), ledger=ledger)
-        await spend.fund_liquidity(5_000_000, ledger=ledger)
+            await spend.deposit(account=account, amount=rng.randint(10_000, 200_000), ledger=ledger)
+        await spend.fund_liquidity(amount=5_000_000, ledger=ledger)
     return day
 
 

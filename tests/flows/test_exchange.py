@@ -45,14 +45,19 @@ def test_the_exchanged_amount_is_exact_and_rounded_down(
 
 
 async def open_eur(world: World, owner: str = "alice") -> int:
-    return await world.spend.open_account(owner, ledger="EUR")
+    return (await world.spend.open_account(owner, ledger="EUR")).id
 
 
 async def test_an_exchange_moves_both_sides_through_liquidity(world: World) -> None:
     alice_eur = await open_eur(world)
-    await world.spend.fund_liquidity("500.00", ledger="EUR")
+    await world.spend.fund_liquidity(amount=Decimal("500.00"), ledger="EUR")
     result = await world.spend.exchange(
-        world.alice, alice_eur, "10.00", source_ledger="USD", target_ledger="EUR", rate="0.915"
+        source=world.alice,
+        target=alice_eur,
+        amount=Decimal("10.00"),
+        source_ledger="USD",
+        target_ledger="EUR",
+        rate="0.915",
     )
     assert (result.ledger, result.amount, result.target_ledger, result.target_amount) == (
         USD,
@@ -74,10 +79,15 @@ async def test_an_exchange_moves_both_sides_through_liquidity(world: World) -> N
 
 async def test_an_exchange_the_platform_cannot_cover_moves_nothing(world: World) -> None:
     alice_eur = await open_eur(world)
-    await world.spend.fund_liquidity(500, ledger="EUR")
+    await world.spend.fund_liquidity(amount=500, ledger="EUR")
     with pytest.raises(InsufficientLiquidityError) as caught:
         await world.spend.exchange(
-            world.alice, alice_eur, 1_000, source_ledger="USD", target_ledger="EUR", rate=1
+            source=world.alice,
+            target=alice_eur,
+            amount=1_000,
+            source_ledger="USD",
+            target_ledger="EUR",
+            rate=1,
         )
     assert (caught.value.available, caught.value.requested) == (500, 1_000)
     assert (await world.balance(world.alice)).posted == 10_000
@@ -86,10 +96,15 @@ async def test_an_exchange_the_platform_cannot_cover_moves_nothing(world: World)
 
 async def test_an_exchange_beyond_the_users_balance_is_refused(world: World) -> None:
     alice_eur = await open_eur(world)
-    await world.spend.fund_liquidity(1_000_000, ledger="EUR")
+    await world.spend.fund_liquidity(amount=1_000_000, ledger="EUR")
     with pytest.raises(InsufficientBalanceError) as caught:
         await world.spend.exchange(
-            world.alice, alice_eur, 10_001, source_ledger="USD", target_ledger="EUR", rate="0.9"
+            source=world.alice,
+            target=alice_eur,
+            amount=10_001,
+            source_ledger="USD",
+            target_ledger="EUR",
+            rate="0.9",
         )
     assert not isinstance(caught.value, InsufficientLiquidityError)
     assert await world.spend.liquidity_available("EUR") == 1_000_000
@@ -97,20 +112,30 @@ async def test_an_exchange_beyond_the_users_balance_is_refused(world: World) -> 
 
 async def test_frozen_and_unknown_accounts_are_refused(world: World) -> None:
     alice_eur = await open_eur(world)
-    await world.spend.fund_liquidity(1_000, ledger="EUR")
+    await world.spend.fund_liquidity(amount=1_000, ledger="EUR")
     await world.freeze(alice_eur)
     with pytest.raises(AccountFrozenError):
         await world.spend.exchange(
-            world.alice, alice_eur, 100, source_ledger="USD", target_ledger="EUR", rate=1
+            source=world.alice,
+            target=alice_eur,
+            amount=100,
+            source_ledger="USD",
+            target_ledger="EUR",
+            rate=1,
         )
     with pytest.raises(AccountNotFoundError):
         await world.spend.exchange(
-            world.alice, tb.id(), 100, source_ledger="USD", target_ledger="EUR", rate=1
+            source=world.alice,
+            target=tb.id(),
+            amount=100,
+            source_ledger="USD",
+            target_ledger="EUR",
+            rate=1,
         )
     assert (await world.balance(world.alice)).posted == 10_000
 
 
-@pytest.mark.parametrize("amount", [0, -1, 0.5, True, "0.001"])
+@pytest.mark.parametrize("amount", [0, -1, 0.5, True, "0.001", Decimal("0.001"), "5"])
 async def test_bad_amounts_are_refused_before_anything_is_written(
     world: World, amount: object
 ) -> None:
@@ -118,15 +143,15 @@ async def test_bad_amounts_are_refused_before_anything_is_written(
     before = await world.intents()
     with pytest.raises(AmountError):
         await world.spend.exchange(
-            world.alice,
-            alice_eur,
-            amount,  # type: ignore[arg-type]
+            source=world.alice,
+            target=alice_eur,
+            amount=amount,  # type: ignore[arg-type]
             source_ledger="USD",
             target_ledger="EUR",
             rate=1,
         )
     with pytest.raises(AmountError):
-        await world.spend.fund_liquidity(amount, ledger="EUR")  # type: ignore[arg-type]
+        await world.spend.fund_liquidity(amount=amount, ledger="EUR")  # type: ignore[arg-type]
     assert await world.intents() == before
 
 
@@ -138,9 +163,9 @@ async def test_bad_rates_are_refused_before_anything_is_written(world: World, ra
     before = await world.intents()
     with pytest.raises(ValidationError):
         await world.spend.exchange(
-            world.alice,
-            alice_eur,
-            100,
+            source=world.alice,
+            target=alice_eur,
+            amount=100,
             source_ledger="USD",
             target_ledger="EUR",
             rate=rate,  # type: ignore[arg-type]
@@ -153,31 +178,58 @@ async def test_an_exchange_that_would_pay_out_nothing_is_refused(world: World) -
     before = await world.intents()
     with pytest.raises(AmountError):
         await world.spend.exchange(
-            world.alice, alice_eur, 1, source_ledger="USD", target_ledger="EUR", rate="0.5"
+            source=world.alice,
+            target=alice_eur,
+            amount=1,
+            source_ledger="USD",
+            target_ledger="EUR",
+            rate="0.5",
         )
     with pytest.raises(ValidationError):
         await world.spend.exchange(
-            world.alice, world.bob, 1, source_ledger="USD", target_ledger="USD", rate=1
+            source=world.alice,
+            target=world.bob,
+            amount=1,
+            source_ledger="USD",
+            target_ledger="USD",
+            rate=1,
         )
     assert await world.intents() == before
 
 
 async def test_a_replayed_exchange_moves_money_once(world: World) -> None:
     alice_eur = await open_eur(world)
-    await world.spend.fund_liquidity(10_000, ledger="EUR", idempotency_key="fund")
-    assert (await world.spend.fund_liquidity(10_000, ledger="EUR", idempotency_key="fund")).replayed
+    await world.spend.fund_liquidity(amount=10_000, ledger="EUR", idempotency_key="fund")
+    assert (
+        await world.spend.fund_liquidity(amount=10_000, ledger="EUR", idempotency_key="fund")
+    ).replayed
     first = await world.spend.exchange(
-        world.alice, alice_eur, 500, source_ledger="USD", target_ledger="EUR", rate="1.1",
+        source=world.alice,
+        target=alice_eur,
+        amount=500,
+        source_ledger="USD",
+        target_ledger="EUR",
+        rate="1.1",
         idempotency_key="x-1",
-    )  # fmt: skip
+    )
     again = await world.spend.exchange(
-        world.alice, alice_eur, 500, source_ledger="USD", target_ledger="EUR", rate="1.1",
+        source=world.alice,
+        target=alice_eur,
+        amount=500,
+        source_ledger="USD",
+        target_ledger="EUR",
+        rate="1.1",
         idempotency_key="x-1",
-    )  # fmt: skip
+    )
     assert again.replayed and again.transfer_ids == first.transfer_ids
     assert (await world.balance(alice_eur)).posted == 550
     with pytest.raises(IdempotencyConflictError):
         await world.spend.exchange(
-            world.alice, alice_eur, 500, source_ledger="USD", target_ledger="EUR", rate="1.2",
+            source=world.alice,
+            target=alice_eur,
+            amount=500,
+            source_ledger="USD",
+            target_ledger="EUR",
+            rate="1.2",
             idempotency_key="x-1",
-        )  # fmt: skip
+        )

@@ -52,8 +52,8 @@ async def test_every_ledger_gets_the_accounts_it_needs(
 
 
 async def test_users_and_merchants_cannot_be_overdrawn(spend: SpendEngine) -> None:
-    user = await spend.open_account("u", ledger="USD")
-    merchant = await spend.open_account("m", ledger="EUR", account_type="merchant")
+    user = (await spend.open_account("u", ledger="USD")).id
+    merchant = (await spend.open_account("m", ledger="EUR", account_type="merchant")).id
     engine = spend.service.engine
     for account in await engine.lookup_accounts([user, merchant]):
         assert account.flags & F.DEBITS_MUST_NOT_EXCEED_CREDITS

@@ -28,6 +28,7 @@ from tbledger.cli._options import (
     make_parent,
 )
 from tbledger.cli._output import die, shown
+from tbledger.errors import ConfigurationError
 from tbledger.limits import (
     HTTP_BODY_IDLE_TIMEOUT_S,
     HTTP_HEADER_TIMEOUT_S,
@@ -84,7 +85,6 @@ def serve(
 ) -> None:
     """Run the HTTP API (docs at /docs); system accounts are created on start-up."""
     import uvicorn  # noqa: PLC0415 (keeps the client commands' start-up fast)
-    from pydantic import ValidationError as SettingsError  # noqa: PLC0415
 
     from tbledger.api import create_app  # noqa: PLC0415
     from tbledger.api.server import uvicorn_limits  # noqa: PLC0415
@@ -102,9 +102,13 @@ def serve(
     if "engine_url" in options:
         make_parent(options["engine_url"])
     try:
+        # Refusals name the fields at fault, and the environment variables they are read from.
         settings = Settings(**options)
+    except ConfigurationError as exc:
+        raise die(str(exc), 2) from None
+    try:
         engine = settings.engine_config()
-    except (SettingsError, ValueError) as exc:
+    except ConfigurationError as exc:
         raise die(f"invalid settings: {exc}", 2) from None
     engine_shown = options.get("engine_url") or (
         f"tigerbeetle cluster {engine.cluster_id} at {','.join(engine.addresses or ())}"

@@ -11,13 +11,30 @@ no releasing more than was locked, no paying out liquidity the platform does not
 account flags enforced by the engine itself, race-free; the flows never read a balance to decide
 whether money may move.
 
-Amounts. An ``int`` is minor units of the flow's ledger (1250 is 12.50 USD); a ``str`` or
-`Decimal` is major units, converted exactly at the ledger's asset scale (``"12.50"``), and refused
-with `AmountError` if it is not exact (`tbledger.amounts`). Floats and bools are refused. Flow
-amounts must be positive; a fee may be zero. (Note the difference from `amounts.to_minor`, where
-an int is whole major units: inside tbledger an int amount is always minor units.) Ledgers and
-codes are resolved through the `Chart` by number or name; an unknown one raises
-`UnknownLedgerError` / `UnknownCodeError`.
+Amounts. An ``int`` is always minor units of the flow's ledger (``amount=1250`` is 12.50 USD);
+major units come only as a `decimal.Decimal` (``amount=Decimal("12.50")``), converted exactly at
+the ledger's asset scale and refused with `AmountError` if it has more places than the scale. A
+``str`` is refused with an `AmountError` that says what to pass instead: read as major units, it
+made ``deposit(..., 100)`` and ``deposit(..., "100")`` move amounts 100 times apart on the Python
+type alone. Text from people and requests is read where it arrives, by the shell that knows its
+unit: the HTTP API reads a body's ``amount`` in its ``amount_unit`` with `tbledger.amounts`
+(``Ledger.to_minor``), and the command line sends its arguments there as text. Floats and bools
+are refused. The rule holds for every money parameter (``amount``, ``fee``); an exchange ``rate``
+is a price, not money, and stays a decimal string, `Decimal` or int (`exact_rate`). Flow amounts
+must be positive; a fee may be zero. There is no money type: a `Decimal` already says "major
+units, exact", and the ledger names the currency. (`amounts.to_minor`, the edges' converter from
+major units, reads an int as whole major units by definition; an int handed to a flow is minor
+units.)
+
+Signatures. Every flow takes its arguments by keyword
+(``pay(payer=alice, merchant=shop, amount=1250, ledger="USD")``), so two accounts, or an account
+and a ledger (both ``int | str``), cannot be swapped by position, and an amount is always named.
+Reads and set-up calls that name one thing take it by position (``payment(payment_id)``,
+``anchor_status(authorization)``, ``open_account(owner_id, ledger=...)``). No method takes
+``**kwargs``: a misspelt keyword is a `TypeError`, and an error in a type checker. Ledgers are
+chart numbers or names (``ledger: int | str``, ``"USD"``, ``1``) in every method, and codes are
+the chart's; an unknown one raises `UnknownLedgerError` / `UnknownCodeError`. `open_account`
+returns what `LedgerService.create_account` returns, an `AccountInfo` (the id is ``.id``).
 
 Prices. `exchange` takes its `rate`, and `pay` its `fee` and `fee_payer`, from the caller: a
 library caller is the operator's own code, trusted and in-process. The HTTP API prices every call

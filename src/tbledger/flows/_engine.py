@@ -85,6 +85,7 @@ from tbledger.ids import format_id, parse_id
 from tbledger.limits import U32_MAX
 from tbledger.model import AccountRecord, EventKind, TransferIntent
 from tbledger.service import (
+    AccountInfo,
     LedgerService,
     PendingResolution,
     Refusal,
@@ -168,8 +169,11 @@ def _derived(kind: str, key: str) -> str:
 class SpendEngine:
     """Payment flows on a connected `LedgerService`, over a chart of accounts.
 
-    ``engine = SpendEngine(service)``; then ``await engine.deposit(user, "12.50", ledger="USD")``.
-    System accounts are created on first use (or up front with `ensure_system_accounts`).
+    ``engine = SpendEngine(service)``; then
+    ``await engine.deposit(account=user.id, amount=Decimal("12.50"), ledger="USD")``, or
+    ``amount=1250`` (an int is minor units). Every flow takes its arguments by keyword; reads
+    that name one thing (`payment`, `anchor_status`, ...) take it positionally. System accounts
+    are created on first use (or up front with `ensure_system_accounts`).
     """
 
     def __init__(self, service: LedgerService, chart: Chart | None = None) -> None:
@@ -197,8 +201,10 @@ class SpendEngine:
         ledger: int | str,
         account_type: AccountType | str = AccountType.USER,
         metadata: Mapping[str, Any] | None = None,
-    ) -> int:
-        """Create a user or merchant account with its type's default flags; return its id."""
+    ) -> AccountInfo:
+        """Create a user or merchant account with its type's default flags.
+
+        Returns what `LedgerService.create_account` returns (`AccountInfo`; its id is ``.id``)."""
         try:
             kind = AccountType(account_type)
         except ValueError:
@@ -206,14 +212,13 @@ class SpendEngine:
         if kind not in (AccountType.USER, AccountType.MERCHANT):
             raise ValidationError(f"open_account opens users and merchants, not {kind}")
         book = self._money_ledger(ledger)
-        info = await self.service.create_account(
+        return await self.service.create_account(
             owner_id=flow_text("owner_id", owner_id),
             account_type=kind,
             ledger=book.code,
             code=self._account_code(kind),
             metadata=metadata,
         )
-        return info.id
 
     async def refundable_amount(self, payment_id: str, *, payer: int | str | None = None) -> int:
         """What is left to refund of a payment, in minor units (`payer` as for `refund`)."""
@@ -258,9 +263,9 @@ class SpendEngine:
 
     async def deposit(
         self,
-        account: int | str,
-        amount: int | str | Decimal,
         *,
+        account: int | str,
+        amount: int | Decimal,
         ledger: int | str,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -283,9 +288,9 @@ class SpendEngine:
 
     async def withdraw(
         self,
-        account: int | str,
-        amount: int | str | Decimal,
         *,
+        account: int | str,
+        amount: int | Decimal,
         ledger: int | str,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -310,8 +315,8 @@ class SpendEngine:
 
     async def fund_liquidity(
         self,
-        amount: int | str | Decimal,
         *,
+        amount: int | Decimal,
         ledger: int | str,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -340,12 +345,12 @@ class SpendEngine:
 
     async def pay(
         self,
+        *,
         payer: int | str,
         merchant: int | str,
-        amount: int | str | Decimal,
-        *,
+        amount: int | Decimal,
         ledger: int | str,
-        fee: int | str | Decimal = 0,
+        fee: int | Decimal = 0,
         fee_payer: FeePayer | str = FeePayer.PAYER,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -422,9 +427,9 @@ class SpendEngine:
 
     async def refund(
         self,
-        payment_id: str,
-        amount: int | str | Decimal | None = None,
         *,
+        payment_id: str,
+        amount: int | Decimal | None = None,
         payer: int | str | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -480,9 +485,9 @@ class SpendEngine:
 
     async def authorize_anchor(
         self,
-        user: int | str,
-        amount: int | str | Decimal,
         *,
+        user: int | str,
+        amount: int | Decimal,
         obligation: int | str,
         timeout_s: int,
         idempotency_key: str | None = None,
@@ -543,9 +548,9 @@ class SpendEngine:
 
     async def fulfill_anchor(
         self,
-        authorization: AnchorAuthorization | int | str,
-        amount: int | str | Decimal | None = None,
         *,
+        authorization: AnchorAuthorization | int | str,
+        amount: int | Decimal | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
     ) -> AnchorFulfillment:
@@ -575,8 +580,8 @@ class SpendEngine:
 
     async def release_anchor(
         self,
-        authorization: AnchorAuthorization | int | str,
         *,
+        authorization: AnchorAuthorization | int | str,
         idempotency_key: str | None = None,
         event_id: str | None = None,
     ) -> AnchorRelease:
@@ -624,10 +629,10 @@ class SpendEngine:
 
     async def escrow_lock(
         self,
+        *,
         contract_id: str,
         payer: int | str,
-        amount: int | str | Decimal,
-        *,
+        amount: int | Decimal,
         ledger: int | str,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -667,10 +672,10 @@ class SpendEngine:
 
     async def escrow_release(
         self,
+        *,
         contract_id: str,
         merchant: int | str,
-        amount: int | str | Decimal | None = None,
-        *,
+        amount: int | Decimal | None = None,
         payer: int | str | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -700,9 +705,9 @@ class SpendEngine:
 
     async def escrow_void(
         self,
-        contract_id: str,
-        amount: int | str | Decimal | None = None,
         *,
+        contract_id: str,
+        amount: int | Decimal | None = None,
         payer: int | str | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
@@ -731,10 +736,10 @@ class SpendEngine:
 
     async def settle_merchant(
         self,
-        merchant: int | str,
         *,
+        merchant: int | str,
         ledger: int | str,
-        amount: int | str | Decimal | None = None,
+        amount: int | Decimal | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
         payment_id: str | None = None,
@@ -781,7 +786,7 @@ class SpendEngine:
         return int(found.amount)
 
     async def reverse_settlement(
-        self, settlement_id: int | str, *, event_id: str | None = None
+        self, *, settlement_id: int | str, event_id: str | None = None
     ) -> SettlementReversalResult:
         """Give a settlement back: treasury -> merchant of the settled amount, at most once."""
         settlement = account_ref("settlement_id", settlement_id)
@@ -850,10 +855,10 @@ class SpendEngine:
 
     async def exchange(
         self,
+        *,
         source: int | str,
         target: int | str,
-        amount: int | str | Decimal,
-        *,
+        amount: int | Decimal,
         source_ledger: int | str,
         target_ledger: int | str,
         rate: Decimal | str | int,
@@ -1122,7 +1127,7 @@ class SpendEngine:
         return f"account:{format_id(account_id)}"
 
     async def _escrow_amount(
-        self, escrow: AccountRecord, ledger: Ledger, amount: object, key: str | None
+        self, escrow: AccountRecord, ledger: Ledger, amount: int | Decimal | None, key: str | None
     ) -> int:
         if amount is not None:
             return minor_amount(ledger, amount, "amount")

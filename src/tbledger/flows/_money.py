@@ -1,8 +1,9 @@
 """How the payment flows read what a caller hands them: ids and other text (bounded, so they fit
-the store's columns with a prefix added), amounts in a ledger's minor units (an int as is, a str
-or Decimal converted exactly), exchange rates (never a float, bounded in magnitude), and the exact
-integer arithmetic of an exchange. Pure functions with their named limits, no I/O: the engine and
-the price module share one reading of money.
+the store's columns with a prefix added), amounts (an ``int`` is minor units as is, a `Decimal` is
+major units converted exactly; a ``str`` is refused, since text is parsed at the edge where its
+unit is known), exchange rates (never a float, bounded in magnitude), and the exact integer
+arithmetic of an exchange. Pure functions with their named limits, no I/O: the engine and the
+price module share one reading of money.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ FLOW_TEXT_CHARS_MAX: Final = 200
 RATE_MAGNITUDE_MAX: Final = 40
 
 
+# What a refused amount's message tells the caller to pass instead.
+_PASS = "pass an int of minor units (1250) or a Decimal of major units (Decimal('12.50'))"
+# A refused string is quoted up to this many characters: it may be arbitrarily long.
+_SHOWN_CHARS_MAX: Final = 40
+
 _RATE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 # Resolution transfers inherit ledger and code; the sentinel amount posts a hold in full.
 FULL_AMOUNT = tb.AMOUNT_MAX
@@ -58,13 +64,31 @@ def account_ref(name: str, value: object) -> int:
 
 
 def minor_amount(ledger: Ledger, value: object, what: str, *, allow_zero: bool = False) -> int:
-    """An amount in `ledger`'s minor units: an int as is, a str or Decimal converted exactly."""
+    """An amount in `ledger`'s minor units: an int as is, a Decimal (major units) converted
+    exactly; a str, float, bool or anything else is refused with `AmountError`.
+
+    A str is refused rather than read as major units: ``deposit(amount=100)`` and
+    ``deposit(amount="100")`` would otherwise move amounts 100 times apart on the Python type
+    alone. Text comes from a person or a request, and the shell that received it knows its unit.
+    """
+    # bool before int: True is a bug at the caller, not the amount 1.
+    if isinstance(value, bool):
+        raise AmountError(f"{what} must not be a bool ({value!r}); {_PASS}")
+    if isinstance(value, str):
+        shown = value if len(value) <= _SHOWN_CHARS_MAX else f"{value[:_SHOWN_CHARS_MAX]}..."
+        raise AmountError(
+            f"{what} {shown!r} is a str, and the flows never guess the unit of text; {_PASS}; "
+            "parse text where it is received (Ledger.to_minor, tbledger.amounts.ledger_to_minor)"
+        )
+    if isinstance(value, float):
+        raise AmountError(f"{what} must never be a float ({value!r}); {_PASS}")
+    if not isinstance(value, int | Decimal):
+        raise AmountError(f"{what} must not be a {type(value).__name__}; {_PASS}")
     try:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int):
             minor = check_minor(value, allow_zero=allow_zero)
         else:
-            # Refuses bools, floats and other types, each with its reason.
-            minor = ledger_to_minor(value, ledger, allow_zero=allow_zero)  # type: ignore[arg-type]
+            minor = ledger_to_minor(value, ledger, allow_zero=allow_zero)
     except AmountError as exc:
         raise AmountError(f"{what}: {exc}") from exc
     if minor == FULL_AMOUNT:

@@ -61,7 +61,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from rich.console import Console, Group, RenderableType
@@ -77,6 +77,10 @@ from tbledger.client import (
     answer_of,
 )
 from tbledger.errors import AccountNotFoundError, ApiAuthError, TbledgerError
+
+if TYPE_CHECKING:
+    # For the types only: the library target imports the flows when it opens.
+    from tbledger.flows import SpendEngine
 
 _R = TypeVar("_R")
 
@@ -894,7 +898,7 @@ class LibraryTarget:
         self.description = f"library {engine_url}"
         # Set by open().
         self._service: Any = None
-        self._spend: Any = None
+        self._spend: SpendEngine | None = None
         self._ledger = 0
         self._code = 0
 
@@ -911,11 +915,11 @@ class LibraryTarget:
         service = LedgerService(Settings(engine_url=self._engine_url, database_url=database_url))
         await service.connect(background=True)
         self._service = service
-        self._spend = SpendEngine(service)
-        book = self._spend.chart.ledger(self._ledger_ref)
+        spend = self._spend = SpendEngine(service)
+        book = spend.chart.ledger(self._ledger_ref)
         self._ledger = int(book.code)
-        self._code = int(self._spend.chart.transfer_code("PAYMENT").code)
-        await self._spend.ensure_system_accounts([self._ledger])
+        self._code = int(spend.chart.transfer_code("PAYMENT").code)
+        await spend.ensure_system_accounts([self._ledger])
 
     async def close(self) -> None:
         if self._service is not None:
@@ -933,26 +937,40 @@ class LibraryTarget:
             kind = type(exc).__name__ + (f" {code}" if code else "")
             raise RequestFailed(kind, str(exc)) from exc
 
+    @property
+    def _flows(self) -> SpendEngine:
+        if self._spend is None:
+            raise RuntimeError("the library target is not open")
+        return self._spend
+
     async def open_account(self, owner_id: str, *, merchant: bool) -> str:
         from tbledger.ids import format_id  # noqa: PLC0415
 
-        account_id = await self._guarded(
-            self._spend.open_account(
+        info = await self._guarded(
+            self._flows.open_account(
                 owner_id, ledger=self._ledger, account_type="merchant" if merchant else "user"
             )
         )
-        return format_id(account_id)
+        return format_id(info.id)
 
     async def deposit(self, account: str, amount: int) -> Outcome:
-        result = await self._guarded(self._spend.deposit(account, amount, ledger=self._ledger))
+        # The load generator's amounts are ints of minor units, as the flows read an int.
+        result = await self._guarded(
+            self._flows.deposit(account=account, amount=amount, ledger=self._ledger)
+        )
         return _library_outcome(result.transfers)
 
     async def pay(self, payer: str, merchant: str, amount: int, fee: int, key: str) -> Outcome:
         from tbledger.ids import format_id  # noqa: PLC0415
 
         result = await self._guarded(
-            self._spend.pay(
-                payer, merchant, amount, ledger=self._ledger, fee=fee, idempotency_key=key
+            self._flows.pay(
+                payer=payer,
+                merchant=merchant,
+                amount=amount,
+                ledger=self._ledger,
+                fee=fee,
+                idempotency_key=key,
             )
         )
         outcome = _library_outcome(result.transfers)

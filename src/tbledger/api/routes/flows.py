@@ -4,7 +4,9 @@ Each write route is one flow call: the body is parsed strictly, the accounts it 
 up (and checked against the caller and the ledger) before anything is submitted, and the flow's
 result is rendered with ids in hex and amounts in both spellings. The ``Idempotency-Key`` header
 is the flow's idempotency key: a retry replays the first outcome (``replayed: true``) and moves
-nothing; the same key with a different body is a 409.
+nothing; the same key with a different body is a 409. Amounts arrive as text (``amount``, read in
+``amount_unit``) and are read here, at the ledger's scale, into ints of minor units
+(`ApiContext.minor`) before a flow is called: the flows take ints and Decimals, never text.
 
 Who may call what. Owner keys move only their own owner's money:
 
@@ -572,8 +574,8 @@ async def deposit(body: DepositIn, ctx: Ctx, admin: Admin, key: IdempotencyKey) 
     book = ctx.ledger(body.ledger)
     account = await _own(ctx, admin, body.account_id, book, "account_id")
     result = await ctx.flows.deposit(
-        account.id,
-        ctx.minor(book, body.amount, body.amount_unit),
+        account=account.id,
+        amount=ctx.minor(book, body.amount, body.amount_unit),
         ledger=book.code,
         idempotency_key=key,
         event_id=body.event_id,
@@ -594,8 +596,8 @@ async def withdrawal(
     book = ctx.ledger(body.ledger)
     account = await _own(ctx, admin, body.account_id, book, "account_id")
     result = await ctx.flows.withdraw(
-        account.id,
-        ctx.minor(book, body.amount, body.amount_unit),
+        account=account.id,
+        amount=ctx.minor(book, body.amount, body.amount_unit),
         ledger=book.code,
         idempotency_key=key,
         event_id=body.event_id,
@@ -614,7 +616,7 @@ async def fund_liquidity(
     """Issue float for exchanges: treasury -> the ledger's liquidity account. Admin key."""
     book = ctx.ledger(body.ledger)
     result = await ctx.flows.fund_liquidity(
-        ctx.minor(book, body.amount, body.amount_unit),
+        amount=ctx.minor(book, body.amount, body.amount_unit),
         ledger=book.code,
         idempotency_key=key,
         event_id=body.event_id,
@@ -653,9 +655,9 @@ async def pay(body: PaymentIn, ctx: Ctx, caller: Caller, key: IdempotencyKey) ->
     minor = ctx.minor(book, body.amount, body.amount_unit)
     fee, fee_payer = await _fee(ctx, key, merchant.id, minor)
     result = await ctx.flows.pay(
-        payer.id,
-        merchant.id,
-        minor,
+        payer=payer.id,
+        merchant=merchant.id,
+        amount=minor,
         ledger=book.code,
         fee=fee,
         fee_payer=fee_payer,
@@ -686,8 +688,8 @@ async def refund(body: RefundIn, ctx: Ctx, caller: Caller, key: IdempotencyKey) 
     )
     book = ctx.ledger(record.ledger)
     result = await ctx.flows.refund(
-        body.payment_id,
-        _optional_minor(ctx, book, body.amount, body.amount_unit),
+        payment_id=body.payment_id,
+        amount=_optional_minor(ctx, book, body.amount, body.amount_unit),
         payer=record.payer_id,
         idempotency_key=key,
         event_id=body.event_id,
@@ -741,8 +743,8 @@ async def authorize_anchor(
     obligation, fiat = _obligation(ctx, body.obligation)
     user = await _own(ctx, admin, body.user_id, fiat, "user_id")
     result = await ctx.flows.authorize_anchor(
-        user.id,
-        ctx.minor(fiat, body.amount, body.amount_unit),
+        user=user.id,
+        amount=ctx.minor(fiat, body.amount, body.amount_unit),
         obligation=obligation.code,
         timeout_s=body.timeout_s,
         idempotency_key=key,
@@ -776,8 +778,8 @@ async def fulfill_anchor(
     hold = await _authorization(ctx, admin, hold_id)
     book = ctx.ledger(hold.ledger)
     result = await ctx.flows.fulfill_anchor(
-        hold.id,
-        _optional_minor(ctx, book, body.amount, body.amount_unit),
+        authorization=hold.id,
+        amount=_optional_minor(ctx, book, body.amount, body.amount_unit),
         idempotency_key=key,
         event_id=body.event_id,
     )
@@ -804,7 +806,9 @@ async def release_anchor(
     (ANCHOR_EXPIRY in the audit trail). Admin key."""
     body = body or AnchorReleaseIn()
     hold = await _authorization(ctx, admin, hold_id)
-    result = await ctx.flows.release_anchor(hold.id, idempotency_key=key, event_id=body.event_id)
+    result = await ctx.flows.release_anchor(
+        authorization=hold.id, idempotency_key=key, event_id=body.event_id
+    )
     return AnchorReleaseOut(
         **_common(ctx, "anchor_release", result),
         details=AnchorReleaseDetails(
@@ -846,9 +850,9 @@ async def escrow_lock(
     book = ctx.ledger(body.ledger)
     payer = await _own(ctx, caller, body.payer_id, book, "payer_id")
     result = await ctx.flows.escrow_lock(
-        body.contract_id,
-        payer.id,
-        ctx.minor(book, body.amount, body.amount_unit),
+        contract_id=body.contract_id,
+        payer=payer.id,
+        amount=ctx.minor(book, body.amount, body.amount_unit),
         ledger=book.code,
         idempotency_key=key,
         event_id=body.event_id,
@@ -874,9 +878,9 @@ async def escrow_release(
     book = ctx.ledger(escrow.ledger)
     merchant = await _own(ctx, admin, body.merchant_id, book, "merchant_id")
     result = await ctx.flows.escrow_release(
-        body.contract_id,
-        merchant.id,
-        _optional_minor(ctx, book, body.amount, body.amount_unit),
+        contract_id=body.contract_id,
+        merchant=merchant.id,
+        amount=_optional_minor(ctx, book, body.amount, body.amount_unit),
         payer=escrow.payer_id,
         idempotency_key=key,
         event_id=body.event_id,
@@ -900,8 +904,8 @@ async def escrow_void(
     escrow = await _contract(ctx, body.contract_id, body.payer_id)
     book = ctx.ledger(escrow.ledger)
     result = await ctx.flows.escrow_void(
-        body.contract_id,
-        _optional_minor(ctx, book, body.amount, body.amount_unit),
+        contract_id=body.contract_id,
+        amount=_optional_minor(ctx, book, body.amount, body.amount_unit),
         payer=escrow.payer_id,
         idempotency_key=key,
         event_id=body.event_id,
@@ -929,7 +933,7 @@ async def settle_merchant(
     book = ctx.ledger(body.ledger)
     merchant = await _own(ctx, admin, body.merchant_id, book, "merchant_id")
     result = await ctx.flows.settle_merchant(
-        merchant.id,
+        merchant=merchant.id,
         ledger=book.code,
         amount=_optional_minor(ctx, book, body.amount, body.amount_unit),
         idempotency_key=key,
@@ -959,7 +963,7 @@ async def reverse_settlement(
     (``replayed: true``), so no ``Idempotency-Key`` is needed."""
     body = body or SettlementReversalIn()
     result = await ctx.flows.reverse_settlement(
-        account_id_of(settlement_id, "settlement_id"), event_id=body.event_id
+        settlement_id=account_id_of(settlement_id, "settlement_id"), event_id=body.event_id
     )
     return SettlementReversalOut(
         **_common(ctx, "settlement_reversal", result),
@@ -988,9 +992,9 @@ async def exchange(body: ExchangeIn, ctx: Ctx, caller: Caller, key: IdempotencyK
         raise ValidationError("an exchange needs two different ledgers")  # before it is priced
     minor = ctx.minor(source_book, body.amount, body.amount_unit)
     result = await ctx.flows.exchange(
-        source.id,
-        target.id,
-        minor,
+        source=source.id,
+        target=target.id,
+        amount=minor,
         source_ledger=source_book.code,
         target_ledger=target_book.code,
         rate=await ctx.prices.rate_for_exchange(
