@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
+from tbledger.api.routes.history import StatusName
+from tbledger.model import TRANSFER_EVENT_KINDS
 from tests.api.conftest import Api
 
 
@@ -245,3 +247,7 @@ async def test_an_account_without_history_is_a_409(api: Api) -> None:
         assert r.json()["error"]["code"] == "history_not_kept"
     activity = await api.http.get(f"/v1/accounts/{anchor}/activity", headers=api.admin)
     assert activity.status_code == 200 and activity.json()["entries"] == []
+
+
+def test_the_status_filter_names_every_transfer_status() -> None:
+    assert set(get_args(StatusName)) == {kind.value for kind in TRANSFER_EVENT_KINDS}
