@@ -29,6 +29,7 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     │   │   └── InsufficientLiquidityError  the platform's float cannot pay out an exchange
     │   ├── AccountNotFoundError    no such account (also a LookupError)
     │   ├── PendingHoldsError       an account cannot close while holds on it are pending
+    │   ├── HistoryNotKeptError     the account keeps no balance history (no `history` flag)
     │   ├── NotConnectedError       the service is not connected (call `connect()`)
     │   ├── OutcomeUnknownError     the deadline passed; the request may still be applied
     │   ├── CircuitOpenError        too many recent engine faults; calls fail fast for a while
@@ -169,6 +170,12 @@ class PendingHoldsError(TigerBeetleError):
     """An account cannot be closed while holds on it are pending: a hold voided after the close
     would put money into an account nothing can move it out of. `details["hold_ids"]` lists them
     (hex ids); void or post them, or let them expire, and close again."""
+
+
+class HistoryNotKeptError(TigerBeetleError):
+    """The account was created without the engine's ``history`` flag, so the engine keeps no
+    balance after each of its transfers: its balance at a past time, its balance history and its
+    statements cannot be read, and are never guessed (code ``history_not_kept``)."""
 
 
 class NotConnectedError(TigerBeetleError):

@@ -206,3 +206,14 @@ RATE_PAIRS_MAX: Final = 1000
 # answers a write within its engine deadline or says 503 `outcome_unknown`; 30 s is far past that,
 # so the client gives up only on a service that is not answering at all.
 CLIENT_TIMEOUT_S: Final = 30.0
+
+# Why: a filtered activity page (by counterparty, flow or status) reads the engine's transfers and
+# keeps the matching ones; one page reads at most one engine reply's worth, and says where it
+# stopped (`next_cursor`), so a filter that matches rarely costs a bounded amount per request
+# instead of walking an account's whole history.
+ACTIVITY_SCAN_ROWS_MAX: Final = BATCH_EVENTS_MAX
+
+# Why: a statement is answered whole (its opening, every line and its closing reconcile in one
+# answer): ten engine replies' worth of lines is a few MiB of JSON or CSV; a longer period is
+# refused with a clear error (ask for a shorter one) rather than truncated.
+STATEMENT_LINES_MAX: Final = 10 * BATCH_EVENTS_MAX

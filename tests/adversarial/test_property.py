@@ -104,6 +104,10 @@ ACCOUNT_READS = frozenset(
         ("GET", "/v1/accounts/{account_id}"),
         ("GET", "/v1/balances/{account_id}"),
         ("GET", "/v1/accounts/{account_id}/transfers"),
+        ("GET", "/v1/accounts/{account_id}/history"),
+        ("GET", "/v1/accounts/{account_id}/balance"),
+        ("GET", "/v1/accounts/{account_id}/activity"),
+        ("GET", "/v1/accounts/{account_id}/statement"),
     }
 )
 PAYER_FIELDS = ("debit_account_id", "payer_id", "source_account_id")
@@ -679,6 +683,14 @@ class Walk:
             return "?since=0&follow=false"
         if route.endswith("/transfers"):
             return "?limit=" + self.rng.choice(["1", "100", "1000"])
+        if route.endswith("/history"):
+            return "?limit=" + self.rng.choice(["1", "100"])
+        if route.endswith("/balance"):
+            return "?as_of=" + self.rng.choice(["1", "2000-01-01", "2100-01-01T00:00:00Z"])
+        if route.endswith("/activity"):
+            return self.rng.choice(["", "?status=posted", "?flow=payment&limit=5"])
+        if route.endswith("/statement"):
+            return "?from=2000-01-01&to=2100-01-01" + self.rng.choice(["", "&format=csv"])
         return ""
 
     def bob_request(self, index: int, method: str, route: str) -> Step:

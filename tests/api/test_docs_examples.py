@@ -5,9 +5,9 @@ How docs/api.md writes an example (and how this file reads it):
 * a fenced block marked ``http`` is a request: ``METHOD /path`` on the first line, then
   ``Name: value`` headers, then a blank line and the JSON body (if any);
 * the next line that starts with ``→`` gives the status (``→ 201 Created``);
-* the next fenced block marked ``json`` is the documented response body, or one marked ``text``
+* the next fenced block marked ``json`` is the documented response body, one marked ``text``
   a server-sent event stream (``id:``/``event:``/``data:`` fields, events separated by blank
-  lines).
+  lines), or one marked ``csv`` a CSV body (compared row by row, cell by cell).
 
 Placeholders, in braces:
 
@@ -27,6 +27,8 @@ stream must appear in the actual stream in that order, other events in between a
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -51,7 +53,7 @@ class Example:
     headers: list[tuple[str, str]]
     body: str | None
     status: int
-    kind: str  # "json" or "text"
+    kind: str  # "json", "text" or "csv"
     response: str
 
     def __str__(self) -> str:
@@ -72,7 +74,9 @@ def parse_examples(text: str) -> list[Example]:
         line = _line_of(text, fence.start())
         assert index + 1 < len(fences), f"line {line}: a request with no response block"
         answer = fences[index + 1]
-        assert answer.group(1) in ("json", "text"), f"line {line}: no json/text response block"
+        assert answer.group(1) in ("json", "text", "csv"), (
+            f"line {line}: no json/text/csv response block"
+        )
         status = _STATUS.search(text, fence.end(), answer.start())
         assert status is not None, f"line {line}: no '→ <status>' line after the request"
         head, _, body = fence.group(2).partition("\n\n")
@@ -200,8 +204,15 @@ class Runner:
         )
         if example.kind == "json":
             self.check(json.loads(example.response), response.json(), example)
+        elif example.kind == "csv":
+            assert response.headers["content-type"].startswith("text/csv"), example
+            self.check(_rows(example.response), _rows(response.text), example)
         else:
             self.check_stream(parse_stream(example.response), parse_stream(response.text), example)
+
+
+def _rows(text: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(text)) if row]
 
 
 def parse_stream(text: str) -> list[dict[str, Any]]:
@@ -231,6 +242,10 @@ def test_the_guide_has_examples_of_every_area() -> None:
         "/v1/transfers/batch",
         "/v1/transfers/{hold}",
         "/v1/events",
+        "/v1/accounts/{alice}/history",
+        "/v1/accounts/{alice}/balance",
+        "/v1/accounts/{alice}/activity",
+        "/v1/accounts/{alice}/statement",
     ):
         assert path in paths, f"docs/api.md has no example of {path}"
     statuses = {e.status for e in examples}

@@ -153,6 +153,92 @@ def test_money_moves_through_the_cli(admin: Service) -> None:
     assert table.exit_code == 0 and "available" in table.stdout
 
 
+def test_an_account_over_time_through_the_cli(admin: Service, tmp_path: Path) -> None:
+    source = ok(api(admin, "accounts", "create", "--ledger", "USD", "--type", "treasury"))
+    alice = ok(api(admin, "accounts", "create", "--ledger", "USD", "--owner", "alice"))["id"]
+    shop = ok(
+        api(admin, "accounts", "create", "--ledger", "USD", "--owner", "shop", "--name", "Shop")
+    )["id"]
+    ok(api(admin, "transfer", source["id"], alice, "100.00", "--code", "DEPOSIT"))
+    ok(api(admin, "transfer", alice, shop, "30.00"))
+    held = ok(api(admin, "hold", alice, shop, "20.00"))
+    ok(api(admin, "post", held["id"], "--amount", "15.00"))
+
+    history = ok(api(admin, "accounts", "history", alice))
+    assert [p["kind"] for p in history["points"]] == [
+        "opening",
+        "single",
+        "single",
+        "pending",
+        "post",
+    ]
+    assert [p["posted"] for p in history["points"]] == ["0.00", "100.00", "70.00", "70.00", "55.00"]
+    first = ok(api(admin, "accounts", "history", alice, "--limit", "2"))
+    rest = ok(api(admin, "accounts", "history", alice, "--cursor", first["next_cursor"]))
+    assert first["points"] + rest["points"] == history["points"]
+    newest = ok(api(admin, "accounts", "history", alice, "--reverse", "--limit", "1"))
+    assert newest["points"][0]["kind"] == "post"
+
+    paid = history["points"][2]
+    at = ok(api(admin, "balance", alice, "--as-of", paid["time"]))
+    assert at["existed"] and at["balance"]["posted"] == "70.00"
+    both = ok(api(admin, "balance", alice, shop, "--as-of", paid["timestamp"]))
+    assert [b["balance"]["posted"] for b in both["balances"]] == ["70.00", "30.00"]
+    ancient = ok(api(admin, "balance", alice, "--as-of", "2001-01-01"))
+    assert not ancient["existed"]
+
+    activity = ok(api(admin, "accounts", "activity", alice, "--counterparty", shop))
+    assert [e["kind"] for e in activity["entries"]] == ["single", "pending", "post"]
+    assert activity["entries"][1]["captured_amount"] == "15.00"
+    assert activity["entries"][0]["counterparty"]["name"] == "Shop"
+    posted = ok(api(admin, "accounts", "activity", alice, "--status", "posted", "--code", "1"))
+    assert [e["amount"] for e in posted["entries"]] == ["100.00"]
+
+    csv_file = tmp_path / "statement.csv"
+    statement = ok(
+        api(
+            admin,
+            "accounts",
+            "statement",
+            alice,
+            "--from",
+            paid["timestamp"],
+            "--to",
+            "2200-01-01T00:00:00Z",
+            "--csv",
+            str(csv_file),
+        )
+    )
+    assert (statement["opening"]["posted"], statement["closing"]["posted"]) == ("100.00", "55.00")
+    rows = csv_file.read_text().splitlines()
+    assert rows[0].startswith("time,timestamp,kind") and len(rows) == 1 + 1 + 3 + 1
+    assert rows[1].split(",")[2] == "opening" and rows[-1].split(",")[7] == "55.00"
+
+    # For people: ISO times, ledger units, names beside ids, where the next page starts.
+    env = {"TBLEDGER_API_URL": admin.url, "TBLEDGER_API_KEY": admin.admin_key}
+    table = runner.invoke(app, ["accounts", "history", alice, "--limit", "2"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "more: --cursor" in table.stdout and "100.00" in table.stdout
+    assert paid["time"][:10] in table.stdout
+    lines = runner.invoke(
+        app,
+        ["accounts", "statement", alice, "--from", "2000-01-01", "--to", "2200-01-01"],
+        env=env,
+    )
+    assert lines.exit_code == 0, lines.output
+    assert "opening" in lines.stdout and "closing" in lines.stdout and "Shop (" in lines.stdout
+    shown = runner.invoke(app, ["accounts", "activity", alice], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "Shop (" in shown.stdout and "15.00" in shown.stdout
+    as_of = runner.invoke(app, ["balance", alice, "--as-of", "2001-01-01"], env=env)
+    assert as_of.exit_code == 0 and "not opened yet" in as_of.stdout
+
+    anchor = ok(api(admin, "accounts", "create", "--ledger", "USD", "--type", "anchor"))
+    refused = api(admin, "accounts", "history", anchor["id"])
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["error"]["code"] == "history_not_kept"
+
+
 def test_rates_and_fee_schedules_through_the_cli(admin: Service) -> None:
     assert ok(api(admin, "rates", "list"))["rates"] == []
     stored = ok(api(admin, "rates", "set", "USD", "EUR", "0.915", "--source", "ECB 2026-12-07"))

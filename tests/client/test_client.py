@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tbledger.errors import (
     AmountError,
     ApiAuthError,
     ApiUnreachableError,
+    HistoryNotKeptError,
     HttpApiError,
     IdempotencyConflictError,
     InsufficientBalanceError,
@@ -232,6 +234,55 @@ async def test_flows_prices_and_events(client: AsyncLedgerClient) -> None:
     assert "tbledger" in await client.metrics()
 
 
+async def test_history_activity_and_statements(client: AsyncLedgerClient) -> None:
+    alice = await client.create_account(ledger="USD", owner_id="alice")
+    shop = await client.create_account(ledger="USD", account_type="merchant", owner_id="shop")
+    await client.deposit(account_id=alice.id, amount="50.00", ledger="USD")
+    spec = TransferSpec(
+        debit_account_id=alice.id, credit_account_id=shop.id, amount="5.00", ledger="USD"
+    )
+    first = await client.create_transfer(spec)
+    hold = await client.create_pending_transfer(spec)
+    await client.post_pending_transfer(hold.id, amount="2.00")
+
+    history = await client.balance_history(alice.id)
+    assert [p.kind for p in history.points] == ["opening", "single", "single", "pending", "post"]
+    assert [p.posted for p in history.points] == ["0.00", "50.00", "45.00", "45.00", "43.00"]
+    page = await client.balance_history(alice.id, limit=2, reverse=True)
+    assert [p.kind for p in page.points] == ["post", "pending"] and page.next_cursor
+    rest = await client.balance_history(alice.id, reverse=True, cursor=page.next_cursor)
+    assert [p.kind for p in rest.points] == ["single", "single", "opening"]
+
+    paid = history.points[2]
+    at = await client.balance_as_of(alice.id, as_of=int(paid.timestamp))
+    assert at.existed and at.balance is not None and at.balance.transfer_id == first.id
+    assert (await client.balance_as_of(alice.id, as_of=paid.time)).balance == at.balance
+    ancient = await client.balance_as_of(alice.id, as_of=datetime(2001, 1, 1, tzinfo=UTC))
+    assert not ancient.existed and ancient.balance is None
+
+    activity = await client.account_activity(alice.id, counterparty=shop.id, status="posted")
+    assert [e.kind for e in activity.entries] == ["single", "pending", "post"]
+    assert activity.entries[1].captured_amount == "2.00"
+    assert activity.entries[0].counterparty.owner_id == "shop"  # an admin key sees it
+    flows = await client.account_activity(alice.id, flow="deposit", code="DEPOSIT")
+    assert [e.flow for e in flows.entries] == ["deposit"]
+
+    start, end = history.points[2].time, datetime(2200, 1, 1, tzinfo=UTC)
+    statement = await client.statement(alice.id, start=start, end=end)
+    assert (statement.opening.posted, statement.closing.posted) == ("50.00", "43.00")
+    assert [line.change for line in statement.lines] == ["-5.00", "0.00", "-2.00"]
+    text = await client.statement_csv(alice.id, start=start, end=end)
+    assert text.splitlines()[0].startswith("time,timestamp,kind")
+    assert len(text.splitlines()) == 1 + 1 + 3 + 1
+
+    anchor = await client.create_account(ledger="USD", account_type="anchor")
+    with pytest.raises(HistoryNotKeptError) as refused:
+        await client.balance_history(anchor.id)
+    assert refused.value.code == "history_not_kept"
+    with pytest.raises(ValidationError):
+        await client.balance_as_of(alice.id, as_of=datetime(2001, 1, 1))  # no time zone
+
+
 async def test_errors_are_the_library_tree(service: Service) -> None:
     async with AsyncLedgerClient(service.url, api_key=service.alice_key) as alice:
         with pytest.raises(ApiAuthError) as forbidden:
@@ -268,6 +319,9 @@ def test_blocking_client(service: Service) -> None:
         client.deposit(account_id=account.id, amount="1.00", ledger="USD")
         assert client.get_account(account.id).balance is not None
         assert [e.kind for e in client.events(follow=False)]
+        history = client.balance_history(account.id)
+        assert [p.posted for p in history.points] == ["0.00", "1.00"]
+        assert client.statement(account.id, start=1, end="2200-01-01").closing.posted == "1.00"
         with pytest.raises(AccountNotFoundError):
             client.get_balance("0x" + "f" * 31)
 

@@ -35,5 +35,11 @@ def test_sync_service_moves_money_and_raises_typed_errors() -> None:
             "submitted",
             "posted",
         ]
+        history = ledger.balance_history(alice.id)
+        assert [p.balance.posted for p in history.points] == [0, 100, 90, 80, 70]
+        assert ledger.balance_as_of(alice.id, as_of=deposit.timestamp or 1).posted == 100
+        assert len(ledger.account_activity(alice.id, counterparty_id=bob.id).entries) == 3
+        statement = ledger.statement(alice.id, start=1, end="2200-01-01")
+        assert (statement.opening.posted, statement.closing.posted) == (0, 70)
     # Closing twice is harmless; the loop thread is gone.
     ledger.close()

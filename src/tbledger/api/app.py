@@ -20,7 +20,7 @@ from tbledger.api.errors import ERROR_RESPONSES, install_error_handlers
 from tbledger.api.guard import GuardMiddleware
 from tbledger.api.keys import KeyRing, RateLimiter
 from tbledger.api.metrics import Metrics, MetricsMiddleware
-from tbledger.api.routes import accounts, flows, ops, prices, transfers
+from tbledger.api.routes import accounts, flows, history, ops, prices, transfers
 from tbledger.api.strict import BodyLimitMiddleware
 from tbledger.chart import Chart
 from tbledger.config import Settings
@@ -113,7 +113,7 @@ def create_app(
         telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
     )
     install_error_handlers(app)
-    for module in (ops, accounts, transfers, flows, prices):
+    for module in (ops, accounts, transfers, flows, prices, history):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, bytes_max=body_bytes_max)
     # The key is checked (and rate limited) from the headers before anything reads the body.

@@ -113,6 +113,14 @@ ROUTES: Final[Mapping[tuple[str, str], RouteRule]] = {
         Access.KEY, "transfers with one of its owner's accounts on either side"
     ),
     ("GET", "/v1/accounts/{account_id}/transfers"): RouteRule(Access.KEY, "its owner's accounts"),
+    ("GET", "/v1/accounts/{account_id}/history"): RouteRule(Access.KEY, "its owner's accounts"),
+    ("GET", "/v1/accounts/{account_id}/balance"): RouteRule(Access.KEY, "its owner's accounts"),
+    ("GET", "/v1/accounts/{account_id}/activity"): RouteRule(
+        Access.KEY, "its owner's accounts (other owners' counterparties by id only)"
+    ),
+    ("GET", "/v1/accounts/{account_id}/statement"): RouteRule(
+        Access.KEY, "its owner's accounts (other owners' counterparties by id only)"
+    ),
     ("POST", "/v1/flows/deposit"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("POST", "/v1/flows/withdrawal"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("POST", "/v1/flows/liquidity"): RouteRule(Access.ADMIN, _ADMIN_ONLY),

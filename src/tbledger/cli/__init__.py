@@ -7,10 +7,11 @@ Three kinds of command:
   ``TBLEDGER_DATABASE_URL`` (or the options) point it at a TigerBeetle cluster and PostgreSQL.
 * ``db upgrade`` and ``keys create|list|revoke`` work on the store through `tbledger.admin`,
   no server needed.
-* ``accounts``, ``balance``, ``transfer``, ``hold``, ``post``, ``void``, ``audit``, ``recover``,
-  ``rates`` (the operator's exchange rates) and ``fees`` (merchants' fee schedules) talk to a
-  running service over HTTP through `tbledger.client` (``--url`` / ``TBLEDGER_API_URL``,
-  ``--api-key`` / ``TBLEDGER_API_KEY``).
+* ``accounts`` (with an account's ``history``, ``activity`` and ``statement``), ``balance``
+  (now or ``--as-of`` a time), ``transfer``, ``hold``, ``post``, ``void``, ``audit``,
+  ``recover``, ``rates`` (the operator's exchange rates) and ``fees`` (merchants' fee
+  schedules) talk to a running service over HTTP through `tbledger.client` (``--url`` /
+  ``TBLEDGER_API_URL``, ``--api-key`` / ``TBLEDGER_API_KEY``).
 
 ``demo``, ``loadtest`` and ``bench`` start the tools, imported only when they run.
 
@@ -19,9 +20,9 @@ errors go to stderr (in JSON mode, an error object on stdout) with a non-zero ex
 
 This module is the face: the application, its root option, and every command registered in
 the order ``tbledger --help`` lists them. The commands live in the private modules by what they
-talk to: ``_service`` (a running service), ``_serve`` (the service itself), ``_admin`` (the
-store, through `tbledger.admin`), ``_tools`` (the tools); ``_output`` renders and ``_options``
-holds the options they share.
+talk to: ``_service`` (a running service) and ``_history`` (an account over time, through it),
+``_serve`` (the service itself), ``_admin`` (the store, through `tbledger.admin`), ``_tools``
+(the tools); ``_output`` renders and ``_options`` holds the options they share.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import typer
 
 from tbledger.cli._admin import db_app, keys_app
+from tbledger.cli._history import accounts_activity, accounts_history, accounts_statement
 from tbledger.cli._options import JsonFlag
 from tbledger.cli._output import Output
 from tbledger.cli._serve import serve
@@ -68,6 +70,10 @@ def _root(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 # Help lists commands in the order they are registered here, then the groups.
 for _command in (serve, balance, transfer, hold, post, void, audit, recover, demo, loadtest, bench):
     app.command()(_command)
+# An account over time, in the accounts group after the commands it declares itself.
+accounts_app.command("history")(accounts_history)
+accounts_app.command("activity")(accounts_activity)
+accounts_app.command("statement")(accounts_statement)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")

@@ -27,15 +27,19 @@ __all__ = [
     "Output",
     "account_table",
     "account_view",
+    "activity_table",
+    "as_of_table",
     "balance_table",
     "die",
     "fields_table",
+    "history_table",
     "keys_table",
     "output_of",
     "rates_table",
     "results_table",
     "run_or_exit",
     "shown",
+    "statement_view",
     "transfer_view",
 ]
 
@@ -319,3 +323,138 @@ def rates_table(rates: Sequence[dict[str, Any]]) -> Table:
             rate.get("set_by") or "",
         )
     return table
+
+
+# -- an account over time -------------------------------------------------------------------------
+
+
+def _to_milli(time: str | None) -> str:
+    """An ISO 8601 UTC time cut to the millisecond for a table (the JSON keeps nanoseconds)."""
+    return f"{time[:23]}Z".replace("T", " ") if time else ""
+
+
+def _party(counterparty: dict[str, Any] | None, account_id: str | None = None) -> str:
+    """The other side of a transfer for people: its name beside its id, when the key may see
+    its name."""
+    if counterparty is None:
+        return account_id or ""
+    name = counterparty.get("name")
+    return f"{name} ({counterparty['id']})" if name else str(counterparty["id"])
+
+
+def _next_page(table: Table, cursor: str | None) -> RenderableType:
+    if cursor is None:
+        return table
+    return Group(table, Text(f"more: --cursor {cursor}", style="dim"))
+
+
+def history_table(history: dict[str, Any]) -> RenderableType:
+    table = Table(title=f"balance history of {history['account_id']} ({_ledger(history)})")
+    for column in ("time", "kind", "transfer", "side", "counterparty"):
+        table.add_column(column, no_wrap=column in ("time", "transfer"))
+    for column in ("amount", "posted", "available", "held"):
+        table.add_column(column, justify="right")
+    for point in history["points"]:
+        table.add_row(
+            _to_milli(point["time"]),
+            point["kind"],
+            point.get("transfer_id") or "",
+            point.get("direction") or "",
+            _party(point.get("counterparty"), point.get("counterparty_id")),
+            point.get("amount") or "",
+            point["posted"],
+            point["available"],
+            point["held"],
+        )
+    return _next_page(table, history.get("next_cursor"))
+
+
+def as_of_table(found: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="balances as of")
+    for column in ("account", "ledger", "as of", "set by"):
+        table.add_column(column, no_wrap=column == "account")
+    for column in ("posted", "available", "pending", "held"):
+        table.add_column(column, justify="right")
+    for entry in found:
+        balance = entry.get("balance")
+        if balance is None:
+            table.add_row(
+                entry["account_id"],
+                _ledger(entry),
+                _to_milli(entry["as_of_time"]),
+                Text(f"not opened yet (opened {_to_milli(entry['opened_at_time'])})", "yellow"),
+                "",
+                "",
+                "",
+                "",
+            )
+            continue
+        set_by = balance.get("transfer_id") or "opening"
+        table.add_row(
+            entry["account_id"],
+            _ledger(entry),
+            _to_milli(entry["as_of_time"]),
+            f"{set_by} at {_to_milli(balance['time'])}",
+            balance["posted"],
+            balance["available"],
+            balance["pending"],
+            balance["held"],
+        )
+    return table
+
+
+def activity_table(activity: dict[str, Any]) -> RenderableType:
+    table = Table(title=f"activity of {activity['account_id']} ({_ledger(activity)})")
+    for column in ("time", "kind", "transfer", "side", "counterparty", "flow", "status"):
+        table.add_column(column, no_wrap=column in ("time", "transfer"))
+    table.add_column("amount", justify="right")
+    table.add_column("captured", justify="right")
+    table.add_column("description")
+    for entry in activity["entries"]:
+        flow = entry.get("flow") or ""
+        if flow and entry.get("leg") and entry["leg"] != flow:
+            flow = f"{flow}/{entry['leg']}"
+        table.add_row(
+            _to_milli(entry["time"]),
+            entry["kind"],
+            entry["transfer_id"],
+            entry["direction"],
+            _party(entry.get("counterparty")),
+            flow,
+            entry.get("status") or "",
+            entry["amount"],
+            entry.get("captured_amount") or "",
+            entry.get("description") or "",
+        )
+    return _next_page(table, activity.get("next_cursor"))
+
+
+def statement_view(statement: dict[str, Any]) -> RenderableType:
+    name = statement.get("account_name") or statement["account_id"]
+    title = (
+        f"statement of {name} ({_ledger(statement)}), "
+        f"{_to_milli(statement['start_time'])} to {_to_milli(statement['end_time'])}"
+    )
+    table = Table(title=title)
+    for column in ("time", "kind", "transfer", "counterparty", "description"):
+        table.add_column(column, no_wrap=column in ("time", "transfer"))
+    for column in ("change", "balance"):
+        table.add_column(column, justify="right")
+    table.add_row("", "opening", "", "", "", "", statement["opening"]["posted"], style="bold")
+    for line in statement["lines"]:
+        table.add_row(
+            _to_milli(line["time"]),
+            line["kind"],
+            line["transfer_id"],
+            _party(line.get("counterparty")),
+            line.get("description") or "",
+            line["change"],
+            line["balance"],
+        )
+    table.add_row("", "closing", "", "", "", "", statement["closing"]["posted"], style="bold")
+    totals = Text(
+        f"in {statement['total_in']}, out {statement['total_out']}, "
+        f"{len(statement['lines'])} line(s)",
+        style="dim",
+    )
+    return Group(table, totals)

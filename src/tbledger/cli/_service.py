@@ -31,6 +31,7 @@ from tbledger.cli._output import (
     Output,
     account_table,
     account_view,
+    as_of_table,
     balance_table,
     fields_table,
     output_of,
@@ -51,6 +52,7 @@ __all__ = [
     "post",
     "rates_app",
     "recover",
+    "remote_client",
     "transfer",
     "void",
 ]
@@ -78,6 +80,10 @@ def _remote(url: str, api_key: str | None, out: Output) -> Iterator[LedgerClient
                 raise
             out.fail(answer)
             raise typer.Exit(1) from None
+
+
+# The history commands (`_history`) reach the service the same way.
+remote_client = _remote
 
 
 def _per_item(value: str | None, index: int, count: int) -> str | None:
@@ -231,12 +237,26 @@ def accounts_close(
 def balance(
     ctx: typer.Context,
     account_ids: Annotated[list[str], typer.Argument(help="One or more account ids.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The balance at this time instead (engine ns or ISO 8601; UTC if no offset).",
+            show_default=False,
+        ),
+    ] = None,
     url: UrlOpt = DEFAULT_API_URL,
     api_key: ApiKeyOpt = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Balances: posted, available (holds deducted), pending and held."""
+    """Balances: posted, available (holds deducted), pending and held (now, or --as-of)."""
     out = output_of(ctx, json_output)
+    if as_of is not None:
+        with _remote(url, api_key, out) as remote:
+            found = [remote.balance_as_of(a, as_of=as_of).to_json() for a in account_ids]
+        at: Any = found[0] if len(found) == 1 else {"balances": found}
+        out.result(at, lambda: as_of_table(found))
+        return
     with _remote(url, api_key, out) as remote:
         if len(account_ids) == 1:
             balances = [remote.get_balance(account_ids[0]).to_json()]

@@ -1,7 +1,8 @@
 """tbledger's Python SDK: a typed client of the service's own HTTP API, async and blocking.
 
 `AsyncLedgerClient` and `LedgerClient` have one method per route of the API (docs/api.md):
-accounts, balances, transfers (holds, posts, voids, batches, listings), the payment flows
+accounts, balances, transfers (holds, posts, voids, batches, listings), an account's balance
+history, balance as of a time, activity and statements, the payment flows
 (payments, refunds, escrow, anchors, settlements, exchanges and quotes), rates, fees, the audit
 trail's events, recovery and the probes. Answers are immutable models (`Account`, `Balance`,
 `TransferResult`, `FlowResult`, ...); errors are the library's own exception tree, the same
@@ -21,6 +22,17 @@ from __future__ import annotations
 
 from tbledger.client._async_client import AsyncLedgerClient
 from tbledger.client._errors import answer_of, error_from_answer
+from tbledger.client._history import (
+    ActivityEntry,
+    ActivityPage,
+    BalanceAsOf,
+    BalanceHistory,
+    BalancePoint,
+    Counterparty,
+    Statement,
+    StatementBalance,
+    StatementLine,
+)
 from tbledger.client._models import (
     Account,
     AccountDetails,
@@ -70,6 +82,8 @@ __all__ = [
     "Account",
     "AccountDetails",
     "AccountPage",
+    "ActivityEntry",
+    "ActivityPage",
     "AiohttpTransport",
     "AnchorAuthorizationDetails",
     "AnchorFulfillmentDetails",
@@ -80,7 +94,11 @@ __all__ = [
     "AsyncTransport",
     "AuditEntry",
     "Balance",
+    "BalanceAsOf",
+    "BalanceHistory",
+    "BalancePoint",
     "BatchResult",
+    "Counterparty",
     "EscrowLockDetails",
     "EscrowReleaseDetails",
     "EscrowVoidDetails",
@@ -103,6 +121,9 @@ __all__ = [
     "Refundable",
     "SettlementDetails",
     "SettlementReversalDetails",
+    "Statement",
+    "StatementBalance",
+    "StatementLine",
     "SyncTransport",
     "Transfer",
     "TransferPage",

@@ -23,6 +23,14 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from tbledger.client._errors import error_from_answer
+from tbledger.client._history import (
+    ActivityPage,
+    BalanceAsOf,
+    BalanceHistory,
+    Statement,
+    TimeArg,
+    time_text,
+)
 from tbledger.client._models import (
     Account,
     AccountDetails,
@@ -73,6 +81,12 @@ Params = Sequence[tuple[str, str]]
 def _segment(value: Id) -> str:
     """An id or name as one path segment (a caller's text cannot reach another route)."""
     return quote(id_text(value) if isinstance(value, int) else value, safe="")
+
+
+def _period(start: TimeArg | None, end: TimeArg | None) -> list[tuple[str, str]]:
+    """The ``from`` and ``to`` of a query, where given."""
+    params = [] if start is None else [("from", time_text(start))]
+    return params + ([] if end is None else [("to", time_text(end))])
 
 
 def _fields(**fields: object) -> dict[str, object]:
@@ -849,3 +863,70 @@ class AsyncLedgerClient:
     async def fee_schedule(self, merchant_id: Id) -> FeeSchedule:
         """A merchant's fee schedule, or the platform default."""
         return await self._call(FeeSchedule, "GET", f"/v1/fees/merchants/{_segment(merchant_id)}")
+
+    # -- history, activity and statements ---------------------------------------------------------
+
+    async def balance_history(
+        self,
+        account_id: Id,
+        *,
+        start: TimeArg | None = None,
+        end: TimeArg | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> BalanceHistory:
+        """One page of an account's balance after each of its transfers in ``[start, end)``
+        (times: engine ns, ISO 8601 or an aware datetime), opening with zero at its creation;
+        `HistoryNotKeptError` for an account without the engine's history flag."""
+        params = [*_period(start, end), ("reverse", "true" if reverse else "false")]
+        params += [("limit", str(limit))] if limit is not None else []
+        params += [("cursor", cursor)] if cursor is not None else []
+        path = f"/v1/accounts/{_segment(account_id)}/history"
+        return await self._call(BalanceHistory, "GET", path, params=params)
+
+    async def balance_as_of(self, account_id: Id, *, as_of: TimeArg) -> BalanceAsOf:
+        """An account's balance at `as_of`; ``existed`` false before the account was opened."""
+        path = f"/v1/accounts/{_segment(account_id)}/balance"
+        return await self._call(BalanceAsOf, "GET", path, params=[("as_of", time_text(as_of))])
+
+    async def account_activity(
+        self,
+        account_id: Id,
+        *,
+        start: TimeArg | None = None,
+        end: TimeArg | None = None,
+        code: str | int | None = None,
+        counterparty: Id | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> ActivityPage:
+        """One page of an account's transfers with their counterparty, flow, ids, status and
+        captured amounts, filtered; a filtered page may be short and still have a next one."""
+        params = [*_period(start, end), ("reverse", "true" if reverse else "false")]
+        optional = {
+            "code": None if code is None else str(code),
+            "counterparty": None if counterparty is None else id_text(counterparty),
+            "flow": flow,
+            "status": status,
+            "limit": None if limit is None else str(limit),
+            "cursor": cursor,
+        }
+        params += [(k, v) for k, v in optional.items() if v is not None]
+        path = f"/v1/accounts/{_segment(account_id)}/activity"
+        return await self._call(ActivityPage, "GET", path, params=params)
+
+    async def statement(self, account_id: Id, *, start: TimeArg, end: TimeArg) -> Statement:
+        """An account's statement for ``[start, end)``: opening, lines, closing."""
+        path = f"/v1/accounts/{_segment(account_id)}/statement"
+        return await self._call(Statement, "GET", path, params=_period(start, end))
+
+    async def statement_csv(self, account_id: Id, *, start: TimeArg, end: TimeArg) -> str:
+        """The same statement as CSV text (an opening row, one row per line, a closing row)."""
+        path = f"/v1/accounts/{_segment(account_id)}/statement"
+        params = [*_period(start, end), ("format", "csv")]
+        answer = await self.request("GET", path, params=params)
+        return answer.content.decode()

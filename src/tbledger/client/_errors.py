@@ -23,6 +23,7 @@ from tbledger.errors import (
     ApiAuthError,
     CircuitOpenError,
     DuplicateRecordError,
+    HistoryNotKeptError,
     HttpApiError,
     IdempotencyConflictError,
     InsufficientBalanceError,
@@ -77,6 +78,8 @@ def _library_error(answer: HttpApiError) -> TbledgerError:
             return PriceError(message, code=code, details=details)
         if code == "pending_holds":
             return PendingHoldsError(message, code=code, details=details)
+        if code == "history_not_kept":
+            return HistoryNotKeptError(message, code=code, details=details)
         if code == "nothing_to_refund":
             return RefundExceedsPaymentError(
                 message, refundable=0, requested=0, code=code, details=details

@@ -10,12 +10,27 @@ back once (DESIGN §3, "write last, read first"), through these parts:
 * ``_service``: `LedgerService` itself: lifecycle, engine calls (deadline, retry, breaker),
   the write pipeline (claims, grouping, persist, submit, record, replay), recovery and hold
   expiry, accounts and their status;
+* ``_history``: balance history, balances as of a time, account activity and statements, read
+  from the engine's history and joined with the store (DESIGN §10);
 * ``sync``: `LedgerServiceSync`, the same service for code without an event loop.
 
     async with LedgerService(Settings()) as ledger:
         result = await ledger.create_transfer(debit_account_id=a, credit_account_id=b, ...)
 """
 
+from tbledger.service._history import (
+    ActivityEntry,
+    ActivityPage,
+    BalanceAsOf,
+    BalanceHistory,
+    BalancePoint,
+    Statement,
+    StatementLine,
+    TimeLike,
+    TransferKind,
+    iso_time,
+    timestamp_ns_of,
+)
 from tbledger.service._intents import AMOUNT_MAX, CONTROL_TRANSFER_CODE
 from tbledger.service._outcomes import ACCOUNT_FROZEN, Refusal, engine_status, refusal_of
 from tbledger.service._service import LedgerService
@@ -37,6 +52,11 @@ __all__ = [
     "AMOUNT_MAX",
     "CONTROL_TRANSFER_CODE",
     "AccountInfo",
+    "ActivityEntry",
+    "ActivityPage",
+    "BalanceAsOf",
+    "BalanceHistory",
+    "BalancePoint",
     "EngineObserver",
     "Health",
     "IntentPage",
@@ -44,10 +64,16 @@ __all__ = [
     "PendingResolution",
     "RecoveryReport",
     "Refusal",
+    "Statement",
+    "StatementLine",
+    "TimeLike",
     "TransferFields",
+    "TransferKind",
     "TransferPage",
     "TransferRequest",
     "TransferResult",
     "engine_status",
+    "iso_time",
     "refusal_of",
+    "timestamp_ns_of",
 ]

@@ -81,6 +81,14 @@ from tbledger.model import (
     request_hash_of,
 )
 from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
+from tbledger.service._history import (
+    AccountHistory,
+    ActivityPage,
+    BalanceAsOf,
+    BalanceHistory,
+    Statement,
+    TimeLike,
+)
 from tbledger.service._intents import (
     AMOUNT_MAX,
     PURPOSE,
@@ -206,6 +214,14 @@ class LedgerService:
         self._background: set[asyncio.Task[Any]] = set()
         self._recovery_task: asyncio.Task[None] | None = None
         self._connected = False
+        # Balance history, as-of balances, activity and statements (DESIGN §10): handed the
+        # store, the engine and the way to call it, and the normal sides; not the service.
+        self._history = AccountHistory(
+            store=lambda: self.store,
+            engine=lambda: self.engine,
+            call=self._call,
+            sides=self._sides,
+        )
         # Counters for metrics and tests.
         self.stats: dict[str, int] = {"audit_write_failures": 0, "outcome_unknown": 0}
 
@@ -1820,6 +1836,70 @@ class LedgerService:
                 raise
             except Exception:
                 log.exception("recovery pass failed; trying again next interval")
+
+    # -- history, activity and statements (DESIGN §10; `_history`) ----------------------------
+
+    async def balance_history(
+        self,
+        account_id: int | str,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+        reversed_: bool = False,
+    ) -> BalanceHistory:
+        """The account's balance after each of its transfers in ``[start, end)``, from the
+        engine, on its normal side, each with its transfer; it opens with zero at the account's
+        creation. Oldest first (newest with `reversed_`); `cursor` is the previous page's
+        `next_cursor`. `HistoryNotKeptError` for an account without the history flag."""
+        return await self._history.balance_history(
+            account_id, start=start, end=end, limit=limit, cursor=cursor, reversed_=reversed_
+        )
+
+    async def balance_as_of(self, account_id: int | str, *, as_of: TimeLike) -> BalanceAsOf:
+        """The account's balance at `as_of` (an engine timestamp in ns, or an ISO 8601 time):
+        zero before its first transfer, none (``existed`` False) before it was created."""
+        return await self._history.balance_as_of(account_id, as_of=as_of)
+
+    async def account_activity(
+        self,
+        account_id: int | str,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        code: int | None = None,
+        counterparty_id: int | str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+        reversed_: bool = False,
+    ) -> ActivityPage:
+        """The account's transfers in ``[start, end)`` with what the store knows of each
+        (counterparty, flow and leg, payment and event ids, idempotency key, audit status, the
+        captured amount of a posted hold), filtered by `code`, `counterparty_id`, `flow` and
+        `status`, paged with `cursor`."""
+        return await self._history.account_activity(
+            account_id,
+            start=start,
+            end=end,
+            code=code,
+            counterparty_id=counterparty_id,
+            flow=flow,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+            reversed_=reversed_,
+        )
+
+    async def statement(
+        self, account_id: int | str, *, start: TimeLike, end: TimeLike
+    ) -> Statement:
+        """The account's statement for ``[start, end)``: opening balance, every transfer with
+        its effect and the running balance, closing balance; opening + lines == closing is
+        checked (`InvariantViolationError` otherwise)."""
+        return await self._history.statement(account_id, start=start, end=end)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -21,9 +21,14 @@ from tbledger.events import Listener
 from tbledger.model import AuditEvent, TransferIntent
 from tbledger.service import (
     AccountInfo,
+    ActivityPage,
+    BalanceAsOf,
+    BalanceHistory,
     Health,
     LedgerService,
     RecoveryReport,
+    Statement,
+    TimeLike,
     TransferFields,
     TransferPage,
     TransferRequest,
@@ -253,6 +258,59 @@ class LedgerServiceSync:
 
     def expire_holds(self) -> int:
         return self._run(self.service.expire_holds())
+
+    # History, activity and statements.
+
+    def balance_history(
+        self,
+        account_id: int | str,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+        reversed_: bool = False,
+    ) -> BalanceHistory:
+        return self._run(
+            self.service.balance_history(
+                account_id, start=start, end=end, limit=limit, cursor=cursor, reversed_=reversed_
+            )
+        )
+
+    def balance_as_of(self, account_id: int | str, *, as_of: TimeLike) -> BalanceAsOf:
+        return self._run(self.service.balance_as_of(account_id, as_of=as_of))
+
+    def account_activity(
+        self,
+        account_id: int | str,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        code: int | None = None,
+        counterparty_id: int | str | None = None,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: int | None = None,
+        reversed_: bool = False,
+    ) -> ActivityPage:
+        return self._run(
+            self.service.account_activity(
+                account_id,
+                start=start,
+                end=end,
+                code=code,
+                counterparty_id=counterparty_id,
+                flow=flow,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+                reversed_=reversed_,
+            )
+        )
+
+    def statement(self, account_id: int | str, *, start: TimeLike, end: TimeLike) -> Statement:
+        return self._run(self.service.statement(account_id, start=start, end=end))
 
     @property
     def stats(self) -> Mapping[str, int]:
