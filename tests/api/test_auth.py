@@ -100,10 +100,23 @@ async def test_a_revoked_key_stops_working(api: Api) -> None:
     r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
     assert r.status_code == 200
     await api.store.revoke_api_key(minted.record.id)
-    # Verified keys are cached for API_KEY_CACHE_TTL_S; a fresh process sees the revocation.
-    api.app.state.ctx.keys._cache.clear()
+    # Verified keys are cached for API_KEY_CACHE_TTL_S; a process told of the revocation (or a
+    # fresh one) sees it at once.
+    api.app.state.ctx.keys.forget(minted.record.id)
     r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
     assert r.status_code == 401
+
+
+async def test_a_key_created_after_a_miss_works_once_the_ring_forgets_it(api: Api) -> None:
+    minted = mint_key(name="late", scope="owner", owner_id="alice")
+    headers = {"Authorization": f"Bearer {minted.token}"}
+    r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
+    assert r.status_code == 401
+    await api.store.create_api_key(minted.record)
+    # The miss is cached for API_KEY_NEGATIVE_TTL_S; forgetting every key drops it as well.
+    api.app.state.ctx.keys.forget()
+    r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
+    assert r.status_code == 200, r.text
 
 
 async def test_admin_routes_refuse_owner_keys(api: Api) -> None:
