@@ -13,7 +13,6 @@ its driver.
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,7 @@ async def open_case(
         schema = None
     else:
         database: SessionDatabase = request.getfixturevalue("postgres_database")
-        schema = f"{database.prefix}_{secrets.token_hex(4)}"
+        schema = database.new_schema()
         url = database.url
         await upgrade(url, schema=schema)
         store = await Store.connect(url, options=StoreOptions(schema=schema, role=DEFAULT_APP_ROLE))

@@ -54,23 +54,11 @@ from tbledger.store.connect import open_backend
 from tbledger.store.records import I32_MAX, encode_document
 from tbledger.store.tables import audit_events, transfers
 from tests.store.conftest import StoreCase, case_options, open_store
+from tests.support.records import intent
 
 # Values that end a field or a row, or mean NULL or end-of-data, in COPY's text format, and
 # characters outside ASCII.
 AWKWARD = ["a\tb", "line\nbreak", "cr\rlf\r\n", "back\\slash", "\\N", "\\.", "", "é€😀", "\\\\t"]
-
-
-def intent(**values: Any) -> TransferIntent:
-    fields_: dict[str, Any] = {
-        "id": new_id(),
-        "debit_account_id": 1,
-        "credit_account_id": 2,
-        "amount": 100,
-        "ledger": 1,
-        "code": 1,
-    }
-    fields_.update(values)
-    return TransferIntent(**fields_)
 
 
 def extremes(**values: Any) -> TransferIntent:

@@ -22,6 +22,7 @@ from tbledger.store.postgres import DriverCalls, PostgresBackend
 from tbledger.store.sqlite import SqliteBackend
 from tests.store.conftest import StoreCase, sqlite_url
 from tests.support.database import SessionDatabase, free_port
+from tests.support.records import intent
 
 
 @pytest.mark.parametrize(
@@ -208,7 +209,7 @@ async def test_postgres_store_survives_dropped_connections(postgres_case: StoreC
     await _terminate_store_sessions(postgres_case)
     await asyncio.sleep(0.05)  # the event loop reads the end of each connection's stream
     await asyncio.gather(store.ping(), store.events_since(0, 1), store.ping())
-    await store.insert_intents([_intent()], returning=False)
+    await store.insert_intents([intent(amount=1)], returning=False)
     assert len(await store.events_since(0, 10)) == 1
 
 
@@ -229,11 +230,11 @@ async def test_pooled_connections_the_server_said_farewell_to_are_replaced(
     # the refusing ones are dropped. Here the farewell reaches every pooled connection and the
     # ends of their streams never do, so each is found out by a refused statement.
     store = postgres_case.store
-    intent = _intent()
+    item = intent(amount=1)
     # Through SQLAlchemy (a read), then straight to the driver (a small batch, one statement).
     calls = [
         lambda: store.events_since(0, 10),
-        lambda: store.insert_intents(iter([intent]), returning=False),
+        lambda: store.insert_intents(iter([item]), returning=False),
     ]
     for call in calls:
         async with contextlib.AsyncExitStack() as stack:
@@ -247,7 +248,7 @@ async def test_pooled_connections_the_server_said_farewell_to_are_replaced(
         # Every pooled connection is taken: none of those the server left is handed out again.
         await asyncio.gather(*(store.ping() for _ in range(8)))
         assert all(driver is not None and driver.is_closed() for driver in drivers)
-    assert [e.transfer_id for e in await store.events_since(0, 10)] == [intent.id]
+    assert [e.transfer_id for e in await store.events_since(0, 10)] == [item.id]
 
 
 async def test_an_idle_connection_is_checked_before_use(postgres_case: StoreCase) -> None:
@@ -277,9 +278,3 @@ async def test_an_idle_connection_is_checked_before_use(postgres_case: StoreCase
         await store.ping()
         assert await store.events_since(0, 1) == []
         assert calls.asked
-
-
-def _intent() -> TransferIntent:
-    return TransferIntent(
-        id=new_id(), debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1
-    )
