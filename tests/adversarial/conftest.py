@@ -10,7 +10,6 @@ not only on status codes.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tbledger.api import create_app, mint_key
-from tbledger.embedded import ClientAsync, ManualClock
-from tbledger.service import LedgerService
-from tbledger.store import DEFAULT_APP_ROLE, Store, StoreOptions
-from tests.api.conftest import SETTINGS, Api
+from tbledger.store import Store
+from tests.support.api import Api, running_api
 from tests.support.database import SessionDatabase
 
 STORES = ["sqlite", "postgresql"]
@@ -63,33 +59,17 @@ async def _store_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) 
     if kind == "sqlite":
         return await Store.connect(f"sqlite:///{tmp_path / 'store.db'}", migrate=True)
     database: SessionDatabase = request.getfixturevalue("postgres_database")
-    schema = f"{database.prefix}_{secrets.token_hex(4)}"
-    options = StoreOptions(schema=schema, role=DEFAULT_APP_ROLE)
-    return await Store.connect(database.url, migrate=True, options=options)
+    return await Store.connect(database.url, migrate=True, options=database.store_options())
 
 
 @pytest.fixture(params=STORES)
 async def house(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[House]:
-    clock = ManualClock()
-    engine = ClientAsync(cluster_id=0, clock=clock)
     store = await _store_for(request.param, request, tmp_path)
-    service = LedgerService(engine=engine, store=store, **SETTINGS)
-    app = create_app(service=service, clock=clock)
-    try:
-        async with app.router.lifespan_context(app):
-            admin = mint_key(name="test admin", scope="admin")
-            await store.create_api_key(admin.record)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                api = Api(app, http, service, engine, clock, store, admin.token)
-                alice = await api.owner("alice")
-                bob = await api.owner("bob")
-                a = await api.account("alice")
-                ae = await api.account("alice", ledger="EUR")
-                bm = await api.account("bob", account_type="merchant")
-                await api.deposit(a, "100.00")
-                yield House(api, alice, bob, a, ae, bm)
-    finally:
-        await service.close()
-        await store.close()
-        await engine.close()
+    async with running_api(store) as api:
+        alice = await api.owner("alice")
+        bob = await api.owner("bob")
+        a = await api.account("alice")
+        ae = await api.account("alice", ledger="EUR")
+        bm = await api.account("bob", account_type="merchant")
+        await api.deposit(a, "100.00")
+        yield House(api, alice, bob, a, ae, bm)

@@ -16,16 +16,7 @@ import tigerbeetle as tb
 from tbledger.ids import parse_id
 from tbledger.store import AccountStatus
 from tests.adversarial.conftest import House
-
-
-def _transfer(debit: str, credit: str, amount: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "ledger": "USD",
-        **extra,
-    }
+from tests.support.api import transfer_body
 
 
 def _code(r: httpx.Response) -> str:
@@ -55,7 +46,7 @@ async def test_transfer_metadata_cannot_change_an_accounts_status(house: House) 
         for purpose in ("freeze", "close", "unfreeze"):
             r = await house.http.post(
                 "/v1/transfers",
-                json=_transfer(
+                json=transfer_body(
                     house.A, house.BM, "0.01", metadata={"purpose": purpose, "account_id": target}
                 ),
                 headers=house.alice,
@@ -68,7 +59,7 @@ async def test_transfer_metadata_cannot_change_an_accounts_status(house: House) 
     assert r.status_code == 200 and r.json()["status"] == "frozen", r.text
     assert await _status(house, house.A) == (AccountStatus.FROZEN, True)
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, house.BM, "1.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, house.BM, "1.00"), headers=house.alice
     )
     assert (r.status_code, _code(r)) == (409, "account_frozen")
     assert await house.posted(house.A) == "99.94"
@@ -77,7 +68,7 @@ async def test_transfer_metadata_cannot_change_an_accounts_status(house: House) 
     await house.api.deposit(bob_user, "1.00")
     r = await house.http.post(
         "/v1/transfers",
-        json=_transfer(
+        json=transfer_body(
             bob_user, house.BM, "0.01", metadata={"purpose": "unfreeze", "account_id": house.A}
         ),
         headers=house.bob,
@@ -88,7 +79,7 @@ async def test_transfer_metadata_cannot_change_an_accounts_status(house: House) 
     assert r.status_code == 200 and r.json()["status"] == "active", r.text
     assert await _status(house, house.A) == (AccountStatus.ACTIVE, False)
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, house.BM, "1.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, house.BM, "1.00"), headers=house.alice
     )
     assert r.status_code == 201, r.text
     # The admin's close of bob's account still works: bob's money was never stranded.
@@ -100,7 +91,7 @@ async def test_transfer_metadata_cannot_change_an_accounts_status(house: House) 
 async def test_an_owner_flow_label_is_not_a_settlement_an_admin_can_reverse(house: House) -> None:
     r = await house.http.post(
         "/v1/transfers",
-        json=_transfer(
+        json=transfer_body(
             house.A, house.BM, "5.00", metadata={"flow": "settlement", "leg": "settlement"}
         ),
         headers=house.alice,
@@ -129,13 +120,13 @@ async def test_owner_keys_use_customer_transfer_codes_only(house: House) -> None
     for code in ("DEPOSIT", "SETTLEMENT", "ANCHOR_AUTHORIZATION", "ESCROW_LOCK", "REFUND", "777"):
         r = await house.http.post(
             "/v1/transfers",
-            json=_transfer(house.A, house.BM, "1.00", code=code),
+            json=transfer_body(house.A, house.BM, "1.00", code=code),
             headers=house.alice,
         )
         assert (r.status_code, _code(r)) == (403, "forbidden"), (code, r.text)
     r = await house.http.post(
         "/v1/transfers",
-        json=_transfer(house.A, house.BM, "1.00", code="65535"),
+        json=transfer_body(house.A, house.BM, "1.00", code="65535"),
         headers=house.alice,
     )
     assert r.status_code == 422, r.text
@@ -143,7 +134,7 @@ async def test_owner_keys_use_customer_transfer_codes_only(house: House) -> None
     assert await house.posted(house.BM) == "0.00"
     r = await house.http.post(
         "/v1/transfers",
-        json=_transfer(house.A, house.BM, "1.00", code="PAYMENT"),
+        json=transfer_body(house.A, house.BM, "1.00", code="PAYMENT"),
         headers=house.alice,
     )
     assert r.status_code == 201, r.text
@@ -159,7 +150,7 @@ async def test_owner_keys_credit_no_system_account(house: House) -> None:
         target = f"0x{system:032x}"
         before = await house.balance(target)
         r = await house.http.post(
-            "/v1/transfers", json=_transfer(house.A, target, "1.00"), headers=house.alice
+            "/v1/transfers", json=transfer_body(house.A, target, "1.00"), headers=house.alice
         )
         assert (r.status_code, _code(r)) == (404, "account_not_found"), r.text
         assert await house.balance(target) == before
@@ -176,12 +167,12 @@ async def test_a_payer_cannot_inflate_a_refund(house: House) -> None:
     payment_id = r.json()["payment_id"]
     refundable = r.json()["details"]["refundable_account_id"]
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, refundable, "50.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, refundable, "50.00"), headers=house.alice
     )
     assert r.status_code == 404, r.text
     r = await house.http.post(
         "/v1/transfers/batch",
-        json={"transfers": [_transfer(house.A, refundable, "50.00")]},
+        json={"transfers": [transfer_body(house.A, refundable, "50.00")]},
         headers=house.alice,
     )
     assert r.status_code == 404, r.text
@@ -200,7 +191,7 @@ async def test_owner_keys_debit_only_their_own_customer_accounts(house: House) -
     systems = await _systems(house)
     for debit in (house.BM, f"0x{systems.treasury:032x}", f"0x{systems.fee_pool:032x}"):
         r = await house.http.post(
-            "/v1/transfers", json=_transfer(debit, house.A, "1.00"), headers=house.alice
+            "/v1/transfers", json=transfer_body(debit, house.A, "1.00"), headers=house.alice
         )
         assert r.status_code == 404, r.text
     assert await house.posted(house.A) == "100.00"
@@ -209,7 +200,7 @@ async def test_owner_keys_debit_only_their_own_customer_accounts(house: House) -
 async def test_a_ledger_mismatch_does_not_name_another_owners_ledger(house: House) -> None:
     bob_eur = await house.api.account("bob", ledger="EUR", account_type="merchant")
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, bob_eur, "1.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, bob_eur, "1.00"), headers=house.alice
     )
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]
@@ -223,7 +214,7 @@ async def test_a_ledger_mismatch_does_not_name_another_owners_ledger(house: Hous
 async def _hold(house: House, amount: str = "10.00") -> str:
     r = await house.http.post(
         "/v1/transfers/pending",
-        json=_transfer(house.A, house.BM, amount, timeout_s=3600),
+        json=transfer_body(house.A, house.BM, amount, timeout_s=3600),
         headers=house.alice,
     )
     assert r.status_code == 201, r.text

@@ -23,14 +23,16 @@ import pytest
 
 from tbledger.api import mint_key
 from tbledger.api.guard import GuardMiddleware
-from tbledger.api.keys import KeyRing, RateLimiter
+from tbledger.api.keys import ApiKeySource, KeyRing, RateLimiter
 from tbledger.limits import (
     API_KEY_BYTES_PER_REQUEST,
     API_KEY_EVENTS_PER_REQUEST,
     HTTP_METADATA_BYTES_PER_REQUEST_MAX,
     STORE_METADATA_BYTES_MAX,
 )
+from tbledger.model import ApiKeyRecord
 from tests.adversarial.conftest import House
+from tests.support.api import transfer_body
 
 BODY_BYTES = 5_000_000  # past the 4 MiB cap, so nothing would read it all anyway
 
@@ -104,16 +106,6 @@ async def _raw(
     return exchange
 
 
-def _transfer(debit: str, credit: str, amount: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "ledger": "USD",
-        **extra,
-    }
-
-
 def _metrics_line(text: str, route: str, status: str) -> float:
     for line in text.splitlines():
         if (
@@ -162,20 +154,26 @@ async def test_keyless_requests_are_refused_without_reading_the_body(house: Hous
     assert exchange.body_bytes_read == 0
 
 
+class CountedKeys:
+    """A key source for a `KeyRing` that counts the reads it makes of `source`."""
+
+    def __init__(self, source: ApiKeySource) -> None:
+        self.source = source
+        self.lookups = 0
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        self.lookups += 1
+        return await self.source.get_api_key(key_id)
+
+
 async def test_keyless_requests_are_limited_per_address_and_globally(house: House) -> None:
     ctx = house.api.app.state.ctx
     ctx.limiter = RateLimiter(
         keyless_rate_per_s=1, keyless_burst=3, keyless_global_rate_per_s=1, keyless_global_burst=4
     )
-    lookups = 0
-    get_api_key = house.api.store.get_api_key
-
-    async def counted(key_id: str) -> Any:
-        nonlocal lookups
-        lookups += 1
-        return await get_api_key(key_id)
-
-    house.api.store.get_api_key = counted  # type: ignore[method-assign]
+    # The app's own key source (the service), counted.
+    keys = CountedKeys(house.api.service)
+    ctx.keys = KeyRing(keys)
 
     async def post(address: str, token: str | None = None) -> httpx.Response:
         transport = httpx.ASGITransport(app=house.api.app, client=(address, 1))
@@ -189,11 +187,11 @@ async def test_keyless_requests_are_limited_per_address_and_globally(house: Hous
     assert r.json()["error"]["code"] == "rate_limited"
     assert int(r.headers["Retry-After"]) >= 1
     # Distinct unknown (well-formed) keys from a limited address cost no store read.
-    before = lookups
+    before = keys.lookups
     for _ in range(3):
         r = await post("192.0.2.1", f"tbl_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}")
         assert r.status_code == 429
-    assert lookups == before
+    assert keys.lookups == before
     # Another address has its own bucket, but the global one (4, three spent) runs out first
     # (allowing one token of refill for a slow run).
     statuses = [(await post("192.0.2.2")).status_code for _ in range(3)]
@@ -205,22 +203,14 @@ async def test_keyless_requests_are_limited_per_address_and_globally(house: Hous
 
 async def test_unknown_key_ids_are_cached_negatively_for_a_short_time(house: House) -> None:
     ctx = house.api.app.state.ctx
-    ctx.keys = KeyRing(house.api.store, negative_ttl_s=0.3)
-    lookups = 0
-    get_api_key = house.api.store.get_api_key
-
-    async def counted(key_id: str) -> Any:
-        nonlocal lookups
-        lookups += 1
-        return await get_api_key(key_id)
-
-    house.api.store.get_api_key = counted  # type: ignore[method-assign]
+    keys = CountedKeys(house.api.store)
+    ctx.keys = KeyRing(keys, negative_ttl_s=0.3)
     minted = mint_key(name="late", scope="owner", owner_id="alice")
     headers = {"Authorization": f"Bearer {minted.token}"}
     for _ in range(20):
         r = await house.http.get(f"/v1/accounts/{house.A}", headers=headers)
         assert r.status_code == 401
-    assert lookups == 1
+    assert keys.lookups == 1
     # A key created after a miss works once the miss has expired (the documented bound).
     await house.api.store.create_api_key(minted.record)
     r = await house.http.get(f"/v1/accounts/{house.A}", headers=headers)
@@ -228,7 +218,7 @@ async def test_unknown_key_ids_are_cached_negatively_for_a_short_time(house: Hou
     await asyncio.sleep(0.35)
     r = await house.http.get(f"/v1/accounts/{house.A}", headers=headers)
     assert r.status_code == 200, r.text
-    assert lookups == 2
+    assert keys.lookups == 2
 
 
 # -- what a key pays ------------------------------------------------------------------------------
@@ -237,7 +227,7 @@ async def test_unknown_key_ids_are_cached_negatively_for_a_short_time(house: Hou
 async def test_a_batchs_transfers_count_against_the_keys_event_budget(house: House) -> None:
     key = await house.api.owner("alice", rate_per_s=1, burst=5)
     budget = 5 * API_KEY_EVENTS_PER_REQUEST  # 100 transfers saved up, 20 a second
-    batch = {"transfers": [_transfer(house.A, house.BM, "0.01")] * budget}
+    batch = {"transfers": [transfer_body(house.A, house.BM, "0.01")] * budget}
     r = await house.http.post("/v1/transfers/batch", json=batch, headers=key)
     assert (r.status_code, r.json()["created"]) == (200, budget), r.text
     # Two requests of the key's five are used, but its transfers are spent.
@@ -259,11 +249,11 @@ async def test_a_batchs_transfers_count_against_the_keys_event_budget(house: Hou
 async def test_a_batch_above_the_budget_runs_once_and_leaves_debt(house: House) -> None:
     key = await house.api.owner("alice", rate_per_s=1, burst=5)
     oversized = 150  # past the 100-transfer bucket: admitted because the bucket is full
-    batch = {"transfers": [_transfer(house.A, house.BM, "0.01")] * oversized}
+    batch = {"transfers": [transfer_body(house.A, house.BM, "0.01")] * oversized}
     r = await house.http.post("/v1/transfers/batch", json=batch, headers=key)
     assert (r.status_code, r.json()["created"]) == (200, oversized), r.text
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, house.BM, "0.01"), headers=key
+        "/v1/transfers", json=transfer_body(house.A, house.BM, "0.01"), headers=key
     )
     assert r.status_code == 429
     # 50 transfers of debt plus one, at 20 a second.
@@ -276,7 +266,9 @@ async def test_body_bytes_count_against_the_keys_byte_budget(house: House) -> No
     capacity = 3 * API_KEY_BYTES_PER_REQUEST  # 24 KiB saved up, 8 KiB a second
     # A valid transfer padded with JSON whitespace to past the bucket, sent chunked (no
     # Content-Length): charged as it is read, so it passes and leaves the key in debt.
-    padded = json.dumps(_transfer(house.A, house.BM, "1.00")).encode() + b" " * (capacity + 8192)
+    padded = json.dumps(transfer_body(house.A, house.BM, "1.00")).encode() + b" " * (
+        capacity + 8192
+    )
 
     async def chunks() -> AsyncIterator[bytes]:
         for start in range(0, len(padded), 4096):
@@ -289,7 +281,7 @@ async def test_body_bytes_count_against_the_keys_byte_budget(house: House) -> No
     )
     assert r.status_code == 201, r.text
     assert await house.posted(house.BM) == "1.00"
-    small = _transfer(house.A, house.BM, "1.00")
+    small = transfer_body(house.A, house.BM, "1.00")
     r = await house.http.post("/v1/transfers", json=small, headers=key)
     assert r.status_code == 429, r.text
     assert "bytes/s" in r.json()["error"]["message"]
@@ -313,7 +305,7 @@ async def test_a_refused_batch_stores_bounded_metadata(house: House) -> None:
     # The review's attack: 1,000 refused transfers with 3.9 KB of metadata each. Refused whole,
     # before the store.
     attack = {
-        "transfers": [_transfer(house.A, house.BM, "1000.00", event_id="attack", metadata=memo)]
+        "transfers": [transfer_body(house.A, house.BM, "1000.00", event_id="attack", metadata=memo)]
         * 1000
     }
     before = house.api.engine_requests()
@@ -328,7 +320,9 @@ async def test_a_refused_batch_stores_bounded_metadata(house: House) -> None:
     size = len(json.dumps(memo, separators=(",", ":")))
     count = HTTP_METADATA_BYTES_PER_REQUEST_MAX // size
     batch = {
-        "transfers": [_transfer(house.A, house.BM, "1000.00", event_id="bounded", metadata=memo)]
+        "transfers": [
+            transfer_body(house.A, house.BM, "1000.00", event_id="bounded", metadata=memo)
+        ]
         * count
     }
     # (Another key of alice's: the attack's 4 MB left hers in debt for bytes.)
@@ -387,7 +381,8 @@ async def test_a_stalled_body_is_answered_408_and_closed(
 async def test_a_huge_integer_is_a_plain_400(house: House) -> None:
     digits = "9" * 5000
     body = (
-        json.dumps(_transfer(house.A, house.BM, "1.00"))[:-1] + f', "metadata": {{"n": {digits}}}}}'
+        json.dumps(transfer_body(house.A, house.BM, "1.00"))[:-1]
+        + f', "metadata": {{"n": {digits}}}}}'
     )
     r = await house.http.post(
         "/v1/transfers",
@@ -402,7 +397,7 @@ async def test_a_huge_integer_is_a_plain_400(house: House) -> None:
 
 
 async def test_a_body_without_content_type_is_415(house: House) -> None:
-    body = json.dumps(_transfer(house.A, house.BM, "1.00")).encode()
+    body = json.dumps(transfer_body(house.A, house.BM, "1.00")).encode()
     r = await house.http.post("/v1/transfers", content=body, headers=house.alice)
     assert "content-type" not in r.request.headers
     assert r.status_code == 415, r.text

@@ -15,6 +15,7 @@ import pytest
 
 from tbledger.limits import BATCH_EVENTS_MAX, HTTP_PAGE_LIMIT_MAX
 from tests.adversarial.conftest import House
+from tests.support.api import transfer_body
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +23,7 @@ EVENT = "alice-order-1"
 
 
 def _transfer(debit: str, credit: str, amount: str) -> dict[str, Any]:
-    return {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "ledger": "USD",
-        "event_id": EVENT,
-    }
+    return transfer_body(debit, credit, amount, event_id=EVENT)
 
 
 async def _listing(house: House, headers: dict[str, str], limit: int) -> list[list[str]]:

@@ -9,21 +9,11 @@ in the engine, not only the answer.
 
 from __future__ import annotations
 
-from typing import Any
-
 import tigerbeetle as tb
 
 from tbledger.ids import parse_id
 from tests.adversarial.conftest import House
-
-
-def _transfer(debit: str, credit: str, amount: str) -> dict[str, Any]:
-    return {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "ledger": "USD",
-    }
+from tests.support.api import transfer_body
 
 
 async def _engine_accounts(house: House, *ids: str) -> list[tb.Account]:
@@ -50,7 +40,7 @@ async def test_a_transfer_from_a_frozen_account_answers_account_frozen(house: Ho
     await _freeze(house, house.A)
     a_before, bm_before = await _engine_accounts(house, house.A, house.BM)
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, house.BM, "1.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, house.BM, "1.00"), headers=house.alice
     )
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "account_frozen"
@@ -76,7 +66,7 @@ async def test_a_payment_from_a_frozen_payer_answers_account_frozen(house: House
 async def test_a_transfer_to_a_frozen_account_answers_account_frozen(house: House) -> None:
     await _freeze(house, house.BM)
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, house.BM, "1.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, house.BM, "1.00"), headers=house.alice
     )
     assert (r.status_code, r.json()["error"]["code"]) == (409, "account_frozen"), r.text
     assert await house.posted(house.A) == "100.00"
@@ -86,7 +76,7 @@ async def test_a_transfer_to_a_frozen_account_answers_account_frozen(house: Hous
 async def test_a_batch_from_a_frozen_account_reports_the_engine_status(house: House) -> None:
     await _freeze(house, house.A)
     (a_before,) = await _engine_accounts(house, house.A)
-    body = {"transfers": [_transfer(house.A, house.BM, "1.00")] * 2}
+    body = {"transfers": [transfer_body(house.A, house.BM, "1.00")] * 2}
     r = await house.http.post("/v1/transfers/batch", json=body, headers=house.alice)
     assert r.status_code == 200, r.text
     assert [x["status"] for x in r.json()["results"]] == ["debit_account_already_closed"] * 2
@@ -99,7 +89,7 @@ async def test_unfreezing_lets_the_money_move_again(house: House) -> None:
     r = await house.http.post(f"/v1/accounts/{house.A}/unfreeze", headers=house.admin)
     assert (r.status_code, r.json()["status"]) == (200, "active"), r.text
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, house.BM, "1.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, house.BM, "1.00"), headers=house.alice
     )
     assert r.status_code == 201, r.text
     assert (await house.posted(house.A), await house.posted(house.BM)) == ("99.00", "1.00")
@@ -110,7 +100,7 @@ async def test_an_account_closed_for_good_keeps_the_engine_code(house: House) ->
     assert (r.status_code, r.json()["status"]) == (200, "closed"), r.text
     (a_before,) = await _engine_accounts(house, house.A)
     r = await house.http.post(
-        "/v1/transfers", json=_transfer(house.A, house.BM, "1.00"), headers=house.alice
+        "/v1/transfers", json=transfer_body(house.A, house.BM, "1.00"), headers=house.alice
     )
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "debit_account_already_closed"

@@ -18,7 +18,7 @@ import pytest
 
 from tbledger.limits import BATCH_EVENTS_MAX
 from tests.adversarial.conftest import House
-from tests.api.conftest import SETTINGS
+from tests.support.api import SETTINGS
 
 pytestmark = pytest.mark.slow
 

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import Api
-
-
-def _transfer(debit: str, credit: str, amount: str, ledger: str = "USD") -> dict[str, Any]:
-    return {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "ledger": ledger,
-    }
+from tests.support.api import Api, transfer_body
 
 
 async def test_admin_creates_an_account(api: Api) -> None:
@@ -187,10 +178,12 @@ async def test_freeze_refuses_transfers_until_unfrozen(api: Api) -> None:
     r = await api.http.post(f"/v1/accounts/{alice}/freeze", headers=api.admin)
     assert (r.status_code, r.json()["status"]) == (200, "frozen")
     owner = await api.owner("alice")
-    r = await api.http.post("/v1/transfers", json=_transfer(alice, bob, "1.00"), headers=owner)
+    r = await api.http.post("/v1/transfers", json=transfer_body(alice, bob, "1.00"), headers=owner)
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "account_frozen"
-    r = await api.http.post("/v1/transfers", json=_transfer(bob, alice, "1.00"), headers=api.admin)
+    r = await api.http.post(
+        "/v1/transfers", json=transfer_body(bob, alice, "1.00"), headers=api.admin
+    )
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "account_frozen"
     # The money is still there, and reads still work.
@@ -201,7 +194,7 @@ async def test_freeze_refuses_transfers_until_unfrozen(api: Api) -> None:
     assert (r.status_code, r.json()["status"]) == (200, "frozen")
     r = await api.http.post(f"/v1/accounts/{alice}/unfreeze", headers=api.admin)
     assert (r.status_code, r.json()["status"]) == (200, "active")
-    r = await api.http.post("/v1/transfers", json=_transfer(alice, bob, "1.00"), headers=owner)
+    r = await api.http.post("/v1/transfers", json=transfer_body(alice, bob, "1.00"), headers=owner)
     assert (r.status_code, r.json()["status"]) == (201, "created"), r.text
     r = await api.http.get(f"/v1/balances/{alice}", headers=owner)
     assert r.json()["posted"] == "9.00"
@@ -228,7 +221,9 @@ async def test_close_sweeps_the_balance(api: Api) -> None:
     )
     assert [b["posted"] for b in r.json()["balances"]] == ["0.00", "4.00"]
     # Closed for good: no transfers, no reopening.
-    r = await api.http.post("/v1/transfers", json=_transfer(bob, alice, "1.00"), headers=api.admin)
+    r = await api.http.post(
+        "/v1/transfers", json=transfer_body(bob, alice, "1.00"), headers=api.admin
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (409, "credit_account_already_closed")
     r = await api.http.post(f"/v1/accounts/{alice}/unfreeze", headers=api.admin)
     assert r.status_code == 422
@@ -254,7 +249,9 @@ async def test_balances_one_and_many(api: Api) -> None:
     euro = await api.account("bob", ledger="EUR")
     await api.deposit(alice, "10.00")
     await api.deposit(euro, "0.05", ledger="EUR")
-    r = await api.http.post("/v1/transfers", json=_transfer(alice, bob, "2.50"), headers=api.admin)
+    r = await api.http.post(
+        "/v1/transfers", json=transfer_body(alice, bob, "2.50"), headers=api.admin
+    )
     assert r.status_code == 201, r.text
     r = await api.http.get(f"/v1/balances/{alice}", headers=api.admin)
     assert r.status_code == 200

@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from tbledger.api import mint_key
-from tests.api.conftest import Api
+from tests.support.api import Api, transfer_body
 
 OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs"}
 
@@ -100,10 +100,23 @@ async def test_a_revoked_key_stops_working(api: Api) -> None:
     r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
     assert r.status_code == 200
     await api.store.revoke_api_key(minted.record.id)
-    # Verified keys are cached for API_KEY_CACHE_TTL_S; a fresh process sees the revocation.
-    api.app.state.ctx.keys._cache.clear()
+    # Verified keys are cached for API_KEY_CACHE_TTL_S; a process told of the revocation (or a
+    # fresh one) sees it at once.
+    api.app.state.ctx.keys.forget(minted.record.id)
     r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
     assert r.status_code == 401
+
+
+async def test_a_key_created_after_a_miss_works_once_the_ring_forgets_it(api: Api) -> None:
+    minted = mint_key(name="late", scope="owner", owner_id="alice")
+    headers = {"Authorization": f"Bearer {minted.token}"}
+    r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
+    assert r.status_code == 401
+    await api.store.create_api_key(minted.record)
+    # The miss is cached for API_KEY_NEGATIVE_TTL_S; forgetting every key drops it as well.
+    api.app.state.ctx.keys.forget()
+    r = await api.http.get("/v1/accounts", params={"owner_id": "alice"}, headers=headers)
+    assert r.status_code == 200, r.text
 
 
 async def test_admin_routes_refuse_owner_keys(api: Api) -> None:
@@ -126,15 +139,6 @@ async def test_admin_routes_refuse_owner_keys(api: Api) -> None:
             assert r.status_code != 403, (method, path, r.text)
     r = await api.http.get(f"/v1/accounts/{alice}", headers=api.admin)
     assert (r.json()["status"], r.json()["balance"]["posted"]) == ("active", "0.00")
-
-
-def _transfer(debit: str, credit: str, amount: str = "1.00") -> dict[str, Any]:
-    return {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "ledger": "USD",
-    }
 
 
 def _as_missing(body: dict[str, Any], real: str, missing: str) -> dict[str, Any]:
@@ -173,18 +177,20 @@ async def test_owner_keys_see_and_move_only_their_own_accounts(api: Api) -> None
     assert r.json()["accounts"] == []
     # Moving another owner's money: the debit account is not found.
     before = api.engine_requests()
-    await hidden("POST", "/v1/transfers", alice, json=_transfer(alice, bob))
-    await hidden("POST", "/v1/transfers/pending", alice, json=_transfer(alice, bob))
+    await hidden("POST", "/v1/transfers", alice, json=transfer_body(alice, bob))
+    await hidden("POST", "/v1/transfers/pending", alice, json=transfer_body(alice, bob))
     r = await api.http.post(
         "/v1/transfers/batch",
-        json={"transfers": [_transfer(bob, alice, "0.01"), _transfer(alice, bob)]},
+        json={"transfers": [transfer_body(bob, alice, "0.01"), transfer_body(alice, bob)]},
         headers=bob_key,
     )
     assert r.status_code == 404, r.text
     assert api.engine_requests() == before
     # Paying into another owner's account is allowed (the credit side may be anyone's)...
     await api.deposit(bob, "1.00")
-    r = await api.http.post("/v1/transfers", json=_transfer(bob, alice, "0.25"), headers=bob_key)
+    r = await api.http.post(
+        "/v1/transfers", json=transfer_body(bob, alice, "0.25"), headers=bob_key
+    )
     assert r.status_code == 201, r.text
     paid = r.json()["id"]
     # ...and bob then sees that transfer, but not alice's account.
@@ -192,14 +198,16 @@ async def test_owner_keys_see_and_move_only_their_own_accounts(api: Api) -> None
     assert r.status_code == 200
     # A hold between alice and carol: bob can neither post nor void it, nor read it.
     r = await api.http.post(
-        "/v1/transfers/pending", json=_transfer(alice, carol, "2.00"), headers=api.admin
+        "/v1/transfers/pending", json=transfer_body(alice, carol, "2.00"), headers=api.admin
     )
     hold = r.json()["id"]
     await hidden("POST", f"/v1/transfers/{hold}/post", hold)
     await hidden("POST", f"/v1/transfers/{hold}/void", hold)
     await hidden("GET", f"/v1/transfers/{hold}", hold)
     r = await api.http.post(
-        "/v1/transfers", json={**_transfer(alice, carol), "event_id": "ev-ac"}, headers=api.admin
+        "/v1/transfers",
+        json={**transfer_body(alice, carol), "event_id": "ev-ac"},
+        headers=api.admin,
     )
     between = r.json()["id"]
     await hidden("GET", f"/v1/transfers/{between}", between)

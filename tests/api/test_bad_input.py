@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.api.conftest import Api
+from tests.support.api import Api, transfer_body
 
 U128_MAX = (1 << 128) - 1
 BODY_MAX = 4 * 1024 * 1024
@@ -34,14 +34,7 @@ class Accounts:
 
 
 def _transfer(accounts: Accounts, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "debit_account_id": accounts.alice,
-        "credit_account_id": accounts.bob,
-        "amount": "1.00",
-        "ledger": "USD",
-    }
-    body.update(changes)
-    return body
+    return transfer_body(accounts.alice, accounts.bob, **changes)
 
 
 def _raw(text: str) -> bytes:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.api.conftest import Api
+from tests.support.api import Api
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

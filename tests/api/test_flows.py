@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Api
+from tests.support.api import Api
 
 USD = 1
 EUR = 2

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.api.conftest import Api
+from tests.support.api import Api
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "monitoring" / "alerts.yml"

@@ -50,7 +50,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tbledger.api import mint_key
-from tests.api.conftest import Api
+from tests.support.api import Api
 
 REQUESTS_MIN = 2_000
 # Hypothesis-generated cases per operation; the explicit examples and the coverage cases come on

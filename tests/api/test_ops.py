@@ -10,7 +10,7 @@ import httpx
 from tbledger.api import create_app
 from tbledger.embedded import ClientAsync, ManualClock
 from tbledger.service import LedgerService
-from tests.api.conftest import SETTINGS, Api
+from tests.support.api import SETTINGS, Api
 
 
 async def test_liveness_and_readiness(api: Api) -> None:

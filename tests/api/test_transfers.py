@@ -5,17 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import Api
-
-
-def _transfer(debit: str, credit: str, amount: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "debit_account_id": debit,
-        "credit_account_id": credit,
-        "amount": amount,
-        "ledger": "USD",
-        **extra,
-    }
+from tests.support.api import Api, transfer_body
 
 
 async def _funded(api: Api, amount: str = "10.00") -> tuple[str, str]:
@@ -40,11 +30,11 @@ async def _balance(api: Api, account_id: str) -> dict[str, Any]:
     return body
 
 
-async def test_create_transfer(api: Api) -> None:
+async def test_createtransfer_body(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
         "/v1/transfers",
-        json=_transfer(
+        json=transfer_body(
             alice,
             bob,
             "2.50",
@@ -82,14 +72,14 @@ async def test_create_transfer(api: Api) -> None:
     # Minor units, and a chosen id.
     r = await api.http.post(
         "/v1/transfers",
-        json=_transfer(alice, bob, "5", amount_unit="minor", transfer_id="0xabc"),
+        json=transfer_body(alice, bob, "5", amount_unit="minor", transfer_id="0xabc"),
         headers=api.admin,
     )
     assert (r.status_code, r.json()["id"]) == (201, f"0x{0xABC:032x}"), r.text
     assert await _posted(api, alice, bob) == ["7.45", "2.55"]
     # Refused by the engine: a 409 named by the engine's status, with what was available.
     r = await api.http.post(
-        "/v1/transfers", json=_transfer(alice, bob, "100.00"), headers=api.admin
+        "/v1/transfers", json=transfer_body(alice, bob, "100.00"), headers=api.admin
     )
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "exceeds_credits"
@@ -100,7 +90,7 @@ async def test_pending_then_post_in_full(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
         "/v1/transfers/pending",
-        json=_transfer(alice, bob, "4.00", timeout_s=3600),
+        json=transfer_body(alice, bob, "4.00", timeout_s=3600),
         headers=await api.owner("alice"),
     )
     assert r.status_code == 201, r.text
@@ -130,7 +120,7 @@ async def test_pending_then_post_in_full(api: Api) -> None:
 async def test_partial_post_releases_the_rest(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
-        "/v1/transfers/pending", json=_transfer(alice, bob, "5.00"), headers=api.admin
+        "/v1/transfers/pending", json=transfer_body(alice, bob, "5.00"), headers=api.admin
     )
     hold = r.json()["id"]
     r = await api.http.post(
@@ -153,7 +143,7 @@ async def test_partial_post_releases_the_rest(api: Api) -> None:
 async def test_void_releases_the_hold(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
-        "/v1/transfers/pending", json=_transfer(alice, bob, "5.00"), headers=api.admin
+        "/v1/transfers/pending", json=transfer_body(alice, bob, "5.00"), headers=api.admin
     )
     hold = r.json()["id"]
     assert (await _balance(api, alice))["available"] == "5.00"
@@ -174,7 +164,7 @@ async def test_hold_expires_after_its_timeout(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
         "/v1/transfers/pending",
-        json=_transfer(alice, bob, "5.00", timeout_s=60),
+        json=transfer_body(alice, bob, "5.00", timeout_s=60),
         headers=api.admin,
     )
     hold = r.json()["id"]
@@ -196,15 +186,15 @@ async def test_hold_expires_after_its_timeout(api: Api) -> None:
     assert await api.service.expire_holds() == 0
 
 
-async def test_batch_returns_one_result_per_transfer(api: Api) -> None:
+async def test_batch_returns_one_result_pertransfer_body(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
         "/v1/transfers/batch",
         json={
             "transfers": [
-                _transfer(alice, bob, "1.00"),
-                _transfer(alice, bob, "100.00"),
-                _transfer(alice, bob, "2.00"),
+                transfer_body(alice, bob, "1.00"),
+                transfer_body(alice, bob, "100.00"),
+                transfer_body(alice, bob, "2.00"),
             ]
         },
         headers=api.admin,
@@ -228,7 +218,7 @@ async def test_pending_batch(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
         "/v1/transfers/batch",
-        json={"transfers": [_transfer(alice, bob, "1.00")] * 3, "pending": True},
+        json={"transfers": [transfer_body(alice, bob, "1.00")] * 3, "pending": True},
         headers=api.admin,
     )
     assert (r.status_code, r.json()["created"]) == (200, 3), r.text
@@ -239,9 +229,9 @@ async def test_atomic_batch_is_all_or_nothing(api: Api) -> None:
     alice, bob = await _funded(api)
     body = {
         "transfers": [
-            _transfer(alice, bob, "1.00"),
-            _transfer(alice, bob, "100.00"),
-            _transfer(alice, bob, "2.00"),
+            transfer_body(alice, bob, "1.00"),
+            transfer_body(alice, bob, "100.00"),
+            transfer_body(alice, bob, "2.00"),
         ],
         "atomic": True,
     }
@@ -253,7 +243,7 @@ async def test_atomic_batch_is_all_or_nothing(api: Api) -> None:
     assert statuses[1] == "exceeds_credits"
     assert statuses[0] == statuses[2] == "linked_event_failed"
     assert await _posted(api, alice, bob) == ["10.00", "0.00"]
-    body["transfers"][1] = _transfer(alice, bob, "3.00")
+    body["transfers"][1] = transfer_body(alice, bob, "3.00")
     r = await api.http.post("/v1/transfers/batch", json=body, headers=api.admin)
     assert (r.json()["created"], r.json()["failed"]) == (3, 0)
     assert await _posted(api, alice, bob) == ["4.00", "6.00"]
@@ -264,7 +254,7 @@ async def test_batch_over_the_engine_limit_is_refused(api: Api) -> None:
     before = api.engine_requests()
     r = await api.http.post(
         "/v1/transfers/batch",
-        json={"transfers": [_transfer(alice, bob, "0.01")] * 8190},
+        json={"transfers": [transfer_body(alice, bob, "0.01")] * 8190},
         headers=api.admin,
     )
     assert r.status_code == 413, r.text
@@ -276,7 +266,7 @@ async def test_batch_over_the_engine_limit_is_refused(api: Api) -> None:
 async def test_get_transfer_shows_its_audit_history(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
-        "/v1/transfers/pending", json=_transfer(alice, bob, "5.00"), headers=api.admin
+        "/v1/transfers/pending", json=transfer_body(alice, bob, "5.00"), headers=api.admin
     )
     hold = r.json()["id"]
     r = await api.http.post(
@@ -304,7 +294,7 @@ async def test_list_transfers_by_event_id(api: Api) -> None:
     for event_id in ("order-7", "order-7", "order-8"):
         r = await api.http.post(
             "/v1/transfers",
-            json=_transfer(alice, bob, "1.00", event_id=event_id),
+            json=transfer_body(alice, bob, "1.00", event_id=event_id),
             headers=api.admin,
         )
         ids.append(r.json()["id"])
@@ -344,7 +334,7 @@ async def test_list_account_transfers_pages(api: Api) -> None:
     for cents in range(1, 6):
         r = await api.http.post(
             "/v1/transfers",
-            json=_transfer(alice, bob, str(cents), amount_unit="minor"),
+            json=transfer_body(alice, bob, str(cents), amount_unit="minor"),
             headers=api.admin,
         )
         made.append(r.json()["id"])
@@ -374,10 +364,10 @@ async def test_list_account_transfers_pages(api: Api) -> None:
     assert all(t["status"] == "posted" for t in listed)
 
 
-async def test_idempotency_key_replays_a_transfer(api: Api) -> None:
+async def test_idempotency_key_replays_atransfer_body(api: Api) -> None:
     alice, bob = await _funded(api)
     headers = {**(await api.owner("alice")), "Idempotency-Key": "pay-bob-1"}
-    body = _transfer(alice, bob, "2.00")
+    body = transfer_body(alice, bob, "2.00")
     first = await api.http.post("/v1/transfers", json=body, headers=headers)
     assert first.status_code == 201, first.text
     before = api.engine_requests()
@@ -393,12 +383,14 @@ async def test_idempotency_key_replays_a_transfer(api: Api) -> None:
     r = await api.http.get(f"/v1/accounts/{bob}/transfers", headers=api.admin)
     assert [t["id"] for t in r.json()["transfers"]] == [first.json()["id"]]
     # The same key for another transfer: 409, nothing moves.
-    r = await api.http.post("/v1/transfers", json=_transfer(alice, bob, "3.00"), headers=headers)
+    r = await api.http.post(
+        "/v1/transfers", json=transfer_body(alice, bob, "3.00"), headers=headers
+    )
     assert (r.status_code, r.json()["error"]["code"]) == (409, "idempotency_conflict")
     assert await _posted(api, alice, bob) == ["8.00", "2.00"]
     # A refusal replays as the same refusal.
     refused = {**headers, "Idempotency-Key": "pay-bob-2"}
-    big = _transfer(alice, bob, "50.00")
+    big = transfer_body(alice, bob, "50.00")
     r1 = await api.http.post("/v1/transfers", json=big, headers=refused)
     r2 = await api.http.post("/v1/transfers", json=big, headers=refused)
     assert (r1.status_code, r2.status_code) == (409, 409)
@@ -414,7 +406,7 @@ async def test_idempotency_key_replays_a_transfer(api: Api) -> None:
 async def test_idempotency_key_on_post_and_batch(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(
-        "/v1/transfers/pending", json=_transfer(alice, bob, "5.00"), headers=api.admin
+        "/v1/transfers/pending", json=transfer_body(alice, bob, "5.00"), headers=api.admin
     )
     hold = r.json()["id"]
     headers = {**api.admin, "Idempotency-Key": "capture-1"}
@@ -429,7 +421,7 @@ async def test_idempotency_key_on_post_and_batch(api: Api) -> None:
     r = await api.http.post(f"/v1/transfers/{hold}/post", json={"amount": "1.00"}, headers=headers)
     assert (r.status_code, r.json()["error"]["code"]) == (409, "idempotency_conflict")
     assert await _posted(api, alice, bob) == ["8.00", "2.00"]
-    batch = {"transfers": [_transfer(alice, bob, "1.00"), _transfer(alice, bob, "0.50")]}
+    batch = {"transfers": [transfer_body(alice, bob, "1.00"), transfer_body(alice, bob, "0.50")]}
     headers = {**api.admin, "Idempotency-Key": "batch-1"}
     first = await api.http.post("/v1/transfers/batch", json=batch, headers=headers)
     again = await api.http.post("/v1/transfers/batch", json=batch, headers=headers)

@@ -49,6 +49,12 @@ from tigerbeetle import QueryFilter, Transfer, TransferFlags
 
 from tbledger.embedded import ClientSync
 from tests.support.filters import query_filter
+from tests.support.journal_layout import (
+    FILE_HEADER_SIZE,
+    OP_CREATE_TRANSFERS,
+    RECORD_HEADER_SIZE,
+    record_spans,
+)
 
 LEDGER = 700
 ACCOUNTS = 16
@@ -56,10 +62,7 @@ ID_STRIDE = 10_000  # above the largest batch the child writes (2000), so ids ne
 KILLS = 24
 KILLS_PER_JOURNAL = 6  # 4 fresh journals, 20 kills that continue a journal after a crash
 QUERY_LIMIT = 8189
-# The journal layout (src/tbledger/embedded/journal.py), used only to simulate torn writes.
-FILE_HEADER_SIZE = 48
-RECORD_HEADER_SIZE = 48
-OP_CREATE_TRANSFERS = 2
+# More of the journal layout (tests/support/journal_layout.py), to simulate torn writes.
 EVENT_SIZE = 128
 USER_DATA_64_OFFSET = 96  # in a transfer event: six u128 fields come first
 
@@ -245,20 +248,6 @@ def run_child_until_killed(
     fails = [w for w in lines if w[:1] == ["FAIL"]]
     assert not fails, (fails, stderr_text[-2000:])
     return lines
-
-
-def record_spans(data: bytes) -> list[tuple[int, int, int]]:
-    """(start, end, operation) of every complete record, from the documented layout."""
-    spans = []
-    pos = FILE_HEADER_SIZE
-    while pos + RECORD_HEADER_SIZE <= len(data):
-        body_size, operation = struct.unpack_from("<II", data, pos)
-        end = pos + RECORD_HEADER_SIZE + body_size
-        if end > len(data):
-            break
-        spans.append((pos, end, operation))
-        pos = end
-    return spans
 
 
 def simulate_torn_write(

@@ -26,7 +26,6 @@ u32, ...) and ``body_size`` bytes of 128-byte events.
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -49,10 +48,15 @@ from tigerbeetle import (
 from tbledger.embedded import ClientSync, ManualClock
 from tbledger.errors import JournalCorruptError, JournalError
 from tests.support import filters
+from tests.support.journal_layout import (
+    FILE_HEADER_SIZE,
+    OP_CREATE_ACCOUNTS,
+    OP_CREATE_TRANSFERS,
+    OP_PULSE,
+    RECORD_HEADER_SIZE,
+    record_spans,
+)
 
-FILE_HEADER_SIZE = 48
-RECORD_HEADER_SIZE = 48
-OP_CREATE_ACCOUNTS, OP_CREATE_TRANSFERS, OP_PULSE = 1, 2, 3
 S = 1_000_000_000  # nanoseconds per second
 T0 = 1_700_000_000 * S  # a fixed engine clock reading for ManualClock tests
 LEDGER = 1
@@ -114,20 +118,6 @@ def balances(client: ClientSync, id_: int) -> tuple[int, int, int, int]:
 
 def present_ids(client: ClientSync, ids: list[int]) -> list[int]:
     return [t.id for t in client.lookup_transfers(ids)]
-
-
-def record_spans(data: bytes) -> list[tuple[int, int, int]]:
-    """(start, end, operation) of every complete record, from the documented layout."""
-    spans = []
-    pos = FILE_HEADER_SIZE
-    while pos + RECORD_HEADER_SIZE <= len(data):
-        body_size, operation = struct.unpack_from("<II", data, pos)
-        end = pos + RECORD_HEADER_SIZE + body_size
-        if end > len(data):
-            break
-        spans.append((pos, end, operation))
-        pos = end
-    return spans
 
 
 def flip_bit(data: bytes, offset: int, bit: int = 0) -> bytes:

@@ -23,7 +23,6 @@ import asyncio
 import itertools
 import os
 import random
-import secrets
 import signal
 import time
 from collections import Counter, defaultdict
@@ -44,7 +43,7 @@ from tbledger.ids import format_id, parse_id
 from tbledger.limits import BATCH_EVENTS_MAX, STORE_PAGE_ROWS_MAX
 from tbledger.resilience import CircuitState
 from tbledger.service import LedgerService, TransferRequest, TransferResult
-from tbledger.store import DEFAULT_APP_ROLE, AuditEvent, EventKind, Store, StoreOptions
+from tbledger.store import AuditEvent, EventKind, Store, StoreOptions
 from tests.support.book import ServiceBook, open_service_book
 from tests.support.database import SessionDatabase
 from tests.support.tbcluster import Cluster, start_cluster, wait_answering
@@ -128,8 +127,7 @@ def cluster() -> Iterator[Cluster]:
 @pytest.fixture
 def store_options(postgres_database: SessionDatabase) -> StoreOptions:
     """A fresh schema in this session's PostgreSQL database, used as the application role."""
-    schema = f"{postgres_database.prefix}_{secrets.token_hex(4)}"
-    return StoreOptions(schema=schema, role=DEFAULT_APP_ROLE)
+    return postgres_database.store_options()
 
 
 @pytest.fixture

@@ -5,21 +5,24 @@ per test in this session's own database). The PostgreSQL store connects as the a
 (``SET ROLE tbledger_app`` through the startup packet), so every store test also proves the
 role's grants are enough; `admin` is a second engine on the same schema as the tables' owner,
 for checks the application may not do. PostgreSQL cases skip with the discovery's reason when
-no server can be had (see tests/support/database.py).
+no server can be had (see tests/support/database.py). `open_store` opens a second store on a
+case's database over a backend built by hand, for tests that put a fault between the store and
+its driver.
 """
 
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tbledger.store import DEFAULT_APP_ROLE, Store, StoreOptions, upgrade
+from tbledger.store.backend import Backend
 from tbledger.store.connect import open_backend
 from tests.support.database import (
     SessionDatabase,
@@ -54,7 +57,7 @@ async def open_case(
         schema = None
     else:
         database: SessionDatabase = request.getfixturevalue("postgres_database")
-        schema = f"{database.prefix}_{secrets.token_hex(4)}"
+        schema = database.new_schema()
         url = database.url
         await upgrade(url, schema=schema)
         store = await Store.connect(url, options=StoreOptions(schema=schema, role=DEFAULT_APP_ROLE))
@@ -64,6 +67,20 @@ async def open_case(
     finally:
         await store.close()
         await admin.dispose()
+
+
+def case_options(case: StoreCase, **options: Any) -> StoreOptions:
+    """The options `case.store` was opened with, and `options` besides."""
+    if case.kind == "sqlite":
+        return StoreOptions(**options)
+    return StoreOptions(schema=case.schema, role=DEFAULT_APP_ROLE, **options)
+
+
+@contextlib.asynccontextmanager
+async def open_store(backend: Backend) -> AsyncIterator[Store]:
+    """A store over `backend` (built by hand, for a fault to be injected), closed on exit."""
+    async with Store(backend.create_engine(), backend) as store:
+        yield store
 
 
 @pytest.fixture(params=BACKENDS)

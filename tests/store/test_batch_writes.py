@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import tigerbeetle
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tbledger.errors import (
     DuplicateRecordError,
@@ -36,6 +38,7 @@ from tbledger.limits import (
     U64_MAX,
     U128_MAX,
 )
+from tbledger.model import request_hash_of
 from tbledger.store import (
     DEFAULT_APP_ROLE,
     AccountRecord,
@@ -46,26 +49,16 @@ from tbledger.store import (
     postgres,
     rows,
 )
-from tbledger.store.records import I32_MAX
+from tbledger.store.backend import Backend
+from tbledger.store.connect import open_backend
+from tbledger.store.records import I32_MAX, encode_document
 from tbledger.store.tables import audit_events, transfers
-from tests.store.conftest import StoreCase
+from tests.store.conftest import StoreCase, case_options, open_store
+from tests.support.records import intent
 
 # Values that end a field or a row, or mean NULL or end-of-data, in COPY's text format, and
 # characters outside ASCII.
 AWKWARD = ["a\tb", "line\nbreak", "cr\rlf\r\n", "back\\slash", "\\N", "\\.", "", "é€😀", "\\\\t"]
-
-
-def intent(**values: Any) -> TransferIntent:
-    fields_: dict[str, Any] = {
-        "id": new_id(),
-        "debit_account_id": 1,
-        "credit_account_id": 2,
-        "amount": 100,
-        "ledger": 1,
-        "code": 1,
-    }
-    fields_.update(values)
-    return TransferIntent(**fields_)
 
 
 def extremes(**values: Any) -> TransferIntent:
@@ -327,28 +320,49 @@ async def test_an_event_names_its_transfer_without_a_foreign_key(
 # One transaction per call.
 
 
+class EventsFail:
+    """A backend whose events insert fails while `armed`, after the transfers went out."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.single_connection = backend.single_connection
+        self.direct_rows_max = backend.direct_rows_max
+        self.armed = True
+        self.sent: list[bool] = []
+
+    def create_engine(self) -> AsyncEngine:
+        return self.backend.create_engine()
+
+    async def insert_rows(self, *args: Any) -> None:
+        await self.backend.insert_rows(*args)
+
+    async def insert_events(self, *args: Any, returning: bool) -> list[int]:
+        if self.armed:
+            self.sent.append(True)
+            raise RuntimeError("the events insert failed")
+        return await self.backend.insert_events(*args, returning=returning)
+
+    async def insert_direct(self, *args: Any) -> None:
+        await self.backend.insert_direct(*args)
+
+
 async def test_a_failure_after_the_transfers_were_sent_leaves_nothing(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store_case: StoreCase,
 ) -> None:
-    backend = store._backend
-    sent = []
-
-    async def failing_events(*args: Any, **kwargs: Any) -> list[int]:
-        sent.append(True)
-        raise RuntimeError("the events insert failed")
-
-    monkeypatch.setattr(backend, "insert_events", failing_events)
-    # Past the direct statement's size: the transfers and their events are two statements.
-    batch = [intent() for _ in range(backend.direct_rows_max + 1)]
-    with pytest.raises(RuntimeError):
+    backend = EventsFail(open_backend(store_case.url, case_options(store_case)))
+    async with open_store(backend) as store:
+        # Past the direct statement's size: the transfers and their events are two statements.
+        batch = [intent() for _ in range(backend.direct_rows_max + 1)]
+        with pytest.raises(RuntimeError):
+            await store.insert_intents(batch, returning=False)
+        assert backend.sent
+        backend.armed = False
+        # The transfers went out first; they were rolled back with the transaction.
+        for item in batch:
+            assert await store.get_intent(item.id) is None
         await store.insert_intents(batch, returning=False)
-    assert sent
-    monkeypatch.undo()
-    # The transfers went out first; they were rolled back with the transaction.
-    for item in batch:
-        assert await store.get_intent(item.id) is None
-    await store.insert_intents(batch, returning=False)
-    assert await store.get_intent(batch[0].id) is not None
+        assert await store.get_intent(batch[0].id) is not None
 
 
 async def test_batch_writes_run_as_the_application_role(postgres_case: StoreCase) -> None:
@@ -459,23 +473,38 @@ async def test_a_batch_may_mix_transfer_and_account_events(store: Store) -> None
 # The column layout itself (no database).
 
 
-def test_the_column_extractors_follow_the_column_lists() -> None:
+def test_the_columns_follow_the_column_lists() -> None:
+    # Validation writes documents as JSON text, fills in a keyed intent's request hash, spells an
+    # event's kind as its value and stamps the batch's time; every other value is the record's.
+    now = datetime.now(UTC)
     item = extremes(payment_id="p", event_id="e", chain_tx_hash="c", idempotency_key="k")
     other = intent(metadata={"n": 1})
-    columns = rows._intent_values([item, other])
-    assert len(columns) == len(rows.INTENT_COLUMNS) - 1
+    columns = rows.intent_columns([item, other], now)
+    assert len(columns) == len(rows.INTENT_COLUMNS)
     for record, k in ((item, 0), (other, 1)):
-        values = dict(zip(rows.INTENT_COLUMNS, [column[k] for column in columns], strict=False))
-        assert values == {name: getattr(record, name) for name in rows.INTENT_COLUMNS[:-1]}
+        values = dict(zip(rows.INTENT_COLUMNS, [column[k] for column in columns], strict=True))
+        expected = {name: getattr(record, name) for name in rows.INTENT_COLUMNS[:-1]}
+        expected["metadata"] = encode_document("metadata", record.metadata)
+        expected["control"] = encode_document("control", record.control)
+        expected["request_hash"] = request_hash_of(record) if record.idempotency_key else None
+        assert values == {**expected, "created_at": now}
     assert rows.INTENT_COLUMNS[-1] == "created_at"
     assert set(rows.INTENT_COLUMNS) == {f.name for f in fields(TransferIntent)}
     event = NewAuditEvent(
-        kind=EventKind.PENDING, transfer_id=1, account_id=2, status="s", engine_timestamp=3
+        kind=EventKind.PENDING,
+        transfer_id=1,
+        account_id=2,
+        status="s",
+        engine_timestamp=3,
+        detail={"d": 4},
     )
-    columns = rows._event_values([event])
-    assert len(columns) == len(rows.EVENT_COLUMNS) - 1
-    values = dict(zip(rows.EVENT_COLUMNS, [column[0] for column in columns], strict=False))
-    assert values == {name: getattr(event, name) for name in rows.EVENT_COLUMNS[:-1]}
+    columns = rows.event_columns([event], now)
+    assert len(columns) == len(rows.EVENT_COLUMNS)
+    values = dict(zip(rows.EVENT_COLUMNS, [column[0] for column in columns], strict=True))
+    expected = {name: getattr(event, name) for name in rows.EVENT_COLUMNS[:-1]}
+    expected["kind"] = event.kind.value
+    expected["detail"] = encode_document("detail", event.detail)
+    assert values == {**expected, rows.EVENT_COLUMNS[-1]: now}
 
 
 def test_columns_hold_plain_values_and_json_text() -> None:
@@ -602,7 +631,7 @@ SECOND = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
 )
 def test_copy_text_matches_spelling_every_value(columns: rows.Columns) -> None:
     expected = reference_copy_text(columns)
-    assert postgres._copy_text(audit_events, rows.EVENT_COLUMNS, columns) == expected
+    assert postgres.copy_text(audit_events, rows.EVENT_COLUMNS, columns) == expected
 
 
 def test_copy_text_of_transfers_matches_spelling_every_value() -> None:
@@ -614,42 +643,45 @@ def test_copy_text_of_transfers_matches_spelling_every_value() -> None:
     batch += [extremes(metadata={"x": "\t"}), intent(chain_id=5, chain_index=0)]
     for columns in (rows.intent_columns(batch, now), rows.intent_columns(batch[:1], now)):
         expected = reference_copy_text(columns)
-        assert postgres._copy_text(transfers, rows.INTENT_COLUMNS, columns) == expected
+        assert postgres.copy_text(transfers, rows.INTENT_COLUMNS, columns) == expected
 
 
 def test_copy_text_refuses_a_lone_surrogate_in_a_shared_value() -> None:
     columns = event_batch(2, status=["\udfff", "\udfff"])
     with pytest.raises(ValidationError, match="surrogate"):
-        postgres._copy_text(audit_events, rows.EVENT_COLUMNS, columns)
+        postgres.copy_text(audit_events, rows.EVENT_COLUMNS, columns)
+
+
+def postgres_backend(case: StoreCase, calls: postgres.DriverCalls) -> postgres.PostgresBackend:
+    """A backend like `case.store`'s whose calls straight to the driver go through `calls`."""
+    return postgres.PostgresBackend(make_url(case.url), case_options(case), calls=calls)
 
 
 async def test_returned_seqs_leave_out_rows_another_writer_commits_meanwhile(
-    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch
+    postgres_case: StoreCase,
 ) -> None:
     # COPY has no RETURNING; the seqs are read back afterwards. A writer that does not take the
     # store's lock (a person with psql, another tool) may commit a row in between, above ours.
-    store = postgres_case.store
     item = intent()
-    await store.insert_intents([item], returning=False)
-    copy = postgres._copy
+    await postgres_case.store.insert_intents([item], returning=False)
 
-    async def copy_then_interleave(*args: Any) -> None:
-        await copy(*args)
-        async with postgres_case.admin.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO audit_events (transfer_id, kind, detail) "
-                    "VALUES (:t, 'voided', '{}')"
-                ),
-                {"t": item.id},
-            )
+    class Interleaved(postgres.DriverCalls):
+        async def copy(self, *args: Any) -> None:
+            await super().copy(*args)
+            async with postgres_case.admin.begin() as conn:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO audit_events (transfer_id, kind, detail) "
+                        "VALUES (:t, 'voided', '{}')"
+                    ),
+                    {"t": item.id},
+                )
 
-    monkeypatch.setattr(postgres, "_copy", copy_then_interleave)
-    appended = await store.append_events(
-        [NewAuditEvent(kind=EventKind.POSTED, transfer_id=item.id) for _ in range(3)]
-    )
-    monkeypatch.undo()
-    audit = await store.transfer_audit(item.id)
+    async with open_store(postgres_backend(postgres_case, Interleaved())) as store:
+        appended = await store.append_events(
+            [NewAuditEvent(kind=EventKind.POSTED, transfer_id=item.id) for _ in range(3)]
+        )
+    audit = await postgres_case.store.transfer_audit(item.id)
     kinds = [EventKind.SUBMITTED, *[EventKind.POSTED] * 3, EventKind.VOIDED]
     assert [e.kind for e in audit] == kinds
     assert appended == audit[1:4]
@@ -692,28 +724,38 @@ async def test_appends_wait_for_the_audit_lock_so_seq_order_is_commit_order(
 
 @pytest.mark.parametrize("path", ["direct", "copy"])
 async def test_a_connection_lost_during_a_batch_is_unavailable_and_replaced(
-    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch, path: str
+    postgres_case: StoreCase, path: str
 ) -> None:
     # A small batch is one direct statement; a larger one COPYs in a transaction.
-    store = postgres_case.store
-    name = "_execute" if path == "direct" else "_copy"
-    send = getattr(postgres, name)
 
-    async def send_on_a_dead_connection(driver: Any, *args: Any) -> None:
-        async with postgres_case.admin.connect() as conn:
-            await conn.execute(
-                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()}
-            )
-        await send(driver, *args)
+    class SentOnADeadConnection(postgres.DriverCalls):
+        armed = True
 
-    monkeypatch.setattr(postgres, name, send_on_a_dead_connection)
-    size = 10 if path == "direct" else STORE_DIRECT_ROWS_MAX + 1
-    batch = [intent() for _ in range(size)]
-    with pytest.raises(StoreUnavailableError):
+        async def die(self, driver: Any) -> None:
+            async with postgres_case.admin.connect() as conn:
+                await conn.execute(
+                    sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()}
+                )
+
+        async def execute(self, driver: Any, *args: Any) -> None:
+            if self.armed and path == "direct":
+                await self.die(driver)
+            await super().execute(driver, *args)
+
+        async def copy(self, driver: Any, *args: Any) -> None:
+            if self.armed and path == "copy":
+                await self.die(driver)
+            await super().copy(driver, *args)
+
+    calls = SentOnADeadConnection()
+    async with open_store(postgres_backend(postgres_case, calls)) as store:
+        size = 10 if path == "direct" else STORE_DIRECT_ROWS_MAX + 1
+        batch = [intent() for _ in range(size)]
+        with pytest.raises(StoreUnavailableError):
+            await store.insert_intents(batch, returning=False)
+        calls.armed = False
         await store.insert_intents(batch, returning=False)
-    monkeypatch.undo()
-    await store.insert_intents(batch, returning=False)
-    assert await store.get_intent(batch[0].id) is not None
+        assert await store.get_intent(batch[0].id) is not None
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 0.005, 0.02, 0.05])
@@ -743,29 +785,32 @@ async def test_a_cancelled_batch_is_all_or_nothing_and_the_store_goes_on(
 @pytest.mark.parametrize("which", [1, 2])
 @pytest.mark.parametrize("returning", [True, False])
 async def test_a_batch_cancelled_mid_copy_leaves_nothing_and_the_store_goes_on(
-    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch, which: int, returning: bool
+    postgres_case: StoreCase, which: int, returning: bool
 ) -> None:
     # The caller's deadline cancels the call while the driver is sending a COPY (the transfers,
     # or the submitted events): the connection is in the middle of the COPY protocol.
-    store = postgres_case.store
-    copy = postgres._copy
-    calls = []
 
-    async def copy_then_cancelled(*args: Any) -> None:
-        calls.append(args)
-        if len(calls) == which:
-            task = asyncio.current_task()
-            assert task is not None
-            asyncio.get_running_loop().call_later(0.001, task.cancel)
-        await copy(*args)
+    class CancelledMidCopy(postgres.DriverCalls):
+        armed = True
+        copies = 0
 
-    monkeypatch.setattr(postgres, "_copy", copy_then_cancelled)
-    batch = [intent() for _ in range(STORE_BATCH_ROWS_MAX)]
-    with pytest.raises(asyncio.CancelledError):
-        await store.insert_intents(batch, returning=returning)
-    monkeypatch.undo()
-    assert len(calls) == which
-    assert await store.get_intent(batch[0].id) is None
-    assert await store.events_since(0, 10) == []
-    await store.insert_intents(batch[:10], returning=returning)
-    assert len(await store.events_since(0, 100)) == 10
+        async def copy(self, *args: Any) -> None:
+            if self.armed:
+                self.copies += 1
+                if self.copies == which:
+                    task = asyncio.current_task()
+                    assert task is not None
+                    asyncio.get_running_loop().call_later(0.001, task.cancel)
+            await super().copy(*args)
+
+    calls = CancelledMidCopy()
+    async with open_store(postgres_backend(postgres_case, calls)) as store:
+        batch = [intent() for _ in range(STORE_BATCH_ROWS_MAX)]
+        with pytest.raises(asyncio.CancelledError):
+            await store.insert_intents(batch, returning=returning)
+        calls.armed = False
+        assert calls.copies == which
+        assert await store.get_intent(batch[0].id) is None
+        assert await store.events_since(0, 10) == []
+        await store.insert_intents(batch[:10], returning=returning)
+        assert len(await store.events_since(0, 100)) == 10

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from tbledger.errors import ConfigurationError, StoreError, StoreUnavailableError
 from tbledger.ids import new_id
-from tbledger.store import AccountRecord, Store, StoreOptions, TransferIntent, postgres
+from tbledger.store import AccountRecord, Store, StoreOptions, TransferIntent
 from tbledger.store.connect import open_backend
-from tbledger.store.postgres import PostgresBackend
+from tbledger.store.postgres import DriverCalls, PostgresBackend
 from tbledger.store.sqlite import SqliteBackend
 from tests.store.conftest import StoreCase, sqlite_url
 from tests.support.database import SessionDatabase, free_port
+from tests.support.records import intent
 
 
 @pytest.mark.parametrize(
@@ -207,7 +209,7 @@ async def test_postgres_store_survives_dropped_connections(postgres_case: StoreC
     await _terminate_store_sessions(postgres_case)
     await asyncio.sleep(0.05)  # the event loop reads the end of each connection's stream
     await asyncio.gather(store.ping(), store.events_since(0, 1), store.ping())
-    await store.insert_intents([_intent()], returning=False)
+    await store.insert_intents([intent(amount=1)], returning=False)
     assert len(await store.events_since(0, 10)) == 1
 
 
@@ -228,11 +230,11 @@ async def test_pooled_connections_the_server_said_farewell_to_are_replaced(
     # the refusing ones are dropped. Here the farewell reaches every pooled connection and the
     # ends of their streams never do, so each is found out by a refused statement.
     store = postgres_case.store
-    intent = _intent()
+    item = intent(amount=1)
     # Through SQLAlchemy (a read), then straight to the driver (a small batch, one statement).
     calls = [
         lambda: store.events_since(0, 10),
-        lambda: store.insert_intents(iter([intent]), returning=False),
+        lambda: store.insert_intents(iter([item]), returning=False),
     ]
     for call in calls:
         async with contextlib.AsyncExitStack() as stack:
@@ -246,32 +248,33 @@ async def test_pooled_connections_the_server_said_farewell_to_are_replaced(
         # Every pooled connection is taken: none of those the server left is handed out again.
         await asyncio.gather(*(store.ping() for _ in range(8)))
         assert all(driver is not None and driver.is_closed() for driver in drivers)
-    assert [e.transfer_id for e in await store.events_since(0, 10)] == [intent.id]
+    assert [e.transfer_id for e in await store.events_since(0, 10)] == [item.id]
 
 
-async def test_an_idle_connection_is_checked_before_use(
-    postgres_case: StoreCase, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_idle_connection_is_checked_before_use(postgres_case: StoreCase) -> None:
     # A connection idle past the threshold is pinged before it is handed out, so one the driver
     # has not seen closed yet is replaced too. (Threshold 0: every checkout is checked.)
-    monkeypatch.setattr(postgres, "STORE_PING_IDLE_S", 0.0)
-    options = StoreOptions(schema=postgres_case.schema)
-    async with await Store.connect(postgres_case.url, options=options) as store:
-        await store.ping()
-        asked = []
 
-        def not_noticed(connection: object) -> bool:
-            asked.append(connection)
+    class NotNoticed(DriverCalls):
+        """Once armed, the driver never has seen a pooled connection closed."""
+
+        def __init__(self) -> None:
+            self.armed = False
+            self.asked: list[object] = []
+
+        def known_closed(self, dbapi_connection: object) -> bool:
+            if not self.armed:
+                return super().known_closed(dbapi_connection)
+            self.asked.append(dbapi_connection)
             return False
 
-        monkeypatch.setattr(postgres, "_known_closed", not_noticed)
+    options = StoreOptions(schema=postgres_case.schema, ping_idle_s=0.0)
+    calls = NotNoticed()
+    backend = PostgresBackend(make_url(postgres_case.url), options, calls=calls)
+    async with Store(backend.create_engine(), backend) as store:
+        await store.ping()
+        calls.armed = True
         await _terminate_store_sessions(postgres_case)
         await store.ping()
         assert await store.events_since(0, 1) == []
-        assert asked
-
-
-def _intent() -> TransferIntent:
-    return TransferIntent(
-        id=new_id(), debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1
-    )
+        assert calls.asked

@@ -90,7 +90,7 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         url, schema = sqlite_url(tmp_path / "migrate.db"), None
     else:
         database: SessionDatabase = request.getfixturevalue("postgres_database")
-        url, schema = database.url, f"{database.prefix}_{secrets.token_hex(4)}"
+        url, schema = database.url, database.new_schema()
     engine = open_backend(url, StoreOptions(schema=schema)).create_engine()
     try:
         yield Target(kind=request.param, url=url, schema=schema, engine=engine)
@@ -305,7 +305,7 @@ async def grants(engine: AsyncEngine, role: str) -> dict[str, set[str]]:
 
 @pytest.fixture
 async def pg_target(postgres_database: SessionDatabase) -> AsyncIterator[Target]:
-    schema = f"{postgres_database.prefix}_{secrets.token_hex(4)}"
+    schema = postgres_database.new_schema()
     engine = open_backend(postgres_database.url, StoreOptions(schema=schema)).create_engine()
     try:
         yield Target(kind="postgresql", url=postgres_database.url, schema=schema, engine=engine)
@@ -344,7 +344,7 @@ async def test_a_custom_role_is_created_once_and_granted_in_each_schema(
     postgres_database: SessionDatabase,
 ) -> None:
     role = f"tbledger_test_role_{secrets.token_hex(4)}"
-    schemas = [f"{postgres_database.prefix}_{secrets.token_hex(4)}" for _ in range(3)]
+    schemas = [postgres_database.new_schema() for _ in range(3)]
     admin = open_backend(postgres_database.url).create_engine()
     try:
         await asyncio.gather(

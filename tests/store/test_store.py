@@ -29,6 +29,7 @@ from tbledger.store import (
     TransferIntent,
     request_hash_of,
 )
+from tests.support.records import intent
 
 U128_MAX = (1 << 128) - 1
 U64_MAX = (1 << 64) - 1
@@ -38,19 +39,6 @@ def account(**fields: Any) -> AccountRecord:
     values: dict[str, Any] = {"id": new_id(), "account_type": "user", "ledger": 1, "code": 1}
     values.update(fields)
     return AccountRecord(**values)
-
-
-def intent(**fields: Any) -> TransferIntent:
-    values: dict[str, Any] = {
-        "id": new_id(),
-        "debit_account_id": 1,
-        "credit_account_id": 2,
-        "amount": 100,
-        "ledger": 1,
-        "code": 1,
-    }
-    values.update(fields)
-    return TransferIntent(**values)
 
 
 def event(kind: EventKind, transfer_id: int, **fields: Any) -> NewAuditEvent:

@@ -37,6 +37,8 @@ from typing import Any, TypeVar
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from tbledger.store import DEFAULT_APP_ROLE, StoreOptions
+
 _T = TypeVar("_T")
 
 ENV_URL = "TBLEDGER_TEST_DATABASE_URL"
@@ -215,6 +217,14 @@ class SessionDatabase:
     dedicated: bool
     # Prefix of every schema the session creates, so a shared database can be cleaned up.
     prefix: str
+
+    def new_schema(self) -> str:
+        """A fresh schema name of this session's own (under its prefix, so it is dropped too)."""
+        return f"{self.prefix}_{secrets.token_hex(4)}"
+
+    def store_options(self) -> StoreOptions:
+        """Options for a store in a fresh schema of its own, acting as the application role."""
+        return StoreOptions(schema=self.new_schema(), role=DEFAULT_APP_ROLE)
 
 
 def create_test_database(server: PostgresServer) -> SessionDatabase:

@@ -177,6 +177,19 @@ class KeyRing:
         self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
         self._misses: OrderedDict[str, float] = OrderedDict()
 
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop what is cached about `key_id` (both a good record and a miss), or about every key.
+
+        Call it after a key was revoked, created or changed through this process: the next
+        request with that key reads the store instead of trusting the cache for up to `ttl_s`.
+        """
+        if key_id is None:
+            self._cache.clear()
+            self._misses.clear()
+        else:
+            self._cache.pop(key_id, None)
+            self._misses.pop(key_id, None)
+
     def needs_lookup(self, token: str) -> bool:
         """Whether verifying `token` would read the store (a well-formed id not cached either
         way); the caller may refuse a flood before that read."""

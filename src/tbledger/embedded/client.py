@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Final, Generic, Protocol, Self, TypeVar
 
 from tigerbeetle import (
     Account,
@@ -49,7 +50,9 @@ from tbledger.limits import BATCH_EVENTS_MAX, QUERY_LIMIT_MAX, U128_MAX
 
 __all__ = ["ClientAsync", "ClientSync", "ManualClock", "Replica"]
 
-_R = TypeVar("_R")
+_A = TypeVar("_A")  # an operation's argument, as the caller passes it
+_E = TypeVar("_E")  # what the replica gets for it, after the client-side checks
+_R = TypeVar("_R")  # its result
 _M128 = U128_MAX
 _M64 = (1 << 64) - 1
 _M32 = (1 << 32) - 1
@@ -255,6 +258,14 @@ class ManualClock:
             return self._now_ns
 
 
+# How the replica applies each journaled write: live, and again when it replays the journal.
+_Apply = Callable[[StateMachine, Sequence[jr.Event], int], list[tuple[int, int]]]
+_WRITES: Final[dict[int, _Apply]] = {
+    jr.OP_CREATE_ACCOUNTS: StateMachine.create_accounts,
+    jr.OP_CREATE_TRANSFERS: StateMachine.create_transfers,
+}
+
+
 class Replica:
     """The state machine plus its clock and journal, shared by the sync and async facades: what
     a TigerBeetle replica is to the official client (named so, and not "engine", which is the
@@ -296,12 +307,13 @@ class Replica:
         sm = self.sm
         try:
             for record in journal.open():
-                if record.operation == jr.OP_CREATE_ACCOUNTS:
-                    sm.create_accounts(jr.unpack_accounts(record.body), record.timestamp_ns)
-                elif record.operation == jr.OP_CREATE_TRANSFERS:
-                    sm.create_transfers(jr.unpack_transfers(record.body), record.timestamp_ns)
-                else:
+                if record.operation == jr.OP_PULSE:
                     sm.pulse(record.timestamp_ns)
+                else:
+                    # A replayed write runs exactly as it ran live: same function, same timestamp.
+                    _WRITES[record.operation](
+                        sm, jr.unpack_events(record.body), record.timestamp_ns
+                    )
         except BaseException:
             journal.close()
             raise
@@ -400,37 +412,32 @@ class Replica:
         if self._failed is not None:
             raise JournalError("the engine stopped after a journal write failure")
 
-    # The operations below run under the engine lock and append the journal records that must be
-    # durable before their results are released; `run` and `submit` commit those records.
+    # The two operations below run under the engine lock and append the journal records that must
+    # be durable before their results are released; `run` and `submit` commit those records.
 
-    def create_accounts_op(
-        self, events: list[AccountEvent], records: list[bytes]
-    ) -> list[CreateAccountResult]:
+    def write_op(
+        self, operation: int, events: list[jr.Event], records: list[bytes]
+    ) -> list[tuple[int, int]]:
+        """Apply one write (a journal operation: create accounts or transfers) and journal it.
+
+        Returns the state machine's (timestamp, status) pair for each event.
+        """
         self.check_usable()
         self._pulse(records)
         now = self._now()
-        pairs = self.sm.create_accounts(events, now)
+        pairs = _WRITES[operation](self.sm, events, now)
         if self.journal is not None and events:
-            records.append(jr.encode_record(jr.OP_CREATE_ACCOUNTS, now, jr.pack_accounts(events)))
-        return to_results_accounts(pairs)
+            records.append(jr.encode_record(operation, now, jr.pack_events(events)))
+        return pairs
 
-    def create_transfers_op(
-        self, events: list[TransferEvent], records: list[bytes]
-    ) -> list[CreateTransferResult]:
-        self.check_usable()
-        self._pulse(records)
-        now = self._now()
-        pairs = self.sm.create_transfers(events, now)
-        if self.journal is not None and events:
-            body = jr.pack_transfers(events)
-            records.append(jr.encode_record(jr.OP_CREATE_TRANSFERS, now, body))
-        return to_results_transfers(pairs)
-
-    def read_op(self, read: Callable[[StateMachine], _R], records: list[bytes]) -> _R:
+    def read_op(
+        self, query: Callable[[StateMachine, _E], _R], argument: _E, records: list[bytes]
+    ) -> _R:
+        """Answer one lookup or query, after any expiry that is due by now."""
         self.check_usable()
         self._pulse(records)
         self.sm.tick(self._now())
-        return read(self.sm)
+        return query(self.sm, argument)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -440,6 +447,138 @@ class Replica:
             if self.journal is not None:
                 self.journal.close()
                 self.journal = None
+
+
+# The operation table. Each of the eight operations is one row: the official client's integer
+# checks on its argument (run while the request is built, before anything else), what its size
+# limit bounds, and how the replica runs it, which also fixes whether it writes (and journals) or
+# reads, and the shape of its result. Both facades funnel every operation through one `_submit`
+# over a row, so a rule about order, limits or threading is written once.
+
+
+class _Limited(Protocol):
+    @property
+    def limit(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation(Generic[_A, _E, _R]):
+    """One row of the operation table.
+
+    ``check`` takes the caller's argument and returns what the replica gets (validated events,
+    truncated ids, or the checked filter); ``count`` is what the size limit bounds: the events of a
+    batch, against the replica's ``batch_events_max``, or for a query (``query=True``) its
+    ``limit``, against the reply capacity ``QUERY_LIMIT_MAX``; ``run`` executes it on the replica
+    under the engine lock, appending the journal records it needs to ``records``.
+    """
+
+    name: str
+    check: Callable[[_A], _E]
+    count: Callable[[_E], int]
+    query: bool
+    run: Callable[[Replica, _E, list[bytes]], _R]
+
+
+def _write(
+    operation: int, results: Callable[[list[tuple[int, int]]], _R]
+) -> Callable[[Replica, list[jr.Event], list[bytes]], _R]:
+    """A write row's `run`: apply the events as journal `operation`, then shape the results."""
+
+    def run(replica: Replica, events: list[jr.Event], records: list[bytes]) -> _R:
+        return results(replica.write_op(operation, events, records))
+
+    return run
+
+
+def _read(
+    query: Callable[[StateMachine, _E], _R],
+) -> Callable[[Replica, _E, list[bytes]], _R]:
+    """A read row's `run`: answer `query` from the state machine."""
+
+    def run(replica: Replica, argument: _E, records: list[bytes]) -> _R:
+        return replica.read_op(query, argument, records)
+
+    return run
+
+
+def _account_events(accounts: Sequence[Account]) -> list[AccountEvent]:
+    return [account_event(a) for a in accounts]
+
+
+def _transfer_events(transfers: Sequence[Transfer]) -> list[TransferEvent]:
+    return [transfer_event(t) for t in transfers]
+
+
+def _account_filter(f: AccountFilter) -> AccountFilter:
+    _slow_fields(f, _ACCOUNT_FILTER_FIELDS)
+    return f
+
+
+def _query_filter(f: QueryFilter) -> QueryFilter:
+    _slow_fields(f, _QUERY_FILTER_FIELDS)
+    return f
+
+
+def _limit(f: _Limited) -> int:
+    return f.limit
+
+
+_CREATE_ACCOUNTS: Final = _Operation(
+    "create_accounts",
+    check=_account_events,
+    count=len,
+    query=False,
+    run=_write(jr.OP_CREATE_ACCOUNTS, to_results_accounts),
+)
+_CREATE_TRANSFERS: Final = _Operation(
+    "create_transfers",
+    check=_transfer_events,
+    count=len,
+    query=False,
+    run=_write(jr.OP_CREATE_TRANSFERS, to_results_transfers),
+)
+_LOOKUP_ACCOUNTS: Final[_Operation[Sequence[int], list[int], list[Account]]] = _Operation(
+    "lookup_accounts",
+    check=_validate_ids,
+    count=len,
+    query=False,
+    run=_read(StateMachine.lookup_accounts),
+)
+_LOOKUP_TRANSFERS: Final[_Operation[Sequence[int], list[int], list[Transfer]]] = _Operation(
+    "lookup_transfers",
+    check=_validate_ids,
+    count=len,
+    query=False,
+    run=_read(StateMachine.lookup_transfers),
+)
+_GET_ACCOUNT_TRANSFERS: Final = _Operation(
+    "get_account_transfers",
+    check=_account_filter,
+    count=_limit,
+    query=True,
+    run=_read(StateMachine.get_account_transfers),
+)
+_GET_ACCOUNT_BALANCES: Final = _Operation(
+    "get_account_balances",
+    check=_account_filter,
+    count=_limit,
+    query=True,
+    run=_read(StateMachine.get_account_balances),
+)
+_QUERY_ACCOUNTS: Final = _Operation(
+    "query_accounts",
+    check=_query_filter,
+    count=_limit,
+    query=True,
+    run=_read(StateMachine.query_accounts),
+)
+_QUERY_TRANSFERS: Final = _Operation(
+    "query_transfers",
+    check=_query_filter,
+    count=_limit,
+    query=True,
+    run=_read(StateMachine.query_transfers),
+)
 
 
 class _Base:
@@ -482,42 +621,18 @@ class _Base:
             raise ClientClosedError()
         return self._replica
 
-    # The official client's order: integer checks while it builds the request, then a closed
-    # client (submit refuses it), and only then size limits (reported by its I/O thread). So a
-    # closed client raises ClientClosedError even for an oversized batch or query limit.
-
-    def _accounts(self, accounts: Sequence[Account]) -> list[AccountEvent]:
-        events = [account_event(a) for a in accounts]
-        self._check_open()
-        if len(events) > self._replica.batch_events_max:
+    def _request(self, operation: _Operation[_A, _E, Any], argument: _A) -> tuple[_E, int]:
+        """Build a request as the official client does, in its order: integer checks while it
+        builds the request, then a closed client (its submit refuses it), and only then size
+        limits (reported by its I/O thread). So a closed client raises ClientClosedError even for
+        an oversized batch or query limit. Returns what the replica gets and its count.
+        """
+        request = operation.check(argument)
+        replica = self._check_open()
+        count = operation.count(request)
+        if count > (QUERY_LIMIT_MAX if operation.query else replica.batch_events_max):
             raise TooMuchDataError()
-        return events
-
-    def _transfers(self, transfers: Sequence[Transfer]) -> list[TransferEvent]:
-        events = [transfer_event(t) for t in transfers]
-        self._check_open()
-        if len(events) > self._replica.batch_events_max:
-            raise TooMuchDataError()
-        return events
-
-    def _ids(self, ids: Sequence[int]) -> list[int]:
-        checked = _validate_ids(ids)
-        self._check_open()
-        if len(checked) > self._replica.batch_events_max:
-            raise TooMuchDataError()
-        return checked
-
-    def _check_account_filter(self, f: AccountFilter) -> None:
-        _slow_fields(f, _ACCOUNT_FILTER_FIELDS)
-        self._check_open()
-        if f.limit > QUERY_LIMIT_MAX:
-            raise TooMuchDataError()
-
-    def _check_query_filter(self, f: QueryFilter) -> None:
-        _slow_fields(f, _QUERY_FILTER_FIELDS)
-        self._check_open()
-        if f.limit > QUERY_LIMIT_MAX:
-            raise TooMuchDataError()
+        return request, count
 
     def _close_replica(self) -> None:
         self._closed = True
@@ -533,48 +648,36 @@ class ClientSync(_Base):
     (nanoseconds since the epoch), e.g. a ``ManualClock`` for expiry tests.
     """
 
-    def _call(self, op: Callable[[list[bytes]], _R]) -> _R:
-        return self._check_open().run(op)
+    def _submit(self, operation: _Operation[_A, _E, _R], argument: _A) -> _R:
+        """Run one operation of the table now, on the calling thread, under the engine lock."""
+        request, _ = self._request(operation, argument)
+        replica = self._check_open()
+        run = operation.run
+        return replica.run(lambda records: run(replica, request, records))
 
     def create_accounts(self, accounts: list[Account]) -> list[CreateAccountResult]:
-        events = self._accounts(accounts)
-        return self._call(lambda r: self._replica.create_accounts_op(events, r))
+        return self._submit(_CREATE_ACCOUNTS, accounts)
 
     def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
-        events = self._transfers(transfers)
-        return self._call(lambda r: self._replica.create_transfers_op(events, r))
+        return self._submit(_CREATE_TRANSFERS, transfers)
 
     def lookup_accounts(self, accounts: list[int]) -> list[Account]:
-        ids = self._ids(accounts)
-        return self._call(lambda r: self._replica.read_op(lambda sm: sm.lookup_accounts(ids), r))
+        return self._submit(_LOOKUP_ACCOUNTS, accounts)
 
     def lookup_transfers(self, transfers: list[int]) -> list[Transfer]:
-        ids = self._ids(transfers)
-        return self._call(lambda r: self._replica.read_op(lambda sm: sm.lookup_transfers(ids), r))
+        return self._submit(_LOOKUP_TRANSFERS, transfers)
 
     def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
-        self._check_account_filter(filter)
-        return self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.get_account_transfers(filter), r)
-        )
+        return self._submit(_GET_ACCOUNT_TRANSFERS, filter)
 
     def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
-        self._check_account_filter(filter)
-        return self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.get_account_balances(filter), r)
-        )
+        return self._submit(_GET_ACCOUNT_BALANCES, filter)
 
     def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
-        self._check_query_filter(query_filter)
-        return self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.query_accounts(query_filter), r)
-        )
+        return self._submit(_QUERY_ACCOUNTS, query_filter)
 
     def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
-        self._check_query_filter(query_filter)
-        return self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.query_transfers(query_filter), r)
-        )
+        return self._submit(_QUERY_TRANSFERS, query_filter)
 
     def close(self) -> None:
         self._close_replica()
@@ -598,9 +701,16 @@ class ClientAsync(_Base):
     thread; the coroutine awaits it.
     """
 
-    async def _call(self, op: Callable[[list[bytes]], _R], events: int) -> _R:
+    async def _submit(self, operation: _Operation[_A, _E, _R], argument: _A) -> _R:
+        """Run one operation of the table: inline when that is cheap, else on the worker thread."""
+        request, count = self._request(operation, argument)
         replica = self._check_open()
-        if not replica.durable and events <= _INLINE_EVENTS_MAX and replica.try_lock():
+        run = operation.run
+
+        def op(records: list[bytes]) -> _R:
+            return run(replica, request, records)
+
+        if not replica.durable and count <= _INLINE_EVENTS_MAX and replica.try_lock():
             # Nothing to fsync and little to do: cheaper than a hop to the worker thread.
             try:
                 records: list[bytes] = []
@@ -610,52 +720,28 @@ class ClientAsync(_Base):
         return await asyncio.wrap_future(replica.submit(op))
 
     async def create_accounts(self, accounts: list[Account]) -> list[CreateAccountResult]:
-        events = self._accounts(accounts)
-        return await self._call(lambda r: self._replica.create_accounts_op(events, r), len(events))
+        return await self._submit(_CREATE_ACCOUNTS, accounts)
 
     async def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
-        events = self._transfers(transfers)
-        return await self._call(lambda r: self._replica.create_transfers_op(events, r), len(events))
+        return await self._submit(_CREATE_TRANSFERS, transfers)
 
     async def lookup_accounts(self, accounts: list[int]) -> list[Account]:
-        ids = self._ids(accounts)
-        return await self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.lookup_accounts(ids), r), len(ids)
-        )
+        return await self._submit(_LOOKUP_ACCOUNTS, accounts)
 
     async def lookup_transfers(self, transfers: list[int]) -> list[Transfer]:
-        ids = self._ids(transfers)
-        return await self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.lookup_transfers(ids), r), len(ids)
-        )
+        return await self._submit(_LOOKUP_TRANSFERS, transfers)
 
     async def get_account_transfers(self, filter: AccountFilter) -> list[Transfer]:
-        self._check_account_filter(filter)
-        return await self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.get_account_transfers(filter), r),
-            filter.limit,
-        )
+        return await self._submit(_GET_ACCOUNT_TRANSFERS, filter)
 
     async def get_account_balances(self, filter: AccountFilter) -> list[AccountBalance]:
-        self._check_account_filter(filter)
-        return await self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.get_account_balances(filter), r),
-            filter.limit,
-        )
+        return await self._submit(_GET_ACCOUNT_BALANCES, filter)
 
     async def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
-        self._check_query_filter(query_filter)
-        return await self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.query_accounts(query_filter), r),
-            query_filter.limit,
-        )
+        return await self._submit(_QUERY_ACCOUNTS, query_filter)
 
     async def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
-        self._check_query_filter(query_filter)
-        return await self._call(
-            lambda r: self._replica.read_op(lambda sm: sm.query_transfers(query_filter), r),
-            query_filter.limit,
-        )
+        return await self._submit(_QUERY_TRANSFERS, query_filter)
 
     async def close(self) -> None:
         if self._owns_replica and self._replica._executor is not None:

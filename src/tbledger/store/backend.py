@@ -32,6 +32,7 @@ from tbledger.errors import (
 )
 from tbledger.limits import (
     STORE_CONNECT_TIMEOUT_S,
+    STORE_PING_IDLE_S,
     STORE_POOL_CONNECTIONS_MAX,
     STORE_STATEMENT_TIMEOUT_S,
 )
@@ -52,6 +53,8 @@ class StoreOptions:
     pool_connections_max: int = STORE_POOL_CONNECTIONS_MAX
     connect_timeout_s: float = STORE_CONNECT_TIMEOUT_S
     statement_timeout_s: float = STORE_STATEMENT_TIMEOUT_S
+    # PostgreSQL only: a pooled connection idle this long is pinged before it is handed out.
+    ping_idle_s: float = STORE_PING_IDLE_S
 
 
 class Backend(Protocol):

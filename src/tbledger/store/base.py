@@ -124,7 +124,9 @@ class Store:
     """Account mapping, transfer intents and the audit log in PostgreSQL or SQLite."""
 
     def __init__(self, engine: AsyncEngine, backend: Backend) -> None:
-        """Wrap an engine built by `backend`; use `Store.connect` rather than this."""
+        """Wrap an engine built by `backend`. `Store.connect` does this for a URL (and checks that
+        the database answers); call it directly only with a backend built by hand, such as a
+        `PostgresBackend` given its own `DriverCalls`."""
         self._engine = engine
         self._backend = backend
         # SQLite in memory is one connection: calls must not interleave their transactions on it.

@@ -31,6 +31,12 @@ could see seq 11 commit before seq 10 and move its cursor past 10 forever. The l
 order equal commit order; it is held only for the events' insert and the commit. Each connection
 sets its schema (``search_path``), role and application name in the startup packet, so no extra
 round trip is spent on them.
+
+Every call the backend makes straight to the driver (a COPY, a direct statement, the pool's look
+at whether a connection is already known closed) goes through one `DriverCalls` object, given at
+construction: the place where a test puts a fault between the store and the database (another
+writer between a COPY and its read-back, a connection dying under a statement, a cancellation
+mid-COPY). Production uses the default, which costs one attribute lookup per statement.
 """
 
 from __future__ import annotations
@@ -50,13 +56,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tbledger.errors import ConfigurationError, InvariantViolationError, ValidationError
-from tbledger.limits import STORE_DIRECT_ROWS_MAX, STORE_PING_IDLE_S
+from tbledger.limits import STORE_DIRECT_ROWS_MAX
 from tbledger.store.backend import StoreOptions
 from tbledger.store.rows import EVENT_COLUMNS, Columns
 from tbledger.store.tables import audit_events
 from tbledger.store.types import U64, U128, UtcDateTime
 
-__all__ = ["PostgresBackend", "check_identifier"]
+__all__ = ["DriverCalls", "PostgresBackend", "check_identifier", "copy_text"]
 
 # Lower-case SQL identifiers only: they are interpolated into SET ROLE / GRANT statements (quoted
 # as well), and a deployment's schema or role name has no reason to need anything else.
@@ -96,20 +102,52 @@ def check_identifier(kind: str, name: str) -> str:
     return name
 
 
+class DriverCalls:
+    """The backend's calls straight to asyncpg, below SQLAlchemy.
+
+    `driver` is the asyncpg connection of a pooled SQLAlchemy connection. A subclass given to
+    `PostgresBackend` sees every such call and may delay, interleave or fail it; the default
+    sends it as it is.
+    """
+
+    async def copy(self, driver: Any, table: sa.Table, names: Sequence[str], data: bytes) -> None:
+        """Send a batch's COPY text (`copy_text`) into `table`, in the driver's transaction."""
+        # A memoryview: asyncpg would take bytes for a file name. It goes out as one CopyData
+        # message.
+        await driver.copy_to_table(
+            table.name, source=memoryview(data), columns=list(names), format="text"
+        )
+
+    async def execute(self, driver: Any, statement: str, arrays: list[list[str | None]]) -> None:
+        """Send a direct statement with its text arrays, in its own implicit transaction."""
+        try:
+            await driver.execute(statement, *arrays)
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"text is not valid Unicode (a lone surrogate?): {exc}") from None
+
+    def known_closed(self, dbapi_connection: Any) -> bool:
+        """Whether the driver has already seen the server close this pooled connection."""
+        closed: bool = dbapi_connection.driver_connection.is_closed()
+        return closed
+
+
 class PostgresBackend:
-    """PostgreSQL through asyncpg."""
+    """PostgreSQL through asyncpg; `calls` replaces the calls made straight to the driver."""
 
     name = "postgresql"
     single_connection = False
     direct_rows_max = STORE_DIRECT_ROWS_MAX
 
-    def __init__(self, url: URL, options: StoreOptions) -> None:
+    def __init__(
+        self, url: URL, options: StoreOptions, *, calls: DriverCalls | None = None
+    ) -> None:
         if options.schema is not None:
             check_identifier("schema", options.schema)
         if options.role is not None:
             check_identifier("role", options.role)
         self._url = url.set(drivername="postgresql+asyncpg")
         self._options = options
+        self._calls = DriverCalls() if calls is None else calls
         # Per table and column list: the direct statement and each column's array encoder.
         self._direct: dict[tuple[str, ...], tuple[str, list[_ArrayEncoder]]] = {}
 
@@ -132,29 +170,30 @@ class PostgresBackend:
                 "server_settings": server_settings,
             },
         )
-        _ping_when_idle(engine, STORE_PING_IDLE_S)
+        _ping_when_idle(engine, options.ping_idle_s, self._calls.known_closed)
         return engine
 
     async def insert_rows(
         self, conn: AsyncConnection, table: sa.Table, names: Sequence[str], columns: Columns
     ) -> None:
-        data = _copy_text(table, names, columns)
+        data = copy_text(table, names, columns)
         driver = await _driver(conn)
         async with _guarded(conn, driver):
-            await _copy(driver, table, names, data)
+            await self._calls.copy(driver, table, names, data)
 
     async def insert_events(
         self, conn: AsyncConnection, columns: Columns, *, returning: bool
     ) -> list[int]:
-        data = _copy_text(audit_events, EVENT_COLUMNS, columns)
+        data = copy_text(audit_events, EVENT_COLUMNS, columns)
         await conn.execute(_AUDIT_APPEND_LOCK)
         driver = await _driver(conn)
+        calls = self._calls
         async with _guarded(conn, driver):
             if not returning:
-                await _copy(driver, audit_events, EVENT_COLUMNS, data)
+                await calls.copy(driver, audit_events, EVENT_COLUMNS, data)
                 return []
             floor = await driver.fetchval(_SEQ_FLOOR)
-            await _copy(driver, audit_events, EVENT_COLUMNS, data)
+            await calls.copy(driver, audit_events, EVENT_COLUMNS, data)
             seqs = [record[0] for record in await driver.fetch(_SEQS_SINCE, floor)]
         count = len(columns[0])
         if len(seqs) != count:
@@ -186,7 +225,7 @@ class PostgresBackend:
         if driver is None:
             raise InvariantViolationError("the store's connection has no driver connection")
         async with _guarded(conn, driver):
-            await _execute(driver, statement, arrays)
+            await self._calls.execute(driver, statement, arrays)
 
 
 def _direct_columns(rows: tuple[sa.Table, Sequence[str], Columns] | None) -> list[sa.Column[Any]]:
@@ -251,7 +290,9 @@ def _instant_texts(values: Sequence[Any]) -> list[str | None]:
     return [None if value is None else _instant(value) for value in values]
 
 
-def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+def _ping_when_idle(
+    engine: AsyncEngine, idle_s: float, known_closed: Callable[[Any], bool]
+) -> None:
     """Check a pooled connection before handing it out if it sat idle for `idle_s` or more.
 
     A connection the server closed (a restart, a failover, a terminated backend) is known closed
@@ -274,7 +315,7 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
     @sa.event.listens_for(pool, "checkout")
     def handing_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         # The pool discards a connection that fails here and hands out a new one instead.
-        if _known_closed(dbapi_connection):
+        if known_closed(dbapi_connection):
             # The server closed it (a restart, a terminated backend): the driver saw the end of
             # the stream while the connection sat in the pool.
             raise sa.exc.DisconnectionError("the store closed this connection")
@@ -287,25 +328,6 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
 
 
 _RETURNED_AT = "tbledger_returned_at"
-
-
-def _known_closed(dbapi_connection: Any) -> bool:
-    closed: bool = dbapi_connection.driver_connection.is_closed()
-    return closed
-
-
-async def _execute(driver: Any, statement: str, arrays: list[list[str | None]]) -> None:
-    try:
-        await driver.execute(statement, *arrays)
-    except UnicodeEncodeError as exc:
-        raise ValidationError(f"text is not valid Unicode (a lone surrogate?): {exc}") from None
-
-
-async def _copy(driver: Any, table: sa.Table, names: Sequence[str], data: bytes) -> None:
-    # A memoryview: asyncpg would take bytes for a file name. It goes out as one CopyData message.
-    await driver.copy_to_table(
-        table.name, source=memoryview(data), columns=list(names), format="text"
-    )
 
 
 @contextlib.asynccontextmanager
@@ -433,7 +455,10 @@ def _text_encoder(column: sa.Column[Any]) -> _Encoder:
     raise InvariantViolationError(f"no COPY text encoding for column {column.name!r} ({kind})")
 
 
-def _copy_text(table: sa.Table, names: Sequence[str], columns: Columns) -> bytes:
+def copy_text(table: sa.Table, names: Sequence[str], columns: Columns) -> bytes:
+    """A validated batch (`columns` of `names`, as `tbledger.store.rows` builds them) as the
+    text of a ``COPY table FROM STDIN`` in text format; ValidationError for text that is not
+    valid Unicode."""
     count = len(columns[0]) if columns else 0
     if any(len(values) != count for values in columns):
         raise InvariantViolationError("the columns of a batch differ in length")
