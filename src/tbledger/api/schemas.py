@@ -135,6 +135,7 @@ class AccountStatusChange(StrictBody):
 
 class BalanceOut(BaseModel):
     account_id: str
+    account_name: str | None = Field(default=None, description="the account's unique name")
     ledger: int
     ledger_name: str | None
     asset_scale: int

@@ -233,7 +233,7 @@ async def get_balance(account_id: AccountIdPath, ctx: Ctx, caller: Caller) -> Ba
     """One account's balance: posted, available (holds deducted), pending, on its normal side."""
     record = await ctx.visible_account(caller, account_id_of(account_id))
     (balance,) = await ctx.service.get_balances([record.id])
-    return balance_out(ctx, balance)
+    return balance_out(ctx, balance, account_name=record.name)
 
 
 @router.get("/balances", response_model=BalanceList)
@@ -247,6 +247,8 @@ async def get_balances(
 ) -> BalanceList:
     """Several balances in one engine request (``?account_id=…&account_id=…``)."""
     ids = [account_id_of(a) for a in account_id]
-    await ctx.visible_accounts(caller, ids)
+    records = await ctx.visible_accounts(caller, ids)
     balances = await ctx.service.get_balances(ids)
-    return BalanceList(balances=[balance_out(ctx, b) for b in balances])
+    return BalanceList(
+        balances=[balance_out(ctx, b, account_name=records[b.account_id].name) for b in balances]
+    )
