@@ -101,6 +101,16 @@ HTTP_BODY_BYTES_MAX: Final = 4 * 1024 * 1024
 # response under a megabyte and a slow client from pinning the server on one request.
 HTTP_PAGE_LIMIT_MAX: Final = 1000
 
+# Why: a listing of accounts (by type, ledger, status or owner) or of transfers (by metadata) is
+# paged, never returned whole, however many rows match: a page is one bounded query, 100 rows
+# unless the caller asks for more (at most HTTP_PAGE_LIMIT_MAX), so a default listing stays small.
+LISTING_PAGE_ROWS_DEFAULT: Final = 100
+
+# Why: each metadata key/value pair of a transfer listing is one more containment term (one
+# document for PostgreSQL's GIN index, one scan of the document on SQLite); eight pairs pin down
+# any real lookup (an order, a customer reference) while bounding what one query can ask for.
+METADATA_FILTER_PAIRS_MAX: Final = 8
+
 # Why: an owner's key serves one user's app; 50 requests/s (bursts of 100) is far above a person's
 # pace and keeps one leaked key from starving everyone else. Admin keys serve back offices and
 # load generators.

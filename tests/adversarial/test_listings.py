@@ -89,3 +89,39 @@ async def test_another_owner_cannot_flood_an_event_listing(house: House) -> None
     assert await house.posted(a2) == "2.00"
     assert await house.posted(house.BM) == "0.00"
     assert await house.posted(b2) == "0.00"
+
+
+async def test_another_owner_cannot_flood_a_metadata_listing(house: House) -> None:
+    """The same holds for metadata, which any caller writes: bob's copies of alice's tag neither
+    show in her listing nor push her own past a page; the admin sees both."""
+    tag = {"order": "alice-A-17"}
+    params = {"metadata[order]": "alice-A-17", "limit": 5}
+    a2 = await house.api.account("alice")
+    r = await house.http.post(
+        "/v1/transfers",
+        json={**_transfer(house.A, a2, "1.00"), "metadata": tag},
+        headers=house.alice,
+    )
+    assert r.status_code == 201, r.text
+    mine = r.json()["id"]
+    b2 = await house.api.account("bob")
+    batch = {"transfers": [{**_transfer(house.BM, b2, "0.01"), "metadata": tag}] * 50}
+    r = await house.http.post("/v1/transfers/batch", json=batch, headers=house.bob)
+    assert r.status_code == 200, r.text[:500]
+    bobs = [x["id"] for x in r.json()["results"]]
+    r = await house.http.get("/v1/transfers", params=params, headers=house.alice)
+    assert r.status_code == 200, r.text
+    assert ([t["id"] for t in r.json()["transfers"]], r.json()["next_cursor"]) == ([mine], None)
+    r = await house.http.get("/v1/transfers", params=params, headers=house.bob)
+    assert [t["id"] for t in r.json()["transfers"]] == bobs[:5]
+    r = await house.http.get("/v1/transfers", params=params, headers=house.admin)
+    assert [t["id"] for t in r.json()["transfers"]] == sorted(
+        [mine, *bobs], key=lambda i: int(i, 16)
+    )[:5]
+    # An owner's account listing never reaches past its owner, whatever it names.
+    for query in ({}, {"owner_id": "bob"}, {"account_type": "treasury"}, {"status": "active"}):
+        r = await house.http.get("/v1/accounts", params=query, headers=house.alice)
+        assert r.status_code == 200, r.text
+        assert {a["owner_id"] for a in r.json()["accounts"]} <= {"alice"}, query
+    assert await house.posted(house.A) == "99.00"
+    assert await house.posted(house.BM) == "0.00"

@@ -239,6 +239,120 @@ def test_an_account_over_time_through_the_cli(admin: Service, tmp_path: Path) ->
     assert json.loads(refused.stdout)["error"]["code"] == "history_not_kept"
 
 
+def test_accounts_found_by_filters_and_named_by_name(admin: Service) -> None:
+    tag = secrets.token_hex(3)
+    owner = f"erin-{tag}"
+    source = ok(
+        api(
+            admin,
+            "accounts",
+            "create",
+            "--ledger",
+            "USD",
+            "--type",
+            "anchor",
+            "--name",
+            f"src-{tag}",
+        )
+    )
+    wallet = ok(
+        api(admin, "accounts", "create", "--ledger", "USD", "--owner", owner, "--name", f"w-{tag}")
+    )
+    shop = ok(
+        api(
+            admin,
+            "accounts",
+            "create",
+            "--ledger",
+            "USD",
+            "--owner",
+            owner,
+            "--type",
+            "merchant",
+            "--name",
+            f"shop-{tag}",
+        )
+    )
+
+    assert source["name"] == f"src-{tag}"
+
+    # Listings: the platform's own accounts, and an owner's a page at a time.
+    treasury = ok(api(admin, "accounts", "list", "--type", "treasury", "--ledger", "USD"))
+    # Other tests share this service and may open treasuries of their own; the platform's is there.
+    assert "system:treasury:1" in [a["name"] for a in treasury["accounts"]]
+    assert {a["account_type"] for a in treasury["accounts"]} == {"treasury"}
+    first = ok(api(admin, "accounts", "list", "--owner", owner, "--limit", "1"))
+    assert [a["id"] for a in first["accounts"]] == [wallet["id"]]
+    rest = ok(
+        api(
+            admin,
+            "accounts",
+            "list",
+            "--owner",
+            owner,
+            "--limit",
+            "1",
+            "--cursor",
+            first["next_cursor"],
+        )
+    )
+    assert ([a["id"] for a in rest["accounts"]], rest["next_cursor"]) == ([shop["id"]], None)
+    merchants = ok(api(admin, "accounts", "list", "--owner", owner, "--type", "merchant"))
+    assert [a["id"] for a in merchants["accounts"]] == [shop["id"]]
+    assert (
+        ok(api(admin, "accounts", "list", "--status", "frozen", "--owner", owner))["accounts"] == []
+    )
+
+    # Names wherever an account is taken.
+    assert ok(api(admin, "accounts", "show", f"w-{tag}"))["id"] == wallet["id"]
+    ok(api(admin, "transfer", f"src-{tag}", f"w-{tag}", "10.00"))
+    paid = ok(api(admin, "transfer", f"w-{tag}", f"shop-{tag}", "2.50"))
+    held = ok(api(admin, "hold", f"w-{tag}", f"shop-{tag}", "1.00"))
+    assert paid["ok"] and held["ok"]
+    assert ok(api(admin, "balance", f"w-{tag}"))["available"] == "6.50"
+    both = ok(api(admin, "balance", f"w-{tag}", shop["id"]))
+    assert [b["account_name"] for b in both["balances"]] == [f"w-{tag}", f"shop-{tag}"]
+    assert ok(api(admin, "fees", "show", f"shop-{tag}"))["account_id"] == shop["id"]
+    assert ok(api(admin, "accounts", "freeze", f"shop-{tag}"))["status"] == "frozen"
+    assert ok(api(admin, "accounts", "unfreeze", f"shop-{tag}"))["status"] == "active"
+    missing = api(admin, "transfer", f"w-{tag}", "no-such-account", "1.00")
+    assert missing.exit_code == 1
+    assert json.loads(missing.stdout)["error"]["code"] == "account_not_found"
+
+    # Names beside ids in the tables.
+    env = {"TBLEDGER_API_URL": admin.url, "TBLEDGER_API_KEY": admin.admin_key}
+    listing = runner.invoke(app, ["accounts", "list", "--owner", owner], env=env)
+    assert listing.exit_code == 0, listing.output
+    row = next(line for line in listing.stdout.splitlines() if wallet["id"] in line)
+    assert f"w-{tag}" in row
+    trail = runner.invoke(app, ["audit", paid["id"]], env=env)
+    assert trail.exit_code == 0, trail.output
+    assert f"{wallet['id']} (w-{tag})" in trail.stdout
+    assert f"{shop['id']} (shop-{tag})" in trail.stdout
+    balances = runner.invoke(app, ["balance", f"w-{tag}"], env=env)
+    assert f"w-{tag}" in balances.stdout
+
+    # An owner key names its own owner's accounts only.
+    key = ok(
+        run(
+            "keys",
+            "create",
+            "--owner",
+            owner,
+            "--name",
+            f"{owner}'s",
+            "--database-url",
+            admin.database_url,
+        )
+    )["token"]
+    assert ok(api(admin, "accounts", "show", f"w-{tag}", key=key))["id"] == wallet["id"]
+    mine = ok(api(admin, "accounts", "list", key=key))
+    assert [a["id"] for a in mine["accounts"]] == [wallet["id"], shop["id"]]
+    other = api(admin, "accounts", "show", f"src-{tag}", key=key)
+    assert other.exit_code == 1
+    assert json.loads(other.stdout)["error"]["code"] == "account_not_found"
+
+
 def test_rates_and_fee_schedules_through_the_cli(admin: Service) -> None:
     assert ok(api(admin, "rates", "list"))["rates"] == []
     stored = ok(api(admin, "rates", "set", "USD", "EUR", "0.915", "--source", "ECB 2026-12-07"))

@@ -7,6 +7,7 @@ a background thread; the async client runs on httpx and on aiohttp, the blocking
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -311,6 +312,75 @@ async def test_errors_are_the_library_tree(service: Service) -> None:
         assert isinstance(unreachable.value, HttpApiError) and unreachable.value.status is None
 
 
+async def test_discovery(client: AsyncLedgerClient, service: Service) -> None:
+    tag = secrets.token_hex(4)
+    owner = f"discovery-{tag}"
+    wallet = await client.create_account(ledger="USD", owner_id=owner, name=f"wallet/{tag}")
+    savings = await client.create_account(ledger="EUR", owner_id=owner)
+    shop = await client.create_account(ledger="USD", owner_id=owner, account_type="merchant")
+    await client.deposit(account_id=wallet.id, amount="5.00", ledger="USD")
+
+    # Accounts: by filters, a page at a time.
+    first = await client.list_accounts(owner_id=owner, limit=2)
+    assert [a.id for a in first.accounts] == [wallet.id, savings.id]
+    assert first.next_cursor is not None
+    rest = await client.list_accounts(owner_id=owner, limit=2, cursor=first.next_cursor)
+    assert ([a.id for a in rest.accounts], rest.next_cursor) == ([shop.id], None)
+    usd = await client.list_accounts(owner_id=owner, ledger="USD", status="active")
+    assert [a.id for a in usd.accounts] == [wallet.id, shop.id]
+    merchants = await client.list_accounts(owner_id=owner, account_type="merchant", ledger=1)
+    assert [a.id for a in merchants.accounts] == [shop.id]
+    treasury = await client.list_accounts(account_type="treasury", ledger="USD")
+    assert [a.name for a in treasury.accounts] == ["system:treasury:1"]
+
+    # An account by its name (a '/' in it travels encoded), with its balance.
+    named = await client.account_by_name(f"wallet/{tag}")
+    assert named.id == wallet.id and named.balance is not None
+    assert (named.balance.posted, named.balance.account_name) == ("5.00", f"wallet/{tag}")
+    with pytest.raises(AccountNotFoundError):
+        await client.account_by_name(f"nobody-{tag}")
+    (balance,) = await client.get_balances([wallet.id])
+    assert balance.account_name == f"wallet/{tag}"
+
+    # Transfers by metadata.
+    spec = TransferSpec(
+        debit_account_id=wallet.id,
+        credit_account_id=shop.id,
+        amount="1.00",
+        ledger="USD",
+        metadata={"order": tag, "channel": "sdk"},
+    )
+    paid = await client.create_transfer(spec)
+    other = await client.create_transfer(
+        TransferSpec(
+            debit_account_id=wallet.id,
+            credit_account_id=shop.id,
+            amount="1.00",
+            ledger="USD",
+            event_id=f"event-{tag}",
+            metadata={"order": tag},
+        )
+    )
+    found = await client.transfers_by_metadata({"order": tag})
+    assert [t.id for t in found.transfers] == [paid.id, other.id]
+    assert found.transfers[0].metadata == {"order": tag, "channel": "sdk"}
+    both = await client.list_transfers(metadata={"order": tag, "channel": "sdk"})
+    assert [t.id for t in both.transfers] == [paid.id]
+    evented = await client.list_transfers(event_id=f"event-{tag}", metadata={"order": tag})
+    assert [t.id for t in evented.transfers] == [other.id]
+    page = await client.transfers_by_metadata({"order": tag}, limit=1)
+    assert [t.id for t in page.transfers] == [paid.id] and page.next_cursor is not None
+    with pytest.raises(ValidationError):
+        await client.list_transfers()
+
+    # Alice's key sees none of this owner's accounts or transfers.
+    async with AsyncLedgerClient(service.url, api_key=service.alice_key) as alice:
+        assert (await alice.list_accounts(owner_id=owner)).accounts == []
+        with pytest.raises(AccountNotFoundError):
+            await alice.account_by_name(f"wallet/{tag}")
+        assert (await alice.transfers_by_metadata({"order": tag})).transfers == []
+
+
 def test_blocking_client(service: Service) -> None:
     with LedgerClient(service.url, api_key=service.admin_key) as client:
         account = client.create_account(ledger="USD", owner_id="alice", idempotency_key="sync-1")
@@ -324,6 +394,11 @@ def test_blocking_client(service: Service) -> None:
         assert client.statement(account.id, start=1, end="2200-01-01").closing.posted == "1.00"
         with pytest.raises(AccountNotFoundError):
             client.get_balance("0x" + "f" * 31)
+        listed = client.list_accounts(owner_id="alice", ledger="USD", limit=1000)
+        assert account.id in [a.id for a in listed.accounts]
+        with pytest.raises(AccountNotFoundError):
+            client.account_by_name("no such name")
+        assert client.transfers_by_metadata({"no": "such"}).transfers == []
 
 
 def test_the_blocking_client_is_generated_from_the_async_one() -> None:

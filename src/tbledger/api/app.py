@@ -2,7 +2,8 @@
 
 The app owns its `LedgerService` unless one is passed in (tests, embedders): on start-up it
 connects (migrating the store, running recovery, then recovery and hold expiry in the background)
-and creates the chart's system accounts; on shutdown it closes what it opened.
+and creates the chart's system accounts; on shutdown it closes what it opened. Its documentation
+pages (``/docs``, ``/redoc``) are served from the package, never from a CDN (`tbledger.api.docs`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tbledger.api.context import ApiContext
+from tbledger.api.docs import install_docs
 from tbledger.api.errors import ERROR_RESPONSES, install_error_handlers
 from tbledger.api.guard import GuardMiddleware
 from tbledger.api.keys import KeyRing, RateLimiter
@@ -111,7 +113,11 @@ def create_app(
         lifespan=lifespan,
         responses=_shared_responses(),
         telemetry={"tracing": telemetry, "metrics": telemetry, "logs": telemetry},
+        # FastAPI's pages load their viewers from a CDN; these are served from the package.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app, title=app.title)
     install_error_handlers(app)
     for module in (ops, accounts, transfers, flows, prices, history):
         app.include_router(module.router)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
+from tbledger.api.docs import DOCS_PATHS
 from tbledger.api.keys import Principal, token_of
 from tbledger.limits import HTTP_BODY_IDLE_TIMEOUT_S
 
@@ -39,10 +40,9 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-# Routes anyone may call (ops.py's probes and FastAPI's documentation); none takes a body.
-PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-)
+# Routes anyone may call (ops.py's probes, the OpenAPI document, and the documentation pages
+# with their vendored assets, each at a fixed path); none takes a body.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"}) | DOCS_PATHS
 # Probes are limited per client address only: a keyless flood from elsewhere must not make a load
 # balancer's health check fail.
 _PROBES = frozenset({"/healthz", "/readyz"})

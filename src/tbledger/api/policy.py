@@ -84,7 +84,12 @@ ROUTES: Final[Mapping[tuple[str, str], RouteRule]] = {
         Access.KEY, "open user or merchant accounts for its own owner; never name one"
     ),
     ("GET", "/v1/accounts/{account_id}"): RouteRule(Access.KEY, "its owner's accounts"),
-    ("GET", "/v1/accounts"): RouteRule(Access.KEY, "its owner's accounts"),
+    ("GET", "/v1/accounts/by-name/{name}"): RouteRule(
+        Access.KEY, "its owner's accounts (another's name reads as missing)"
+    ),
+    ("GET", "/v1/accounts"): RouteRule(
+        Access.KEY, "its owner's accounts (naming another owner lists nothing)"
+    ),
     ("POST", "/v1/accounts/{account_id}/freeze"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("POST", "/v1/accounts/{account_id}/unfreeze"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("POST", "/v1/accounts/{account_id}/close"): RouteRule(Access.ADMIN, _ADMIN_ONLY),

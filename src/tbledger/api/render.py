@@ -36,10 +36,13 @@ def _major(minor: int, scale: int) -> str:
     return f"-{digits}" if negative else digits
 
 
-def balance_out(ctx: ApiContext, balance: Balance) -> BalanceOut:
+def balance_out(
+    ctx: ApiContext, balance: Balance, *, account_name: str | None = None
+) -> BalanceOut:
     name, scale = _scale(ctx, balance.ledger)
     return BalanceOut(
         account_id=format_id(balance.account_id),
+        account_name=account_name,
         ledger=balance.ledger,
         ledger_name=name,
         asset_scale=scale,
@@ -76,7 +79,7 @@ def account_out(
         metadata=dict(record.metadata),
         created_at=record.created_at,
         updated_at=record.updated_at,
-        balance=None if balance is None else balance_out(ctx, balance),
+        balance=None if balance is None else balance_out(ctx, balance, account_name=record.name),
     )
 
 

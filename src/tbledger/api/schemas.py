@@ -21,9 +21,12 @@ from tbledger.limits import STORE_TEXT_CHARS_MAX
 
 __all__ = [
     "ID_PATTERN",
+    "LEDGER_PATTERN",
     "AccountCreate",
     "AccountOut",
     "AccountStatusChange",
+    "AccountStatusName",
+    "AccountTypeName",
     "AmountText",
     "AmountUnit",
     "AuditEventOut",
@@ -64,10 +67,12 @@ AmountText = Annotated[
     ),
 ]
 AmountUnit = Literal["major", "minor"]
+# A ledger's chart name or number, in a body or a query.
+LEDGER_PATTERN = r"^[A-Za-z0-9_]{1,32}$"
 LedgerRef = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9_]{1,32}$",
+        pattern=LEDGER_PATTERN,
         description="a ledger's chart name (USD) or number (1)",
         examples=["USD"],
     ),
@@ -110,6 +115,7 @@ class Money(BaseModel):
 AccountTypeName = Literal[
     "user", "merchant", "treasury", "escrow", "fee_pool", "anchor", "system_buffer", "control"
 ]
+AccountStatusName = Literal["active", "frozen", "closed"]
 
 
 class AccountCreate(StrictBody):
@@ -129,6 +135,7 @@ class AccountStatusChange(StrictBody):
 
 class BalanceOut(BaseModel):
     account_id: str
+    account_name: str | None = Field(default=None, description="the account's unique name")
     ledger: int
     ledger_name: str | None
     asset_scale: int
@@ -156,7 +163,7 @@ class AccountOut(BaseModel):
     ledger: int
     ledger_name: str | None
     code: int
-    status: Literal["active", "frozen", "closed"]
+    status: AccountStatusName
     metadata: dict[str, Any]
     created_at: datetime | None
     updated_at: datetime | None

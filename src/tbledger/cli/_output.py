@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -187,7 +187,7 @@ def keys_table(keys: Sequence[dict[str, Any]], title: str | None = None) -> Tabl
 def account_table(accounts: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title)
     table.add_column("id", no_wrap=True)
-    for column in ("type", "owner", "name", "ledger", "status"):
+    for column in ("name", "type", "owner", "ledger", "status"):
         table.add_column(column)
     for column in ("posted", "available", "held"):
         table.add_column(column, justify="right")
@@ -195,9 +195,9 @@ def account_table(accounts: Sequence[dict[str, Any]], title: str | None = None) 
         balance = account.get("balance") or {}
         table.add_row(
             account["id"],
+            account.get("name") or "",
             account["account_type"],
             account.get("owner_id") or "",
-            account.get("name") or "",
             _ledger(account),
             account["status"],
             balance.get("posted", ""),
@@ -223,6 +223,7 @@ def account_view(account: dict[str, Any], title: str) -> RenderableType:
 def balance_table(balances: Sequence[dict[str, Any]]) -> Table:
     table = Table(title="balances")
     table.add_column("account", no_wrap=True)
+    table.add_column("name")
     table.add_column("ledger")
     table.add_column("side")
     for column in ("posted", "available", "pending", "held"):
@@ -230,6 +231,7 @@ def balance_table(balances: Sequence[dict[str, Any]]) -> Table:
     for b in balances:
         table.add_row(
             b["account_id"],
+            b.get("account_name") or "",
             _ledger(b),
             b["normal_side"],
             b["posted"],
@@ -270,9 +272,18 @@ def fields_table(data: dict[str, Any], title: str, keys: Sequence[str] | None = 
     return table
 
 
-def transfer_view(transfer: dict[str, Any]) -> RenderableType:
+def transfer_view(
+    transfer: dict[str, Any], names: Mapping[str, str] | None = None
+) -> RenderableType:
+    """A transfer and its audit history; `names` (account id -> name) are shown beside the
+    account ids they name."""
+    shown = dict(transfer)
+    for side in ("debit_account_id", "credit_account_id"):
+        name = (names or {}).get(transfer[side])
+        if name:
+            shown[side] = f"{transfer[side]} ({name})"
     summary = fields_table(
-        transfer,
+        shown,
         f"transfer {transfer['id']}",
         [
             "id",

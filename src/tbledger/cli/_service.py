@@ -5,6 +5,11 @@
 the service decides and authorizes everything (``--url`` / ``TBLEDGER_API_URL``, ``--api-key`` /
 ``TBLEDGER_API_KEY``), so these commands hold no ledger rules. An error answer prints (an error
 object on stdout with ``--json``) and exits with status 1.
+
+Wherever a command takes an account, it takes its id or its unique name: text spelled as an id
+(``0x`` and hex digits, or decimal digits) is an id, anything else a name, looked up through the
+service (``GET /v1/accounts/by-name/{name}``), which scopes it as it scopes the id (an owner key
+names its own owner's accounts only). Tables show an account's name beside its id.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ from tbledger.cli._output import (
     transfer_view,
 )
 from tbledger.client import LedgerClient, TransferSpec, answer_of
-from tbledger.errors import HttpApiError, TbledgerError
-from tbledger.limits import CLIENT_TIMEOUT_S
+from tbledger.errors import AccountNotFoundError, HttpApiError, InvalidIdError, TbledgerError
+from tbledger.ids import parse_id
+from tbledger.limits import CLIENT_TIMEOUT_S, HTTP_PAGE_LIMIT_MAX, LISTING_PAGE_ROWS_DEFAULT
 
 __all__ = [
     "accounts_app",
@@ -99,6 +105,36 @@ def _unit(minor: bool) -> Literal["major", "minor"]:
     return "minor" if minor else "major"
 
 
+def _is_id(ref: str) -> bool:
+    try:
+        parse_id(ref)
+    except InvalidIdError:
+        return False
+    return True
+
+
+def _account_id(remote: LedgerClient, ref: str) -> str:
+    """The id of the account `ref` names: `ref` itself when it is spelled as an id, else the id
+    of the account with that name (the service's 404 when there is none the key may see)."""
+    return ref if _is_id(ref) else remote.account_by_name(ref).id
+
+
+def _names(remote: LedgerClient, ids: list[str]) -> dict[str, str]:
+    """The names of those of `ids` the key may see that have one, for showing beside them."""
+    names = {}
+    for account_id in dict.fromkeys(ids):
+        try:
+            name = remote.get_account(account_id).name
+        except AccountNotFoundError:
+            continue  # another owner's account (or none): shown by id alone
+        if name:
+            names[account_id] = name
+    return names
+
+
+AccountArg = Annotated[str, typer.Argument(help="The account's id or unique name.")]
+
+
 # -- accounts -------------------------------------------------------------------------------------
 
 
@@ -153,37 +189,81 @@ def accounts_create(
 @accounts_app.command("show")
 def accounts_show(
     ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    account: AccountArg,
     url: UrlOpt = DEFAULT_API_URL,
     api_key: ApiKeyOpt = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """An account with its balance."""
+    """An account with its balance, by id or by name."""
     out = output_of(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        account = remote.get_account(account_id).to_json()
-    out.result(account, lambda: account_view(account, "account"))
+        found = remote.get_account(account) if _is_id(account) else remote.account_by_name(account)
+        shown = found.to_json()
+    out.result(shown, lambda: account_view(shown, "account"))
 
 
 @accounts_app.command("list")
 def accounts_list(
     ctx: typer.Context,
-    owner: Annotated[str, typer.Option(help="The owner whose accounts to list.")],
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this owner's accounts (an owner key: its own).", show_default=False
+        ),
+    ] = None,
+    account_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            help="Only this type: user, merchant, treasury, escrow, fee_pool, anchor, "
+            "system_buffer or control.",
+            show_default=False,
+        ),
+    ] = None,
+    ledger: Annotated[
+        str | None,
+        typer.Option(help="Only this ledger (USD or 1).", show_default=False),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this status: active, frozen or closed.", show_default=False),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=HTTP_PAGE_LIMIT_MAX, help="At most this many (one page).")
+    ] = LISTING_PAGE_ROWS_DEFAULT,
+    cursor: Annotated[
+        str | None,
+        typer.Option(help="The next page: the last page's next_cursor.", show_default=False),
+    ] = None,
     url: UrlOpt = DEFAULT_API_URL,
     api_key: ApiKeyOpt = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """An owner's accounts with their balances."""
+    """Accounts with their balances, in id order, one page at a time (--cursor for the next).
+
+    With an admin key every account, the platform's own (treasury, fee pool, liquidity) among
+    them; with an owner key its own owner's."""
     out = output_of(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        listing = remote.list_accounts(owner_id=owner, limit=limit).to_json()
+        listing = remote.list_accounts(
+            owner_id=owner,
+            account_type=account_type,
+            ledger=ledger,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+        ).to_json()
     accounts = listing["accounts"]
-    out.result(listing, lambda: account_table(accounts, title=f"accounts of {owner}"))
+    filters = {"owner": owner, "type": account_type, "ledger": ledger, "status": status}
+    shown = ", ".join(f"{k} {v}" for k, v in filters.items() if v is not None)
+    title = f"accounts ({shown})" if shown else "accounts"
+    out.result(listing, lambda: account_table(accounts, title=title))
+    if listing.get("next_cursor"):
+        out.note(f"more: --cursor {listing['next_cursor']}")
 
 
 def _status_command(
-    action: str, account_id: str, url: str, api_key: str | None, out: Output
+    action: str, account_ref: str, url: str, api_key: str | None, out: Output
 ) -> None:
     with _remote(url, api_key, out) as remote:
         change = {
@@ -191,44 +271,44 @@ def _status_command(
             "unfreeze": remote.unfreeze_account,
             "close": remote.close_account,
         }[action]
-        account = change(account_id).to_json()
+        account = change(_account_id(remote, account_ref)).to_json()
     out.result(account, lambda: account_view(account, f"account {account['status']}"))
 
 
 @accounts_app.command("freeze")
 def accounts_freeze(
     ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    account: AccountArg,
     url: UrlOpt = DEFAULT_API_URL,
     api_key: ApiKeyOpt = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Freeze an account: every new transfer touching it is refused (admin key)."""
-    _status_command("freeze", account_id, url, api_key, output_of(ctx, json_output))
+    _status_command("freeze", account, url, api_key, output_of(ctx, json_output))
 
 
 @accounts_app.command("unfreeze")
 def accounts_unfreeze(
     ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    account: AccountArg,
     url: UrlOpt = DEFAULT_API_URL,
     api_key: ApiKeyOpt = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Unfreeze a frozen account (admin key)."""
-    _status_command("unfreeze", account_id, url, api_key, output_of(ctx, json_output))
+    _status_command("unfreeze", account, url, api_key, output_of(ctx, json_output))
 
 
 @accounts_app.command("close")
 def accounts_close(
     ctx: typer.Context,
-    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    account: AccountArg,
     url: UrlOpt = DEFAULT_API_URL,
     api_key: ApiKeyOpt = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Close an account for good; its balance goes to the ledger's control account (admin key)."""
-    _status_command("close", account_id, url, api_key, output_of(ctx, json_output))
+    _status_command("close", account, url, api_key, output_of(ctx, json_output))
 
 
 # -- balances and transfers -----------------------------------------------------------------------
@@ -236,7 +316,9 @@ def accounts_close(
 
 def balance(
     ctx: typer.Context,
-    account_ids: Annotated[list[str], typer.Argument(help="One or more account ids.")],
+    accounts: Annotated[
+        list[str], typer.Argument(help="One or more accounts, by id or unique name.")
+    ],
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -253,11 +335,13 @@ def balance(
     out = output_of(ctx, json_output)
     if as_of is not None:
         with _remote(url, api_key, out) as remote:
-            found = [remote.balance_as_of(a, as_of=as_of).to_json() for a in account_ids]
+            ids = [_account_id(remote, ref) for ref in accounts]
+            found = [remote.balance_as_of(a, as_of=as_of).to_json() for a in ids]
         at: Any = found[0] if len(found) == 1 else {"balances": found}
         out.result(at, lambda: as_of_table(found))
         return
     with _remote(url, api_key, out) as remote:
+        account_ids = [_account_id(remote, ref) for ref in accounts]
         if len(account_ids) == 1:
             balances = [remote.get_balance(account_ids[0]).to_json()]
         else:
@@ -309,8 +393,12 @@ EventOpt = Annotated[
 PaymentOpt = Annotated[
     str | None, typer.Option("--payment-id", help="A payment id to record.", show_default=False)
 ]
-DebitArg = Annotated[str, typer.Argument(help="The account money leaves (debit).")]
-CreditArg = Annotated[str, typer.Argument(help="The account money goes to (credit).")]
+DebitArg = Annotated[
+    str, typer.Argument(help="The account money leaves (debit): its id or unique name.")
+]
+CreditArg = Annotated[
+    str, typer.Argument(help="The account money goes to (credit): its id or unique name.")
+]
 
 
 def transfer(
@@ -339,6 +427,7 @@ def transfer(
     results: list[dict[str, Any]] = []
     refused: list[HttpApiError] = []
     with _remote(url, api_key, out) as remote:
+        debit, credit = _account_id(remote, debit), _account_id(remote, credit)
         book = ledger or _ledger_of(remote, debit)
         body = _transfer_body(
             debit,
@@ -411,6 +500,7 @@ def hold(
     """Place a hold (a pending transfer) of AMOUNT from DEBIT to CREDIT; `post` or `void` it."""
     out = output_of(ctx, json_output)
     with _remote(url, api_key, out) as remote:
+        debit, credit = _account_id(remote, debit), _account_id(remote, credit)
         book = ledger or _ledger_of(remote, debit)
         body = _transfer_body(
             debit,
@@ -495,9 +585,12 @@ def audit(
 ) -> None:
     """A transfer as the engine holds it, with its audit history."""
     out = output_of(ctx, json_output)
+    names: dict[str, str] = {}
     with _remote(url, api_key, out) as remote:
         found = remote.get_transfer(transfer_id).to_json()
-    out.result(found, lambda: transfer_view(found))
+        if not out.json:
+            names = _names(remote, [found["debit_account_id"], found["credit_account_id"]])
+    out.result(found, lambda: transfer_view(found, names))
 
 
 def recover(
@@ -572,7 +665,7 @@ def rates_list(
 @fees_app.command("set")
 def fees_set(
     ctx: typer.Context,
-    merchant_id: Annotated[str, typer.Argument(help="The merchant account's id.")],
+    merchant: Annotated[str, typer.Argument(help="The merchant account's id or unique name.")],
     bps: Annotated[
         int, typer.Option(min=0, max=10_000, help="Basis points of the amount (100 = 1%).")
     ] = 0,
@@ -591,7 +684,7 @@ def fees_set(
     out = output_of(ctx, json_output)
     with _remote(url, api_key, out) as remote:
         stored = remote.set_fee_schedule(
-            merchant_id, fee_bps=bps, fee_fixed=fixed, fee_payer=payer
+            _account_id(remote, merchant), fee_bps=bps, fee_fixed=fixed, fee_payer=payer
         ).to_json()
     out.result(stored, lambda: fields_table(stored, "fee schedule"))
 
@@ -599,7 +692,7 @@ def fees_set(
 @fees_app.command("show")
 def fees_show(
     ctx: typer.Context,
-    merchant_id: Annotated[str, typer.Argument(help="The merchant account's id.")],
+    merchant: Annotated[str, typer.Argument(help="The merchant account's id or unique name.")],
     url: UrlOpt = DEFAULT_API_URL,
     api_key: ApiKeyOpt = None,
     json_output: JsonFlag = False,
@@ -607,5 +700,5 @@ def fees_show(
     """What a payment to a merchant is charged: its schedule, or the platform default."""
     out = output_of(ctx, json_output)
     with _remote(url, api_key, out) as remote:
-        shown = remote.fee_schedule(merchant_id).to_json()
+        shown = remote.fee_schedule(_account_id(remote, merchant)).to_json()
     out.result(shown, lambda: fields_table(shown, "fee schedule"))

@@ -92,6 +92,7 @@ class RecoveryReport(Model):
 
 class Balance(Model):
     account_id: str
+    account_name: str | None = None
     ledger: int
     ledger_name: str | None
     asset_scale: int

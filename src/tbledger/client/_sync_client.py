@@ -249,13 +249,33 @@ class LedgerClient:
         """An account with its balance; `AccountNotFoundError` when missing (or not visible)."""
         return self._call(Account, "GET", f"/v1/accounts/{_segment(account_id)}")
 
+    def account_by_name(self, name: str) -> Account:
+        """An account with its balance, by its unique name; `AccountNotFoundError` when there is
+        none (or it is another owner's)."""
+        return self._call(Account, "GET", f"/v1/accounts/by-name/{_segment(name)}")
+
     def list_accounts(
-        self, *, owner_id: str, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        owner_id: str | None = None,
+        account_type: str | None = None,
+        ledger: str | int | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> AccountPage:
-        """One page of an owner's accounts; pass ``next_cursor`` as `cursor` for the next."""
-        params = [("owner_id", owner_id)]
-        params += [("limit", str(limit))] if limit is not None else []
-        params += [("cursor", cursor)] if cursor is not None else []
+        """One page of accounts in id order, filtered by owner, type (user, treasury...),
+        ledger (USD or 1) and status (active, frozen, closed), each optional; pass
+        ``next_cursor`` as `cursor` for the next. An owner key lists its own owner's only."""
+        filters = {
+            "owner_id": owner_id,
+            "account_type": account_type,
+            "ledger": None if ledger is None else str(ledger),
+            "status": status,
+            "limit": None if limit is None else str(limit),
+            "cursor": cursor,
+        }
+        params = [(name, value) for name, value in filters.items() if value is not None]
         return self._call(AccountPage, "GET", "/v1/accounts", params=params)
 
     def freeze_account(self, account_id: Id) -> Account:
@@ -388,13 +408,33 @@ class LedgerClient:
         return self._call(Transfer, "GET", f"/v1/transfers/{_segment(transfer_id)}")
 
     def list_transfers(
-        self, *, event_id: str, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        event_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> TransferPage:
-        """The transfers recorded with an event id, one page."""
-        params = [("event_id", event_id)]
+        """One page of the transfers recorded with an event id, or whose metadata has every
+        key/value pair of `metadata` (string values, exactly), or both (at least one is
+        needed)."""
+        params = [] if event_id is None else [("event_id", event_id)]
+        params += [(f"metadata[{key}]", value) for key, value in (metadata or {}).items()]
         params += [("limit", str(limit))] if limit is not None else []
         params += [("cursor", cursor)] if cursor is not None else []
         return self._call(TransferPage, "GET", "/v1/transfers", params=params)
+
+    def transfers_by_metadata(
+        self,
+        metadata: Mapping[str, str],
+        *,
+        event_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TransferPage:
+        """One page of the transfers whose metadata has every pair of `metadata` (as
+        `list_transfers` with `metadata`)."""
+        return self.list_transfers(event_id=event_id, metadata=metadata, limit=limit, cursor=cursor)
 
     def list_account_transfers(
         self,

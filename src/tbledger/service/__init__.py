@@ -7,6 +7,7 @@ back once (DESIGN §3, "write last, read first"), through these parts:
 * ``_values``: what callers pass in and get back (`TransferRequest`, `TransferResult`, ...);
 * ``_intents``: requests to intents, pure: validation, ids, flags, linked chains;
 * ``_outcomes``: engine statuses to results, audit kinds and errors, pure: the one mapping;
+* ``_discovery``: accounts by their columns and transfers by their metadata, a page at a time;
 * ``_service``: `LedgerService` itself: lifecycle, engine calls (deadline, retry, breaker),
   the write pipeline (claims, grouping, persist, submit, record, replay), recovery and hold
   expiry, accounts and their status;
@@ -18,6 +19,7 @@ back once (DESIGN §3, "write last, read first"), through these parts:
         result = await ledger.create_transfer(debit_account_id=a, credit_account_id=b, ...)
 """
 
+from tbledger.service._discovery import AccountRecordPage
 from tbledger.service._history import (
     ActivityEntry,
     ActivityPage,
@@ -52,6 +54,7 @@ __all__ = [
     "AMOUNT_MAX",
     "CONTROL_TRANSFER_CODE",
     "AccountInfo",
+    "AccountRecordPage",
     "ActivityEntry",
     "ActivityPage",
     "BalanceAsOf",

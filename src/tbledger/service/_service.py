@@ -61,6 +61,7 @@ from tbledger.ids import format_id, parse_id
 from tbledger.limits import (
     BATCH_EVENTS_MAX,
     CALL_DEADLINE_SLACK_S,
+    LISTING_PAGE_ROWS_DEFAULT,
     PENDING_HOLDS_LISTED_MAX,
     STORE_PAGE_ROWS_MAX,
     U16_MAX,
@@ -81,6 +82,7 @@ from tbledger.model import (
     request_hash_of,
 )
 from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry, within_deadline
+from tbledger.service._discovery import AccountRecordPage, account_page, metadata_page
 from tbledger.service._history import (
     AccountHistory,
     ActivityPage,
@@ -1900,6 +1902,53 @@ class LedgerService:
         its effect and the running balance, closing balance; opening + lines == closing is
         checked (`InvariantViolationError` otherwise)."""
         return await self._history.statement(account_id, start=start, end=end)
+
+    # -- discovery: reads of names and metadata, a page at a time (logic in _discovery) ----------
+
+    async def list_accounts(
+        self,
+        *,
+        account_type: AccountType | str | None = None,
+        ledger: int | None = None,
+        status: AccountStatus | str | None = None,
+        owner_id: str | None = None,
+        after: int | str | None = None,
+        limit: int = LISTING_PAGE_ROWS_DEFAULT,
+    ) -> AccountRecordPage:
+        """A page of account mappings meeting every filter given, in id order; no filter lists
+        every account, the platform's own among them. `after` is the previous page's
+        `next_cursor`. No engine read: balances are the caller's to add (`get_balances`)."""
+        return await account_page(
+            self.store,
+            limit=limit,
+            account_type=account_type,
+            ledger=ledger,
+            status=status,
+            owner_id=owner_id,
+            after=after,
+        )
+
+    async def transfers_by_metadata(
+        self,
+        metadata: Mapping[str, str],
+        *,
+        event_id: str | None = None,
+        owner_id: str | None = None,
+        after: int | str | None = None,
+        limit: int = LISTING_PAGE_ROWS_DEFAULT,
+    ) -> IntentPage:
+        """A page of the transfers whose metadata holds every key/value pair of `metadata`
+        (string values, exactly), in id order; with `owner_id`, only those touching that owner's
+        accounts, and with `event_id`, only that event's. `after` is the previous page's
+        `next_cursor`."""
+        return await metadata_page(
+            self.store,
+            metadata,
+            limit=limit,
+            event_id=event_id,
+            owner_id=owner_id,
+            after=after,
+        )
 
 
 # -- helpers --------------------------------------------------------------------------------------

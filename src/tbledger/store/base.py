@@ -24,7 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -58,6 +66,7 @@ from tbledger.model import (
     NewAuditEvent,
     TransferIntent,
 )
+from tbledger.store._filters import checked_pairs, metadata_holds, touching_owner
 from tbledger.store.backend import Backend, StoreOptions, sent_nothing, translate_error
 from tbledger.store.connect import open_backend
 from tbledger.store.migrate import check_at_head, upgrade, upgrade_engine
@@ -540,13 +549,75 @@ class Store:
         _check_limit(limit)
         query = sa.select(transfers).where(transfers.c.event_id == event_id)
         if owner_id is not None:
-            owned = sa.select(accounts.c.id).where(accounts.c.owner_id == owner_id)
-            query = query.where(
-                sa.or_(
-                    transfers.c.debit_account_id.in_(owned),
-                    transfers.c.credit_account_id.in_(owned),
-                )
-            )
+            query = query.where(touching_owner(owner_id))
+        if after_id is not None:
+            query = query.where(transfers.c.id > _id("after_id", after_id))
+        query = query.order_by(transfers.c.id).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_intent_from_row(row) for row in rows]
+
+    # Discovery: accounts by their columns, transfers by their metadata, a page at a time.
+
+    @_reconnecting
+    async def accounts_page(
+        self,
+        limit: int,
+        *,
+        account_type: str | None = None,
+        ledger: int | None = None,
+        status: AccountStatus | str | None = None,
+        owner_id: str | None = None,
+        after_id: int | None = None,
+    ) -> list[AccountRecord]:
+        """A page of the accounts meeting every filter given, in id order, at most `limit`;
+        page with `after_id` (the last id of the previous page). No filter: every account, the
+        platform's own (no owner) among them."""
+        _check_limit(limit)
+        query = sa.select(accounts)
+        if account_type is not None:
+            query = query.where(accounts.c.account_type == account_type)
+        if ledger is not None:
+            query = query.where(accounts.c.ledger == ledger)
+        if status is not None:
+            try:
+                status = AccountStatus(status)
+            except ValueError:
+                raise ValidationError(f"unknown account status {status!r}") from None
+            query = query.where(accounts.c.status == status.value)
+        if owner_id is not None:
+            query = query.where(accounts.c.owner_id == owner_id)
+        if after_id is not None:
+            query = query.where(accounts.c.id > _id("after_id", after_id))
+        query = query.order_by(accounts.c.id).limit(limit)
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_account_from_row(row) for row in rows]
+
+    @_reconnecting
+    async def transfers_by_metadata_page(
+        self,
+        metadata: Mapping[str, str],
+        limit: int,
+        *,
+        event_id: str | None = None,
+        owner_id: str | None = None,
+        after_id: int | None = None,
+    ) -> list[TransferIntent]:
+        """A page of the intents whose metadata holds every key/value pair of `metadata`
+        (string values, exactly), in id (time) order, at most `limit`; page with `after_id`.
+
+        `event_id` narrows to one event's transfers; `owner_id` to those whose debit or credit
+        account belongs to that owner, in the query, as for `transfers_by_event_id_page`. On
+        PostgreSQL the GIN index on ``metadata`` finds the candidates.
+        """
+        _check_limit(limit)
+        pairs = checked_pairs(metadata)
+        query = sa.select(transfers).where(metadata_holds(self._backend.name, pairs))
+        if event_id is not None:
+            query = query.where(transfers.c.event_id == event_id)
+        if owner_id is not None:
+            query = query.where(touching_owner(owner_id))
         if after_id is not None:
             query = query.where(transfers.c.id > _id("after_id", after_id))
         query = query.order_by(transfers.c.id).limit(limit)

@@ -1,4 +1,10 @@
-"""Accounts and balances: create, read, list by owner, freeze / unfreeze / close."""
+"""Accounts and balances: create, read (by id or by name), list, freeze / unfreeze / close.
+
+Listings and look-ups are scoped as DESIGN §9 says: an admin key sees every account, the
+platform's own among them (treasury, fee pool, liquidity, which have no owner); an owner key sees
+its owner's accounts only, and another owner's answers exactly as a missing one: a listing naming
+another owner is empty, a name of another owner's account is a 404 as for no such name.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +20,28 @@ from tbledger.api.context import (
     account_id_of,
     derived_id,
 )
-from tbledger.api.errors import ApiError
+from tbledger.api.errors import ApiError, not_found
 from tbledger.api.keys import Principal
 from tbledger.api.policy import CUSTOMER_ACCOUNT_TYPES, RESERVED_NAME_PREFIXES, may_see
 from tbledger.api.render import account_out, balance_out
 from tbledger.api.routing import router_for
 from tbledger.api.schemas import (
     ID_PATTERN,
+    LEDGER_PATTERN,
     AccountCreate,
     AccountList,
     AccountOut,
     AccountStatusChange,
+    AccountStatusName,
+    AccountTypeName,
     BalanceList,
     BalanceOut,
     IdText,
 )
 from tbledger.balances import AccountType
 from tbledger.errors import ValidationError
-from tbledger.ids import format_id, parse_id
-from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
+from tbledger.ids import format_id
+from tbledger.limits import HTTP_PAGE_LIMIT_MAX, LISTING_PAGE_ROWS_DEFAULT, STORE_TEXT_CHARS_MAX
 
 __all__ = ["router"]
 
@@ -109,33 +118,77 @@ async def get_account(account_id: AccountIdPath, ctx: Ctx, caller: Caller) -> Ac
     return account_out(ctx, record, balance)
 
 
+@router.get("/accounts/by-name/{name:path}", response_model=AccountOut)
+async def get_account_by_name(
+    name: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=STORE_TEXT_CHARS_MAX,
+            description="the account's unique name (percent-encoded: a '/' is %2F)",
+        ),
+    ],
+    ctx: Ctx,
+    caller: Caller,
+) -> AccountOut:
+    """An account with its balance, by its unique name (an owner key: its owner's only)."""
+    record = await ctx.service.get_account_by_name(name)
+    if record is None or not may_see(caller, record):
+        # Another owner's account answers as no account of that name does.
+        raise not_found("account", f"named {name!r}")
+    (balance,) = await ctx.service.get_balances([record.id])
+    return account_out(ctx, record, balance)
+
+
 @router.get("/accounts", response_model=AccountList)
 async def list_accounts(
     ctx: Ctx,
     caller: Caller,
-    owner_id: Annotated[str, Query(min_length=1, max_length=STORE_TEXT_CHARS_MAX)],
-    limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = 100,
+    owner_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=STORE_TEXT_CHARS_MAX,
+            description="only this owner's accounts (an owner key: its own owner only)",
+        ),
+    ] = None,
+    account_type: Annotated[
+        AccountTypeName | None, Query(description="only accounts of this type")
+    ] = None,
+    ledger: Annotated[
+        str | None,
+        Query(pattern=LEDGER_PATTERN, description="only accounts on this ledger (USD or 1)"),
+    ] = None,
+    status: Annotated[
+        AccountStatusName | None, Query(description="only accounts in this status")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = LISTING_PAGE_ROWS_DEFAULT,
     cursor: Annotated[
         str | None,
         Query(pattern=ID_PATTERN, max_length=39, description="next_cursor of the last page"),
     ] = None,
 ) -> AccountList:
-    """An owner's accounts with balances, in id order, paged (an owner key sees only its own
-    owner's)."""
-    if not caller.is_admin and owner_id != caller.owner_id:
-        return AccountList(accounts=[])
-    # The store bounds an owner's accounts (more is a 413), not a page: page here, by id.
-    records = await ctx.service.get_account_records_by_owner(owner_id)
-    if cursor is not None:
-        after = parse_id(cursor)
-        records = [r for r in records if r.id > after]
-    records = [r for r in records if may_see(caller, r)]
-    more = len(records) > limit
-    records = records[:limit]
+    """Accounts with balances, in id order, paged, filtered by type, ledger, status and owner
+    (each optional, all combined). An admin key lists every account, the platform's own among
+    them; an owner key only its own owner's (naming another owner lists nothing)."""
+    if not caller.is_admin:
+        if caller.owner_id is None or owner_id not in (None, caller.owner_id):
+            return AccountList(accounts=[])
+        owner_id = caller.owner_id
+    page = await ctx.service.list_accounts(
+        account_type=account_type,
+        ledger=None if ledger is None else ctx.ledger(ledger).code,
+        status=status,
+        owner_id=owner_id,
+        after=cursor,
+        limit=limit,
+    )
+    # The owner filter is in the query; this only says the rule where it is read.
+    records = [r for r in page.accounts if may_see(caller, r)]
     balances = await ctx.service.get_balances([r.id for r in records]) if records else []
     return AccountList(
         accounts=[account_out(ctx, r, b) for r, b in zip(records, balances, strict=True)],
-        next_cursor=format_id(records[-1].id) if more else None,
+        next_cursor=None if page.next_cursor is None else format_id(page.next_cursor),
     )
 
 
@@ -180,7 +233,7 @@ async def get_balance(account_id: AccountIdPath, ctx: Ctx, caller: Caller) -> Ba
     """One account's balance: posted, available (holds deducted), pending, on its normal side."""
     record = await ctx.visible_account(caller, account_id_of(account_id))
     (balance,) = await ctx.service.get_balances([record.id])
-    return balance_out(ctx, balance)
+    return balance_out(ctx, balance, account_name=record.name)
 
 
 @router.get("/balances", response_model=BalanceList)
@@ -194,6 +247,8 @@ async def get_balances(
 ) -> BalanceList:
     """Several balances in one engine request (``?account_id=…&account_id=…``)."""
     ids = [account_id_of(a) for a in account_id]
-    await ctx.visible_accounts(caller, ids)
+    records = await ctx.visible_accounts(caller, ids)
     balances = await ctx.service.get_balances(ids)
-    return BalanceList(balances=[balance_out(ctx, b) for b in balances])
+    return BalanceList(
+        balances=[balance_out(ctx, b, account_name=records[b.account_id].name) for b in balances]
+    )

@@ -1,5 +1,9 @@
 """Transfers: single, pending (holds), post / partial post, void, batches, reads and listings.
 
+Listings find transfers by event id or by key/value pairs of their metadata
+(``metadata[KEY]=VALUE``, the store's indexed look-up), paged in id order; an owner key's listing
+holds only transfers touching its owner's accounts, filtered in the query.
+
 Before anything reaches the engine, the request is checked against the account mappings and the
 authority model (`tbledger.api.policy`): both accounts exist, they differ, they are on the
 transfer's ledger; an owner key debits only its owner's customer accounts, credits only customer
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 
 from tbledger.api.context import (
     ApiContext,
@@ -49,7 +53,12 @@ from tbledger.api.schemas import (
 )
 from tbledger.errors import ValidationError
 from tbledger.ids import format_id, parse_id
-from tbledger.limits import HTTP_PAGE_LIMIT_MAX, STORE_TEXT_CHARS_MAX
+from tbledger.limits import (
+    HTTP_PAGE_LIMIT_MAX,
+    LISTING_PAGE_ROWS_DEFAULT,
+    METADATA_FILTER_PAIRS_MAX,
+    STORE_TEXT_CHARS_MAX,
+)
 from tbledger.model import AccountRecord
 from tbledger.service import TransferRequest
 
@@ -278,29 +287,89 @@ async def get_transfer(transfer_id: IdPath, ctx: Ctx, caller: Caller) -> Transfe
     return transfer_out(ctx, engine=engine, intent=intent, audit=audit)
 
 
-@router.get("/transfers", response_model=TransferList)
-async def list_transfers_by_event(
+# `metadata[KEY]=VALUE` query parameters, described the way OpenAPI spells them (a deepObject):
+# FastAPI cannot declare parameters whose names vary, so the route reads them from the query.
+_METADATA_PARAMETER = {
+    "name": "metadata",
+    "in": "query",
+    "required": False,
+    "style": "deepObject",
+    "explode": True,
+    "description": (
+        "metadata[KEY]=VALUE: only transfers whose metadata has KEY with the string VALUE, "
+        f"exactly; up to {METADATA_FILTER_PAIRS_MAX} pairs, all must match"
+    ),
+    "schema": {
+        "type": "object",
+        "maxProperties": METADATA_FILTER_PAIRS_MAX,
+        "additionalProperties": {"type": "string", "maxLength": STORE_TEXT_CHARS_MAX},
+    },
+}
+
+
+def _metadata_pairs(request: Request) -> dict[str, str]:
+    """The ``metadata[KEY]=VALUE`` pairs of the query: KEY is everything between
+    ``metadata[`` and the name's last ``]``, so any key can be asked for."""
+    pairs: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if not name.startswith("metadata"):
+            continue
+        if not (name.startswith("metadata[") and name.endswith("]")):
+            raise ValidationError(f"query parameter {name[:64]!r}: write metadata[KEY]=VALUE")
+        key = name[len("metadata[") : -1]
+        if key in pairs:
+            raise ValidationError(f"metadata[{key[:64]}] is given twice")
+        pairs[key] = value
+    if len(pairs) > METADATA_FILTER_PAIRS_MAX:
+        raise ValidationError(
+            f"at most {METADATA_FILTER_PAIRS_MAX} metadata[KEY]=VALUE pairs, got {len(pairs)}"
+        )
+    return pairs
+
+
+@router.get(
+    "/transfers",
+    response_model=TransferList,
+    openapi_extra={"parameters": [_METADATA_PARAMETER]},
+)
+async def list_transfers(
+    request: Request,
     ctx: Ctx,
     caller: Caller,
-    event_id: Annotated[str, Query(min_length=1, max_length=STORE_TEXT_CHARS_MAX)],
-    limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = 100,
+    event_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=STORE_TEXT_CHARS_MAX,
+            description="only transfers recorded with this event id",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=HTTP_PAGE_LIMIT_MAX)] = LISTING_PAGE_ROWS_DEFAULT,
     cursor: Annotated[
         str | None,
         Query(pattern=ID_PATTERN, max_length=39, description="next_cursor of the last page"),
     ] = None,
 ) -> TransferList:
-    """The transfers recorded with this event id (the caller's own, for owner keys), in id
-    order, paged."""
+    """The transfers recorded with an event id, or whose metadata has the given key/value
+    pairs (``metadata[order]=A-17``), or both; in id order, paged. Owner keys see only transfers
+    with one of their owner's accounts on either side."""
+    metadata = _metadata_pairs(request)
+    if event_id is None and not metadata:
+        raise ValidationError("list transfers by event_id, by metadata[KEY]=VALUE, or both")
     # The owner filter and the paging are in the query: other owners' transfers tagged with the
-    # same event id neither show nor make the caller's own listing fail.
+    # same event id or metadata neither show nor make the caller's own listing fail.
     if not caller.is_admin and caller.owner_id is None:
         return TransferList(transfers=[], next_cursor=None)  # bound to no owner: sees nothing
-    page = await ctx.service.transfers_by_event_id(
-        event_id,
-        owner_id=None if caller.is_admin else caller.owner_id,
-        after=cursor,
-        limit=limit,
-    )
+    owner_id = None if caller.is_admin else caller.owner_id
+    if metadata:
+        page = await ctx.service.transfers_by_metadata(
+            metadata, event_id=event_id, owner_id=owner_id, after=cursor, limit=limit
+        )
+    else:
+        assert event_id is not None, "a listing without metadata pairs has an event id"
+        page = await ctx.service.transfers_by_event_id(
+            event_id, owner_id=owner_id, after=cursor, limit=limit
+        )
     intents = page.intents
     engine = {t.id: t for t in await ctx.service.get_transfers([i.id for i in intents])}
     latest = await ctx.service.current_status(i.id for i in intents)
