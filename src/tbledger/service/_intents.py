@@ -2,9 +2,11 @@
 
 Every public write of the service turns its caller's request into `TransferIntent`s here: types,
 ranges, u128 bounds and the id rule (`tbledger.ids.parse_object_id`) are checked, ids minted,
-flags set, chains linked. Nothing here reads the store or the engine, so a bad request is refused
-before anything is written. The common case (plain ints in range) is checked in one expression:
-this runs once per transfer on the hot path.
+flags set, chains linked, and a ledger or code given by its chart name resolved to its number
+through the service's `Chart` (the chart's own lookup, the one the API and the flows use). Nothing
+here reads the store or the engine, so a bad request is refused before anything is written. The
+common case (plain ints in range) is checked in one expression: this runs once per transfer on
+the hot path, and a name takes the field-by-field path.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tigerbeetle as tb
 from tbledger.balances import (
     AccountType,
 )
+from tbledger.chart import Chart
 from tbledger.errors import (
     ValidationError,
 )
@@ -66,6 +69,30 @@ def checked_object_id(name: str, value: object) -> int:
     return parse_object_id(value, name)
 
 
+def ledger_number(chart: Chart, ledger: object) -> int:
+    """A ledger's engine number: an int as given (a u32), a str through the chart (its name, or
+    its number in digits); a name the chart lacks raises `UnknownLedgerError`."""
+    if isinstance(ledger, str):
+        return chart.ledger(ledger).code
+    return checked_uint("ledger", ledger, U32_MAX)
+
+
+def transfer_code_number(chart: Chart, code: object) -> int:
+    """A transfer code's engine number: an int as given (a u16), a str through the chart;
+    a name the chart lacks raises `UnknownCodeError`."""
+    if isinstance(code, str):
+        return chart.transfer_code(code).code
+    return checked_uint("code", code, U16_MAX)
+
+
+def account_code_number(chart: Chart, code: object) -> int:
+    """An account code's engine number: an int as given (a u16), a str through the chart;
+    a name the chart lacks raises `UnknownCodeError`."""
+    if isinstance(code, str):
+        return chart.account_code(code).code
+    return checked_uint("code", code, U16_MAX)
+
+
 def known_account_type(account_type: str) -> bool:
     try:
         AccountType(account_type)
@@ -74,7 +101,7 @@ def known_account_type(account_type: str) -> bool:
     return True
 
 
-def intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
+def intent_of(req: TransferRequest, *, pending: bool, chart: Chart) -> TransferIntent:
     debit = req.debit_account_id
     credit = req.credit_account_id
     amount = req.amount
@@ -127,16 +154,16 @@ def intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
             idempotency_key=req.idempotency_key,
             metadata=dict(req.metadata) if req.metadata else {},
         )
-    return checked_intent_of(req, pending=pending)
+    return checked_intent_of(req, pending=pending, chart=chart)
 
 
-def checked_intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
+def checked_intent_of(req: TransferRequest, *, pending: bool, chart: Chart) -> TransferIntent:
     debit = checked_object_id("debit_account_id", req.debit_account_id)
     credit = checked_object_id("credit_account_id", req.credit_account_id)
     if debit == credit:
         raise ValidationError("debit and credit accounts must be different")
-    ledger = checked_uint("ledger", req.ledger, U32_MAX)
-    code = checked_uint("code", req.code, U16_MAX)
+    ledger = ledger_number(chart, req.ledger)
+    code = transfer_code_number(chart, req.code)
     if ledger == 0 or code == 0:
         raise ValidationError("ledger and code must not be 0")
     timeout = checked_uint("timeout", req.timeout, U32_MAX)

@@ -41,6 +41,7 @@ from tbledger.balances import (
     default_flags,
     normal_side,
 )
+from tbledger.chart import Chart
 from tbledger.config import Settings
 from tbledger.engine import EngineClient, connect
 from tbledger.engine.batcher import Batcher
@@ -63,7 +64,6 @@ from tbledger.limits import (
     CALL_DEADLINE_SLACK_S,
     PENDING_HOLDS_LISTED_MAX,
     STORE_PAGE_ROWS_MAX,
-    U16_MAX,
     U32_MAX,
     U64_MAX,
     WRITE_GROUPS_IN_FLIGHT_MAX,
@@ -84,12 +84,14 @@ from tbledger.resilience import CircuitBreaker, CircuitState, RetryPolicy, retry
 from tbledger.service._intents import (
     AMOUNT_MAX,
     PURPOSE,
+    account_code_number,
     checked_amount,
     checked_object_id,
     checked_uint,
     control_intent,
     intent_of,
     known_account_type,
+    ledger_number,
     link_chain,
     resolution_intent,
     whole_chains,
@@ -151,7 +153,8 @@ class LedgerService:
     """Accounts, balances and transfers on TigerBeetle, with an append-only audit trail.
 
     Build it from `Settings` (or keywords) and ``await connect()`` (or ``async with``). Tests and
-    embedders may pass an `engine` client and a `store` directly.
+    embedders may pass an `engine` client and a `store` directly, and a `chart` of accounts
+    (default: `Chart.default()`) whose ledger and code names requests may use.
     """
 
     def __init__(
@@ -160,6 +163,7 @@ class LedgerService:
         *,
         engine: EngineClient | None = None,
         store: Store | None = None,
+        chart: Chart | None = None,
         **overrides: Any,
     ) -> None:
         if settings is None:
@@ -167,6 +171,7 @@ class LedgerService:
         elif overrides:
             settings = settings.model_copy(update=overrides)
         self.settings = settings
+        self._chart = chart if chart is not None else Chart.default()
         self._engine = engine
         self._store = store
         self._owns_engine = engine is None
@@ -284,6 +289,11 @@ class LedgerService:
     def breaker(self) -> CircuitBreaker:
         return self._breaker
 
+    @property
+    def chart(self) -> Chart:
+        """The chart of accounts whose ledger and code names requests may use."""
+        return self._chart
+
     def on(self, event: str, listener: Listener) -> Callable[[], None]:
         """Call `listener` on `event` (see `LedgerEventName`); returns an unsubscribe function."""
         return self._bus.on(event, listener)
@@ -370,8 +380,8 @@ class LedgerService:
         *,
         owner_id: str | None,
         account_type: str,
-        ledger: int,
-        code: int | None = None,
+        ledger: int | str,
+        code: int | str | None = None,
         name: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         flags: tb.AccountFlags | None = None,
@@ -388,12 +398,15 @@ class LedgerService:
         and nobody knows its id, while a mapping without an engine account would show a ledger
         entry that does not exist. Retrying with the same `account_id` completes either half.
 
-        `metadata` is the caller's, stored and returned and never read to decide anything.
-        `control` and `flow_ref` are the platform's own facts about the account (a system
-        account's role, the payment or contract a flow account serves): the flows set them; a
-        shell never passes a caller's input there (DESIGN §9).
+        `ledger` and `code` are engine numbers, or names (or numbers in digits) in the chart:
+        ``ledger="USD"``; a name the chart lacks raises `UnknownLedgerError` / `UnknownCodeError`.
+        Without `code`, the account type's default code. `metadata` is the caller's, stored and
+        returned and never read to decide anything. `control` and `flow_ref` are the platform's
+        own facts about the account (a system account's role, the payment or contract a flow
+        account serves): the flows set them; a shell never passes a caller's input there
+        (DESIGN §9).
         """
-        ledger = checked_uint("ledger", ledger, U32_MAX)
+        ledger = ledger_number(self._chart, ledger)
         if ledger == 0:
             raise ValidationError("ledger must not be 0")
         if code is None:
@@ -402,7 +415,7 @@ class LedgerService:
                 if known_account_type(account_type)
                 else 0
             )
-        code = checked_uint("code", code, U16_MAX)
+        code = account_code_number(self._chart, code)
         if code == 0:
             raise ValidationError(f"code is required for account type {account_type!r}")
         new_id = tb.id() if account_id is None else checked_object_id("account_id", account_id)
@@ -771,9 +784,9 @@ class LedgerService:
         self, request: TransferRequest | None = None, /, **fields: Unpack[TransferFields]
     ) -> TransferResult:
         """Create one transfer, given as a `TransferRequest` or as its fields by keyword; raise
-        a typed error if the engine refuses it."""
+        a typed error if the engine refuses it. `ledger` and `code` may be chart names."""
         req = _request_of(request, fields)
-        return await self._single(intent_of(req, pending=req.pending))
+        return await self._single(intent_of(req, pending=req.pending, chart=self._chart))
 
     async def create_pending_transfer(
         self, request: TransferRequest | None = None, /, **fields: Unpack[TransferFields]
@@ -781,7 +794,7 @@ class LedgerService:
         """Create a two-phase hold (`timeout` in seconds, 0 = none); arguments as
         `create_transfer`."""
         req = _request_of(request, fields)
-        return await self._single(intent_of(req, pending=True))
+        return await self._single(intent_of(req, pending=True, chart=self._chart))
 
     async def post_pending_transfer(
         self,
@@ -840,14 +853,15 @@ class LedgerService:
         """Create many transfers: one result per input, in order; errors are returned.
 
         One engine request per 8189 transfers. `atomic=True` links them into one chain: all or
-        nothing (at most 8189).
+        nothing (at most 8189). A request's `ledger` and `code` may be chart names.
 
         `control`, one mapping per request, records the platform's own facts about each
         transfer (the flow and leg it is): the flows pass it, and later decisions read it. A
         shell never passes a caller's input there; a request's `metadata` is the caller's and is
         never read to decide anything (DESIGN §9).
         """
-        intents = [intent_of(r, pending=r.pending) for r in requests]
+        chart = self._chart
+        intents = [intent_of(r, pending=r.pending, chart=chart) for r in requests]
         if control is not None:
             if len(control) != len(intents):
                 raise ValidationError("control needs one mapping per request")
@@ -861,7 +875,7 @@ class LedgerService:
         self, requests: Sequence[TransferRequest], *, atomic: bool = False
     ) -> list[TransferResult]:
         """Create many holds; as `create_transfers`."""
-        intents = [intent_of(r, pending=True) for r in requests]
+        intents = [intent_of(r, pending=True, chart=self._chart) for r in requests]
         return await self._write(intents, atomic=atomic)
 
     async def resolve_pending_transfers(
