@@ -33,7 +33,7 @@ from tbledger.limits import (
 from tbledger.model import (
     TransferIntent,
 )
-from tbledger.service._values import TransferRequest
+from tbledger.service._values import TransferFields, TransferRequest
 
 _F = tb.TransferFlags
 # Flag values as plain ints: IntFlag arithmetic costs microseconds per operation, and the write
@@ -99,6 +99,21 @@ def known_account_type(account_type: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_REQUIRED_FIELDS = frozenset({"debit_account_id", "credit_account_id", "amount", "ledger", "code"})
+
+
+def request_of(request: TransferRequest | None, fields: TransferFields) -> TransferRequest:
+    """The request given, or the one its fields make; not both."""
+    if request is None:
+        missing = _REQUIRED_FIELDS - fields.keys()
+        if missing:
+            raise ValidationError(f"missing transfer fields: {', '.join(sorted(missing))}")
+        return TransferRequest(**fields)
+    if fields:
+        raise ValidationError("pass a TransferRequest or its fields by keyword, not both")
+    return request
 
 
 def intent_of(req: TransferRequest, *, pending: bool, chart: Chart) -> TransferIntent:
