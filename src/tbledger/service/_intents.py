@@ -11,7 +11,7 @@ the hot path, and a name takes the field-by-field path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +33,7 @@ from tbledger.limits import (
 from tbledger.model import (
     TransferIntent,
 )
-from tbledger.service._values import TransferFields, TransferRequest
+from tbledger.service._values import PendingResolution, TransferFields, TransferRequest
 
 _F = tb.TransferFlags
 # Flag values as plain ints: IntFlag arithmetic costs microseconds per operation, and the write
@@ -240,6 +240,39 @@ def resolution_intent(
         metadata=dict(metadata or {}),
         control=dict(control or {}),
     )
+
+
+def resolution_intents(resolutions: Sequence[PendingResolution]) -> list[TransferIntent]:
+    """Posts and voids of holds, in order: a post of None posts the whole hold (AMOUNT_MAX, the
+    engine's sentinel), a void moves nothing whatever its `amount`."""
+    return [
+        resolution_intent(
+            r.pending_id,
+            post=r.post,
+            amount=(AMOUNT_MAX if r.amount is None else checked_amount(r.amount)) if r.post else 0,
+            transfer_id=r.transfer_id,
+            idempotency_key=r.idempotency_key,
+            event_id=r.event_id,
+            payment_id=r.payment_id,
+            metadata=r.metadata,
+            control=r.control,
+        )
+        for r in resolutions
+    ]
+
+
+def with_control(
+    intents: list[TransferIntent], control: Sequence[Mapping[str, Any]] | None
+) -> list[TransferIntent]:
+    """The intents with the platform's control facts, one mapping per intent (None: none)."""
+    if control is None:
+        return intents
+    if len(control) != len(intents):
+        raise ValidationError("control needs one mapping per request")
+    return [
+        replace(intent, control=dict(facts)) if facts else intent
+        for intent, facts in zip(intents, control, strict=True)
+    ]
 
 
 def control_intent(

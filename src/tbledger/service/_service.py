@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -38,7 +38,7 @@ from tbledger.chart import Chart
 from tbledger.config import Settings
 from tbledger.engine import EngineClient
 from tbledger.engine.batcher import Batcher
-from tbledger.errors import NotConnectedError, ValidationError
+from tbledger.errors import NotConnectedError
 from tbledger.events import EventBus, Listener
 from tbledger.ids import parse_id
 from tbledger.model import AccountRecord, ApiKeyRecord, AuditEvent, TransferIntent
@@ -53,6 +53,8 @@ from tbledger.service._intents import (
     intent_of,
     request_of,
     resolution_intent,
+    resolution_intents,
+    with_control,
 )
 from tbledger.service._reads import Reads
 from tbledger.service._recorder import Recorder
@@ -421,14 +423,9 @@ class LedgerService:
         never read to decide anything (DESIGN §9).
         """
         chart = self._chart
-        intents = [intent_of(r, pending=r.pending, chart=chart) for r in requests]
-        if control is not None:
-            if len(control) != len(intents):
-                raise ValidationError("control needs one mapping per request")
-            intents = [
-                replace(intent, control=dict(facts)) if facts else intent
-                for intent, facts in zip(intents, control, strict=True)
-            ]
+        intents = with_control(
+            [intent_of(r, pending=r.pending, chart=chart) for r in requests], control
+        )
         return await self._live.writer.write(intents, atomic=atomic)
 
     async def create_pending_transfers(
@@ -448,22 +445,7 @@ class LedgerService:
         intent, audit events, idempotency key, recovery. `control` on a resolution is the
         platform's own facts, as in `create_transfers`: never a caller's input.
         """
-        intents = [
-            resolution_intent(
-                r.pending_id,
-                post=r.post,
-                amount=(AMOUNT_MAX if r.amount is None else checked_amount(r.amount))
-                if r.post
-                else 0,
-                transfer_id=r.transfer_id,
-                idempotency_key=r.idempotency_key,
-                event_id=r.event_id,
-                payment_id=r.payment_id,
-                metadata=r.metadata,
-                control=r.control,
-            )
-            for r in resolutions
-        ]
+        intents = resolution_intents(resolutions)
         return await self._live.writer.write(intents, atomic=atomic and len(intents) > 1)
 
     async def refusal_code(
