@@ -30,9 +30,11 @@ keys), holds then posted in full, in part or voided, atomic chains, non-atomic b
 transfers the engine refuses for want of funds — with transfer ids ``TAG << 64 | k << 8 | step``,
 so the parent knows every id the child may have submitted. The child prints ``BEGIN k``, then one
 ``ACK <id> <status> <kind> <replayed>`` line per transfer as each call returns, then ``DONE k``.
-With ``TBLEDGER_CRASH_JITTER_MS`` set it sleeps a random few ms after persisting and after the
-engine answers (wrapping ``_submit`` and ``_record``), to widen both windows. The kill moments and
-jitter come from a seeded RNG; the seed is printed, rerun with ``TBLEDGER_SERVICE_CRASH_SEED``.
+With ``TBLEDGER_CRASH_JITTER_MS`` set its engine is a `tests.support.engines.JitteredEngine`,
+which sleeps a random few ms before each ``create_transfers`` reaches the engine (persisted, not
+yet submitted) and after it answers (applied, outcome not yet recorded), to widen both windows.
+The kill moments and jitter come from a seeded RNG; the seed is printed, rerun with
+``TBLEDGER_SERVICE_CRASH_SEED``.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ from tests.support.database import (
 )
 from tests.support.filters import query_filter
 
+# The checkout, so that the child can import the test support package.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LEDGER = 4242
 CODE = 17
 TAG = 0x5AFE  # transfer ids: TAG << 64 | attempt << 8 | step
@@ -94,6 +98,7 @@ import os
 import random
 import sys
 
+from tbledger.engine import connect
 from tbledger.errors import (
     CircuitOpenError,
     IdempotencyConflictError,
@@ -104,6 +109,9 @@ from tbledger.errors import (
 from tbledger.ids import format_id
 from tbledger.service import LedgerService, TransferRequest
 from tbledger.store import DEFAULT_APP_ROLE, Store, StoreOptions
+
+sys.path.insert(0, REPO_ROOT)  # the checkout, for the test support package
+from tests.support.engines import JitteredEngine
 
 journal, database_url, schema = sys.argv[1], sys.argv[2], sys.argv[3]
 seed, start_k = int(sys.argv[4]), int(sys.argv[5])
@@ -219,33 +227,24 @@ async def attempt(service, k):
             await single(service.create_transfer(req), req.transfer_id, "plain")
 
 
-def widen_windows(service):
-    """Sleep a random few ms after persisting and after the engine answers (test harness only)."""
+async def engine_with_wide_windows():
+    """The journal's engine behind a wrapper that sleeps a random few ms before each transfer
+    request reaches it and after it answers (test harness only)."""
     jitter = random.Random(f"jitter:{seed}:{start_k}")
-    submit, record = service._submit, service._record
-
-    async def slow_submit(intents):
-        await asyncio.sleep(jitter.uniform(0, JITTER_S))  # persisted, not yet submitted
-        return await submit(intents)
-
-    async def slow_record(intents, engine_results, **kw):
-        await asyncio.sleep(jitter.uniform(0, JITTER_S))  # applied, outcome not yet recorded
-        return await record(intents, engine_results, **kw)
-
-    service._submit = slow_submit
-    service._record = slow_record
+    engine = await connect(f"embedded://{journal}")
+    return JitteredEngine(engine, jitter_s=JITTER_S, rng=jitter)
 
 
 async def main():
     store = await Store.connect(
         database_url, options=StoreOptions(schema=schema, role=DEFAULT_APP_ROLE)
     )
-    service = LedgerService(
-        engine_url=f"embedded://{journal}", store=store, request_timeout_ms=REQUEST_TIMEOUT_MS
-    )
-    await service.connect()
     if JITTER_S > 0:
-        widen_windows(service)
+        engine = {"engine": await engine_with_wide_windows()}
+    else:
+        engine = {"engine_url": f"embedded://{journal}"}
+    service = LedgerService(**engine, store=store, request_timeout_ms=REQUEST_TIMEOUT_MS)
+    await service.connect()
     # Fixed ids: creating them again after a restart is a no-op (or completes half a creation).
     await service.create_account(
         owner_id=None, account_type="treasury", ledger=LEDGER, account_id=TREASURY,
@@ -276,6 +275,7 @@ def child_source() -> str:
     constants = (
         f"LEDGER = {LEDGER}\nCODE = {CODE}\nTAG = {TAG}\nACCOUNT_BASE = {ACCOUNT_BASE}\n"
         f"USERS_N = {USERS_N}\nREQUEST_TIMEOUT_MS = {REQUEST_TIMEOUT_MS}\n"
+        f"REPO_ROOT = {str(REPO_ROOT)!r}\n"
     )
     return constants + CHILD_SCRIPT
 

@@ -5,7 +5,8 @@ payment flows call its public methods and nothing behind it. A write goes down o
 back once (DESIGN §3, "write last, read first"), through these parts:
 
 * ``_values``: what callers pass in and get back (`TransferRequest`, `TransferResult`, ...);
-* ``_intents``: requests to intents, pure: validation, ids, flags, linked chains;
+* ``_intents``: requests to intents, pure: validation, chart names to numbers, ids, flags,
+  linked chains;
 * ``_outcomes``: engine statuses to results, audit kinds and errors, pure: the one mapping;
 * ``_discovery``: accounts by their columns and transfers by their metadata, a page at a time;
 * ``_service``: `LedgerService` itself: lifecycle, engine calls (deadline, retry, breaker),
@@ -13,6 +14,17 @@ back once (DESIGN §3, "write last, read first"), through these parts:
   expiry, accounts and their status;
 * ``_history``: balance history, balances as of a time, account activity and statements, read
   from the engine's history and joined with the store (DESIGN §10);
+* ``_service``: `LedgerService` itself, a small facade: the lifecycle, the wiring of the
+  collaborators below (each handed its store, gateway and event bus), one delegation per method;
+* ``_gateway``: `EngineGateway`, every engine call: deadline, retry, circuit breaker, the
+  batcher, a replaced client after eviction, the engine's clock;
+* ``_claims``: `Claims`, the transfer ids this process is submitting (replays wait for them);
+* ``_writer``: `Writer`, the write pipeline: claims, grouping, persist, submit, replays;
+* ``_recorder``: `Recorder`, outcomes to the audit trail and to listeners;
+* ``_recovery``: `Recovery`, settling intents without outcome, hold expiry, the background loop;
+* ``_accounts``: `Accounts` (creation, balances, status changes) and `AccountStatuses` (the
+  status the engine made effective, and why a transfer was refused);
+* ``_reads``: `Reads`, transfers from the engine and bounded pages;
 * ``sync``: `LedgerServiceSync`, the same service for code without an event loop.
 
     async with LedgerService(Settings()) as ledger:

@@ -121,7 +121,7 @@ _ACTIVITY_READ_MIN = 256
 
 class EngineCall(Protocol):
     """The service's one way of calling the engine: through the circuit breaker, with retries
-    of client faults, within the request deadline (`LedgerService._call`)."""
+    of client faults, within the request deadline (`EngineGateway.call`)."""
 
     def __call__(self, make: Callable[[], Awaitable[_T]], /) -> Awaitable[_T]: ...
 

@@ -2,14 +2,16 @@
 
 Every public write of the service turns its caller's request into `TransferIntent`s here: types,
 ranges, u128 bounds and the id rule (`tbledger.ids.parse_object_id`) are checked, ids minted,
-flags set, chains linked. Nothing here reads the store or the engine, so a bad request is refused
-before anything is written. The common case (plain ints in range) is checked in one expression:
-this runs once per transfer on the hot path.
+flags set, chains linked, and a ledger or code given by its chart name resolved to its number
+through the service's `Chart` (the chart's own lookup, the one the API and the flows use). Nothing
+here reads the store or the engine, so a bad request is refused before anything is written. The
+common case (plain ints in range) is checked in one expression: this runs once per transfer on
+the hot path, and a name takes the field-by-field path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +20,7 @@ import tigerbeetle as tb
 from tbledger.balances import (
     AccountType,
 )
+from tbledger.chart import Chart
 from tbledger.errors import (
     ValidationError,
 )
@@ -30,7 +33,7 @@ from tbledger.limits import (
 from tbledger.model import (
     TransferIntent,
 )
-from tbledger.service._values import TransferRequest
+from tbledger.service._values import PendingResolution, TransferFields, TransferRequest
 
 _F = tb.TransferFlags
 # Flag values as plain ints: IntFlag arithmetic costs microseconds per operation, and the write
@@ -66,6 +69,30 @@ def checked_object_id(name: str, value: object) -> int:
     return parse_object_id(value, name)
 
 
+def ledger_number(chart: Chart, ledger: object) -> int:
+    """A ledger's engine number: an int as given (a u32), a str through the chart (its name, or
+    its number in digits); a name the chart lacks raises `UnknownLedgerError`."""
+    if isinstance(ledger, str):
+        return chart.ledger(ledger).code
+    return checked_uint("ledger", ledger, U32_MAX)
+
+
+def transfer_code_number(chart: Chart, code: object) -> int:
+    """A transfer code's engine number: an int as given (a u16), a str through the chart;
+    a name the chart lacks raises `UnknownCodeError`."""
+    if isinstance(code, str):
+        return chart.transfer_code(code).code
+    return checked_uint("code", code, U16_MAX)
+
+
+def account_code_number(chart: Chart, code: object) -> int:
+    """An account code's engine number: an int as given (a u16), a str through the chart;
+    a name the chart lacks raises `UnknownCodeError`."""
+    if isinstance(code, str):
+        return chart.account_code(code).code
+    return checked_uint("code", code, U16_MAX)
+
+
 def known_account_type(account_type: str) -> bool:
     try:
         AccountType(account_type)
@@ -74,7 +101,22 @@ def known_account_type(account_type: str) -> bool:
     return True
 
 
-def intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
+_REQUIRED_FIELDS = frozenset({"debit_account_id", "credit_account_id", "amount", "ledger", "code"})
+
+
+def request_of(request: TransferRequest | None, fields: TransferFields) -> TransferRequest:
+    """The request given, or the one its fields make; not both."""
+    if request is None:
+        missing = _REQUIRED_FIELDS - fields.keys()
+        if missing:
+            raise ValidationError(f"missing transfer fields: {', '.join(sorted(missing))}")
+        return TransferRequest(**fields)
+    if fields:
+        raise ValidationError("pass a TransferRequest or its fields by keyword, not both")
+    return request
+
+
+def intent_of(req: TransferRequest, *, pending: bool, chart: Chart) -> TransferIntent:
     debit = req.debit_account_id
     credit = req.credit_account_id
     amount = req.amount
@@ -127,16 +169,16 @@ def intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
             idempotency_key=req.idempotency_key,
             metadata=dict(req.metadata) if req.metadata else {},
         )
-    return checked_intent_of(req, pending=pending)
+    return checked_intent_of(req, pending=pending, chart=chart)
 
 
-def checked_intent_of(req: TransferRequest, *, pending: bool) -> TransferIntent:
+def checked_intent_of(req: TransferRequest, *, pending: bool, chart: Chart) -> TransferIntent:
     debit = checked_object_id("debit_account_id", req.debit_account_id)
     credit = checked_object_id("credit_account_id", req.credit_account_id)
     if debit == credit:
         raise ValidationError("debit and credit accounts must be different")
-    ledger = checked_uint("ledger", req.ledger, U32_MAX)
-    code = checked_uint("code", req.code, U16_MAX)
+    ledger = ledger_number(chart, req.ledger)
+    code = transfer_code_number(chart, req.code)
     if ledger == 0 or code == 0:
         raise ValidationError("ledger and code must not be 0")
     timeout = checked_uint("timeout", req.timeout, U32_MAX)
@@ -198,6 +240,39 @@ def resolution_intent(
         metadata=dict(metadata or {}),
         control=dict(control or {}),
     )
+
+
+def resolution_intents(resolutions: Sequence[PendingResolution]) -> list[TransferIntent]:
+    """Posts and voids of holds, in order: a post of None posts the whole hold (AMOUNT_MAX, the
+    engine's sentinel), a void moves nothing whatever its `amount`."""
+    return [
+        resolution_intent(
+            r.pending_id,
+            post=r.post,
+            amount=(AMOUNT_MAX if r.amount is None else checked_amount(r.amount)) if r.post else 0,
+            transfer_id=r.transfer_id,
+            idempotency_key=r.idempotency_key,
+            event_id=r.event_id,
+            payment_id=r.payment_id,
+            metadata=r.metadata,
+            control=r.control,
+        )
+        for r in resolutions
+    ]
+
+
+def with_control(
+    intents: list[TransferIntent], control: Sequence[Mapping[str, Any]] | None
+) -> list[TransferIntent]:
+    """The intents with the platform's control facts, one mapping per intent (None: none)."""
+    if control is None:
+        return intents
+    if len(control) != len(intents):
+        raise ValidationError("control needs one mapping per request")
+    return [
+        replace(intent, control=dict(facts)) if facts else intent
+        for intent, facts in zip(intents, control, strict=True)
+    ]
 
 
 def control_intent(

@@ -27,15 +27,17 @@ from tbledger.resilience import CircuitState
 class TransferRequest:
     """One transfer to create. Amounts are integers in the ledger's minor unit.
 
-    `transfer_id` lets the caller choose the id (retries then reuse it); otherwise a time-ordered
-    id is minted. `idempotency_key` makes a retry with a fresh id return the original outcome.
+    `ledger` and `code` are engine numbers, or names (or numbers in digits) in the service's
+    chart of accounts, ``ledger="USD", code="PAYMENT"``. `transfer_id` lets the caller choose the
+    id (retries then reuse it); otherwise a time-ordered id is minted. `idempotency_key` makes a
+    retry with a fresh id return the original outcome.
     """
 
     debit_account_id: int | str
     credit_account_id: int | str
     amount: int
-    ledger: int
-    code: int
+    ledger: int | str
+    code: int | str
     transfer_id: int | str | None = None
     pending: bool = False
     timeout: int = 0
@@ -62,8 +64,8 @@ class TransferFields(TypedDict, total=False):
     debit_account_id: int | str
     credit_account_id: int | str
     amount: int
-    ledger: int
-    code: int
+    ledger: int | str
+    code: int | str
     transfer_id: int | str | None
     pending: bool
     timeout: int

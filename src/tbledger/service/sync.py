@@ -16,6 +16,7 @@ from typing import Any, TypeVar, Unpack
 import tigerbeetle as tb
 
 from tbledger.balances import Balance
+from tbledger.chart import Chart
 from tbledger.config import Settings
 from tbledger.events import Listener
 from tbledger.model import AuditEvent, TransferIntent
@@ -43,13 +44,15 @@ _T = TypeVar("_T")
 class LedgerServiceSync:
     """A blocking facade over `LedgerService`; use ``with LedgerServiceSync(...) as ledger:``."""
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, chart: Chart | None = None, **overrides: Any
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tbledger-service", daemon=True
         )
         self._thread.start()
-        self.service = LedgerService(settings, **overrides)
+        self.service = LedgerService(settings, chart=chart, **overrides)
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         if not self._thread.is_alive():
@@ -100,8 +103,8 @@ class LedgerServiceSync:
         *,
         owner_id: str | None,
         account_type: str,
-        ledger: int,
-        code: int | None = None,
+        ledger: int | str,
+        code: int | str | None = None,
         name: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         flags: tb.AccountFlags | None = None,
