@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import RenderableType
@@ -31,6 +31,7 @@ from tbledger.cli._options import (
     MinorFlag,
     UrlOpt,
     amount_checked,
+    amount_of,
 )
 from tbledger.cli._output import (
     Output,
@@ -98,11 +99,6 @@ def _per_item(value: str | None, index: int, count: int) -> str | None:
     if value is None or count == 1:
         return value
     return f"{value}-{index + 1}"
-
-
-def _unit(minor: bool) -> Literal["major", "minor"]:
-    """The API's amount unit for the --minor flag."""
-    return "minor" if minor else "major"
 
 
 def _is_id(ref: str) -> bool:
@@ -371,8 +367,7 @@ def _transfer_body(
     return TransferSpec(
         debit_account_id=debit,
         credit_account_id=credit,
-        amount=amount,
-        amount_unit=_unit(minor),
+        amount=amount_of(amount, minor=minor),
         ledger=ledger,
         code=code,
         event_id=event_id,
@@ -545,8 +540,7 @@ def post(
     with _remote(url, api_key, out) as remote:
         result = remote.post_pending_transfer(
             pending_id,
-            amount=amount,
-            amount_unit=_unit(minor),
+            amount=None if amount is None else amount_of(amount, minor=minor),
             event_id=event_id or None,
             payment_id=payment_id or None,
             idempotency_key=idempotency_key,
@@ -684,7 +678,10 @@ def fees_set(
     out = output_of(ctx, json_output)
     with _remote(url, api_key, out) as remote:
         stored = remote.set_fee_schedule(
-            _account_id(remote, merchant), fee_bps=bps, fee_fixed=fixed, fee_payer=payer
+            _account_id(remote, merchant),
+            fee_bps=bps,
+            fee_fixed=amount_of(fixed, minor=False),
+            fee_payer=payer,
         ).to_json()
     out.result(stored, lambda: fields_table(stored, "fee schedule"))
 
