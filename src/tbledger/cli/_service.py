@@ -51,11 +51,15 @@ from tbledger.ids import parse_id
 from tbledger.limits import CLIENT_TIMEOUT_S, HTTP_PAGE_LIMIT_MAX, LISTING_PAGE_ROWS_DEFAULT
 
 __all__ = [
+    "AccountArg",
+    "account_id_of",
+    "account_names",
     "accounts_app",
     "audit",
     "balance",
     "fees_app",
     "hold",
+    "ledger_of",
     "post",
     "rates_app",
     "recover",
@@ -87,10 +91,6 @@ def _remote(url: str, api_key: str | None, out: Output) -> Iterator[LedgerClient
                 raise
             out.fail(answer)
             raise typer.Exit(1) from None
-
-
-# The history commands (`_history`) reach the service the same way.
-remote_client = _remote
 
 
 def _per_item(value: str | None, index: int, count: int) -> str | None:
@@ -127,6 +127,19 @@ def _names(remote: LedgerClient, ids: list[str]) -> dict[str, str]:
             names[account_id] = name
     return names
 
+
+def _ledger_of(remote: LedgerClient, account_id: str) -> str:
+    """The chart name (else the number) of the ledger an account is on."""
+    account = remote.get_account(account_id)
+    return str(account.ledger_name or account.ledger)
+
+
+# The other commands that reach the service (`_history`, `_flows`) do it the same way: one client
+# and error path, and one reading of an account given by id or by name.
+remote_client = _remote
+account_id_of = _account_id
+account_names = _names
+ledger_of = _ledger_of
 
 AccountArg = Annotated[str, typer.Argument(help="The account's id or unique name.")]
 
@@ -344,11 +357,6 @@ def balance(
             balances = [b.to_json() for b in remote.get_balances(account_ids)]
     data: Any = balances[0] if len(balances) == 1 else {"balances": balances}
     out.result(data, lambda: balance_table(balances))
-
-
-def _ledger_of(remote: LedgerClient, account_id: str) -> str:
-    account = remote.get_account(account_id)
-    return str(account.ledger_name or account.ledger)
 
 
 def _transfer_body(
