@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +242,18 @@ def test_flows_for_people_and_for_owner_keys(admin: Service) -> None:
     assert refused(api(admin, "escrow", "void", f"k-{tag}", key=key)) == "forbidden"
     assert refused(api(admin, "deposit", f"wallet-{tag}", "1.00", key=key)) == "forbidden"
     assert ok(api(admin, "balance", wallet))["available"] == "45.75"
+
+
+def test_every_documented_flow_example_is_a_command() -> None:
+    """The flow table of docs/configuration.md names commands and options that exist: each
+    example, with --help added, is parsed by the command line."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    section = text.split("## Payment flows on the command line", 1)[1]
+    examples = re.findall(r"^\| `[^`]+` \| `tbledger ([^`]+)` \|", section, flags=re.MULTILINE)
+    assert len(examples) == 18
+    for example in examples:
+        words = example.replace("0x01a2…", "0x1").split()
+        shown = runner.invoke(app, [*words, "--help"])
+        assert shown.exit_code == 0, (example, shown.output)
+        options = [w for w in words if w.startswith("--")]
+        assert all(o in shown.stdout for o in options), (example, shown.stdout)
