@@ -7,10 +7,11 @@ a background thread; the async client runs on httpx and on aiohttp, the blocking
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,7 +22,9 @@ import pytest
 from tbledger.admin import create_key
 from tbledger.client import (
     AiohttpTransport,
+    Answer,
     AsyncLedgerClient,
+    HttpxTransport,
     LedgerClient,
     TransferSpec,
     answer_of,
@@ -91,7 +94,7 @@ async def test_accounts_transfers_and_holds(client: AsyncLedgerClient) -> None:
     alice = await client.create_account(ledger="USD", owner_id="alice", name=None)
     bob = await client.create_account(ledger="USD", account_type="merchant", owner_id="bob")
     assert alice.status == "active" and alice.ledger_name == "USD"
-    deposit = await client.deposit(account_id=alice.id, amount="100.00", ledger="USD")
+    deposit = await client.deposit(account_id=alice.id, amount=Decimal("100.00"), ledger="USD")
     assert deposit.flow == "deposit" and deposit.details.account_id == alice.id
     assert all(t.ok for t in deposit.transfers)
 
@@ -115,7 +118,10 @@ async def test_accounts_transfers_and_holds(client: AsyncLedgerClient) -> None:
     with pytest.raises(InsufficientBalanceError) as refused:
         await client.create_transfer(
             TransferSpec(
-                debit_account_id=alice.id, credit_account_id=bob.id, amount="1000", ledger="USD"
+                debit_account_id=alice.id,
+                credit_account_id=bob.id,
+                amount=Decimal("1000"),
+                ledger="USD",
             )
         )
     assert refused.value.code == "exceeds_credits"
@@ -125,12 +131,11 @@ async def test_accounts_transfers_and_holds(client: AsyncLedgerClient) -> None:
             debit_account_id=alice.id,
             credit_account_id=bob.id,
             amount=500,
-            amount_unit="minor",
             ledger="USD",
             timeout_s=3600,
         )
     )
-    posted = await client.post_pending_transfer(hold.id, amount="3.00")
+    posted = await client.post_pending_transfer(hold.id, amount=Decimal("3.00"))
     assert posted.ok
     other = await client.create_pending_transfer(
         TransferSpec(debit_account_id=alice.id, credit_account_id=bob.id, amount=1, ledger="USD")
@@ -145,10 +150,16 @@ async def test_accounts_transfers_and_holds(client: AsyncLedgerClient) -> None:
     batch = await client.create_transfers(
         [
             TransferSpec(
-                debit_account_id=alice.id, credit_account_id=bob.id, amount="1", ledger="USD"
+                debit_account_id=alice.id,
+                credit_account_id=bob.id,
+                amount=Decimal("1"),
+                ledger="USD",
             ),
             TransferSpec(
-                debit_account_id=alice.id, credit_account_id=bob.id, amount="9999", ledger="USD"
+                debit_account_id=alice.id,
+                credit_account_id=bob.id,
+                amount=Decimal("9999"),
+                ledger="USD",
             ),
         ]
     )
@@ -178,50 +189,54 @@ async def test_flows_prices_and_events(client: AsyncLedgerClient) -> None:
     alice = await client.create_account(ledger="USD", owner_id="alice")
     alice_eur = await client.create_account(ledger="EUR", owner_id="alice")
     shop = await client.create_account(ledger="USD", account_type="merchant", owner_id="shop")
-    await client.deposit(account_id=alice.id, amount="50.00", ledger="USD")
-    fees = await client.set_fee_schedule(shop.id, fee_bps=100, fee_fixed="0.10")
+    await client.deposit(account_id=alice.id, amount=Decimal("50.00"), ledger="USD")
+    fees = await client.set_fee_schedule(shop.id, fee_bps=100, fee_fixed=Decimal("0.10"))
     assert (fees.fee_bps, fees.fee_fixed, fees.platform_default) == (100, "0.10", False)
     assert (await client.fee_schedule(shop.id)).fee_bps == 100
 
     paid = await client.pay(
-        payer_id=alice.id, merchant_id=shop.id, amount="10.00", ledger="USD", payment_id=alice.id
+        payer_id=alice.id,
+        merchant_id=shop.id,
+        amount=Decimal("10.00"),
+        ledger="USD",
+        payment_id=alice.id,
     )
     assert paid.details.fee == "0.20" and paid.details.fee_payer == "payer"
     left = await client.refundable(alice.id)
     assert left.refundable == "10.00"
-    refunded = await client.refund(payment_id=alice.id, amount="4.00")
+    refunded = await client.refund(payment_id=alice.id, amount=Decimal("4.00"))
     assert refunded.details.payer_id == alice.id
     with pytest.raises(UnknownReferenceError) as missing:
         await client.refund(payment_id="no-such-payment")
     assert missing.value.code.endswith("not_found")
 
     locked = await client.escrow_lock(
-        contract_id=f"c-{alice.id}", payer_id=alice.id, amount="5.00", ledger="USD"
+        contract_id=f"c-{alice.id}", payer_id=alice.id, amount=Decimal("5.00"), ledger="USD"
     )
     released = await client.escrow_release(
-        contract_id=f"c-{alice.id}", merchant_id=shop.id, amount="2.00"
+        contract_id=f"c-{alice.id}", merchant_id=shop.id, amount=Decimal("2.00")
     )
     voided = await client.escrow_void(contract_id=f"c-{alice.id}")
     assert locked.details.escrow_account_id == released.details.escrow_account_id
     assert voided.details.payer_id == alice.id
 
-    settled = await client.settle(merchant_id=shop.id, ledger="USD", amount="1.00")
+    settled = await client.settle(merchant_id=shop.id, ledger="USD", amount=Decimal("1.00"))
     assert settled.details.settlement_id is not None
     reversed_ = await client.reverse_settlement(settled.details.settlement_id)
     assert reversed_.details.settlement_id == settled.details.settlement_id
 
     with pytest.raises(PriceError):
-        await client.quote(source_ledger="USD", target_ledger="GBP", amount="1.00")
+        await client.quote(source_ledger="USD", target_ledger="GBP", amount=Decimal("1.00"))
     rate = await client.set_rate(source_ledger="USD", target_ledger="EUR", rate=Decimal("0.9"))
     assert rate.rate == "0.9"
     assert any(r.target_ledger_name == "EUR" for r in await client.rates())
-    await client.fund_liquidity(amount="1000.00", ledger="EUR")
+    await client.fund_liquidity(amount=Decimal("1000.00"), ledger="EUR")
     assert (await client.liquidity("EUR")).available != "0.00"
-    quote = await client.quote(source_ledger="USD", target_ledger="EUR", amount="10.00")
+    quote = await client.quote(source_ledger="USD", target_ledger="EUR", amount=Decimal("10.00"))
     exchanged = await client.exchange(
         source_account_id=alice.id,
         target_account_id=alice_eur.id,
-        amount="10.00",
+        amount=Decimal("10.00"),
         source_ledger="USD",
         target_ledger="EUR",
         quote_id=quote.quote_id,
@@ -238,13 +253,13 @@ async def test_flows_prices_and_events(client: AsyncLedgerClient) -> None:
 async def test_history_activity_and_statements(client: AsyncLedgerClient) -> None:
     alice = await client.create_account(ledger="USD", owner_id="alice")
     shop = await client.create_account(ledger="USD", account_type="merchant", owner_id="shop")
-    await client.deposit(account_id=alice.id, amount="50.00", ledger="USD")
+    await client.deposit(account_id=alice.id, amount=Decimal("50.00"), ledger="USD")
     spec = TransferSpec(
-        debit_account_id=alice.id, credit_account_id=shop.id, amount="5.00", ledger="USD"
+        debit_account_id=alice.id, credit_account_id=shop.id, amount=Decimal("5.00"), ledger="USD"
     )
     first = await client.create_transfer(spec)
     hold = await client.create_pending_transfer(spec)
-    await client.post_pending_transfer(hold.id, amount="2.00")
+    await client.post_pending_transfer(hold.id, amount=Decimal("2.00"))
 
     history = await client.balance_history(alice.id)
     assert [p.kind for p in history.points] == ["opening", "single", "single", "pending", "post"]
@@ -318,7 +333,7 @@ async def test_discovery(client: AsyncLedgerClient, service: Service) -> None:
     wallet = await client.create_account(ledger="USD", owner_id=owner, name=f"wallet/{tag}")
     savings = await client.create_account(ledger="EUR", owner_id=owner)
     shop = await client.create_account(ledger="USD", owner_id=owner, account_type="merchant")
-    await client.deposit(account_id=wallet.id, amount="5.00", ledger="USD")
+    await client.deposit(account_id=wallet.id, amount=Decimal("5.00"), ledger="USD")
 
     # Accounts: by filters, a page at a time.
     first = await client.list_accounts(owner_id=owner, limit=2)
@@ -346,7 +361,7 @@ async def test_discovery(client: AsyncLedgerClient, service: Service) -> None:
     spec = TransferSpec(
         debit_account_id=wallet.id,
         credit_account_id=shop.id,
-        amount="1.00",
+        amount=Decimal("1.00"),
         ledger="USD",
         metadata={"order": tag, "channel": "sdk"},
     )
@@ -355,7 +370,7 @@ async def test_discovery(client: AsyncLedgerClient, service: Service) -> None:
         TransferSpec(
             debit_account_id=wallet.id,
             credit_account_id=shop.id,
-            amount="1.00",
+            amount=Decimal("1.00"),
             ledger="USD",
             event_id=f"event-{tag}",
             metadata={"order": tag},
@@ -386,7 +401,7 @@ def test_blocking_client(service: Service) -> None:
         account = client.create_account(ledger="USD", owner_id="alice", idempotency_key="sync-1")
         again = client.create_account(ledger="USD", owner_id="alice", idempotency_key="sync-1")
         assert again.id == account.id
-        client.deposit(account_id=account.id, amount="1.00", ledger="USD")
+        client.deposit(account_id=account.id, amount=Decimal("1.00"), ledger="USD")
         assert client.get_account(account.id).balance is not None
         assert [e.kind for e in client.events(follow=False)]
         history = client.balance_history(account.id)
@@ -399,6 +414,90 @@ def test_blocking_client(service: Service) -> None:
         with pytest.raises(AccountNotFoundError):
             client.account_by_name("no such name")
         assert client.transfers_by_metadata({"no": "such"}).transfers == []
+
+
+class RecordingTransport:
+    """httpx, with every request body it sends kept (decoded) in `bodies`."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.inner = HttpxTransport(
+            url, headers={"Authorization": f"Bearer {api_key}"}, timeout_s=30.0
+        )
+        self.base_url = self.inner.base_url
+        self.bodies: list[dict[str, object]] = []
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        self.bodies.append(json.loads(content) if content else {})
+        return self.inner.request(method, path, params=params, content=content, headers=headers)
+
+    def stream_lines(
+        self,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
+        return self.inner.stream_lines(path, params=params, headers=headers)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_amounts_are_read_as_the_library_reads_them(service: Service) -> None:
+    """An int is minor units and a Decimal major units, as in `SpendEngine` and `LedgerService`;
+    text, floats, bools and negative amounts are refused before anything is sent."""
+    recorder = RecordingTransport(service.url, service.admin_key)
+    with LedgerClient(transport=recorder) as client:
+        account = client.create_account(ledger="USD", owner_id="alice")
+        shop = client.create_account(ledger="USD", account_type="merchant", owner_id="shop")
+        client.deposit(account_id=account.id, amount=1250, ledger="USD")
+        client.deposit(account_id=account.id, amount=Decimal("12.50"), ledger="USD")
+        assert client.get_balance(account.id).posted == "25.00"
+        sent = [(b["amount"], b["amount_unit"]) for b in recorder.bodies if "amount" in b]
+        assert sent == [("1250", "minor"), ("12.50", "major")]
+
+        hold = client.create_pending_transfer(
+            TransferSpec(
+                debit_account_id=account.id, credit_account_id=shop.id, amount=500, ledger="USD"
+            )
+        )
+        assert client.get_transfer(hold.id).amount == "5.00"
+        assert client.post_pending_transfer(hold.id, amount=Decimal("2")).ok
+        assert client.get_balance(account.id).posted == "23.00"
+        fees = client.set_fee_schedule(shop.id, fee_bps=0, fee_fixed=30)
+        assert (fees.fee_fixed, fees.fee_fixed_minor) == ("0.30", "30")
+        with pytest.raises(ValidationError):  # more places than USD has: refused, not rounded
+            client.deposit(account_id=account.id, amount=Decimal("0.001"), ledger="USD")
+
+        before = len(recorder.bodies)
+        for wrong in ("12.50", "1250", 12.5, True, -1, Decimal("-0"), Decimal("NaN")):
+            with pytest.raises(AmountError):
+                client.deposit(account_id=account.id, amount=wrong, ledger="USD")  # type: ignore[arg-type]
+        with pytest.raises(AmountError) as text:
+            client.create_transfer(
+                TransferSpec(
+                    debit_account_id=account.id,
+                    credit_account_id=shop.id,
+                    amount="1.00",  # type: ignore[arg-type]
+                    ledger="USD",
+                )
+            )
+        assert "Decimal(text)" in str(text.value)
+        with pytest.raises(AmountError):
+            client.post_pending_transfer(hold.id, amount="1.00")  # type: ignore[arg-type]
+        with pytest.raises(AmountError):
+            client.set_fee_schedule(shop.id, fee_bps=0, fee_fixed="0.30")  # type: ignore[arg-type]
+        with pytest.raises(AmountError):
+            client.quote(source_ledger="USD", target_ledger="EUR", amount="1")  # type: ignore[arg-type]
+        assert len(recorder.bodies) == before
 
 
 def test_the_blocking_client_is_generated_from_the_async_one() -> None:

@@ -11,7 +11,10 @@ Three kinds of command:
   (now or ``--as-of`` a time), ``transfer``, ``hold``, ``post``, ``void``, ``audit``,
   ``recover``, ``rates`` (the operator's exchange rates) and ``fees`` (merchants' fee
   schedules) talk to a running service over HTTP through `tbledger.client` (``--url`` /
-  ``TBLEDGER_API_URL``, ``--api-key`` / ``TBLEDGER_API_KEY``).
+  ``TBLEDGER_API_URL``, ``--api-key`` / ``TBLEDGER_API_KEY``), and so do the payment flows:
+  ``deposit``, ``withdraw``, ``pay``, ``refund`` (``refundable``), ``settle``,
+  ``reverse-settlement``, ``exchange`` (``quote``), ``escrow lock|release|void``,
+  ``anchor authorize|fulfil|release|status`` and ``liquidity fund|show``.
 
 ``demo``, ``loadtest`` and ``bench`` start the tools, imported only when they run.
 
@@ -20,9 +23,10 @@ errors go to stderr (in JSON mode, an error object on stdout) with a non-zero ex
 
 This module is the face: the application, its root option, and every command registered in
 the order ``tbledger --help`` lists them. The commands live in the private modules by what they
-talk to: ``_service`` (a running service) and ``_history`` (an account over time, through it),
-``_serve`` (the service itself), ``_admin`` (the store, through `tbledger.admin`), ``_tools``
-(the tools); ``_output`` renders and ``_options`` holds the options they share.
+talk to: ``_service`` (a running service), ``_history`` (an account over time, through it),
+``_flows`` (the payment flows, through it), ``_serve`` (the service itself), ``_admin`` (the
+store, through `tbledger.admin`), ``_tools`` (the tools); ``_output`` renders and ``_options``
+holds the options they share.
 """
 
 from __future__ import annotations
@@ -32,6 +36,20 @@ import sys
 import typer
 
 from tbledger.cli._admin import db_app, keys_app
+from tbledger.cli._flows import (
+    anchor_app,
+    deposit,
+    escrow_app,
+    exchange,
+    liquidity_app,
+    pay,
+    quote,
+    refund,
+    refundable,
+    reverse_settlement,
+    settle,
+    withdraw,
+)
 from tbledger.cli._history import accounts_activity, accounts_history, accounts_statement
 from tbledger.cli._options import JsonFlag
 from tbledger.cli._output import Output
@@ -68,7 +86,12 @@ def _root(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 
 
 # Help lists commands in the order they are registered here, then the groups.
-for _command in (serve, balance, transfer, hold, post, void, audit, recover, demo, loadtest, bench):
+# The payment flows come after the transfers they are made of.
+for _command in (
+    *(serve, balance, transfer, hold, post, void),
+    *(deposit, withdraw, pay, refund, refundable, settle, reverse_settlement, exchange, quote),
+    *(audit, recover, demo, loadtest, bench),
+):
     app.command()(_command)
 # An account over time, in the accounts group after the commands it declares itself.
 accounts_app.command("history")(accounts_history)
@@ -79,6 +102,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(rates_app, name="rates")
 app.add_typer(fees_app, name="fees")
+app.add_typer(escrow_app, name="escrow")
+app.add_typer(anchor_app, name="anchor")
+app.add_typer(liquidity_app, name="liquidity")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """The options several commands share, and what the local ones resolve to.
 
 One definition per option keeps its flag, environment variable and help text the same on every
-command that takes it. The data directory and the store's URL are resolved here because both
+command that takes it. Amounts arrive as text and leave here typed (`amount_of`): a `Decimal` of
+the ledger's units, or an ``int`` of minor units with ``--minor``, which is how `tbledger.client`
+reads them (it refuses text). The data directory and the store's URL are resolved here because both
 ``serve`` and the admin commands (``keys``, ``db``) must find the same SQLite file by default.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +29,7 @@ __all__ = [
     "MinorFlag",
     "UrlOpt",
     "amount_checked",
+    "amount_of",
     "database_url_of",
     "make_parent",
 ]
@@ -34,6 +38,7 @@ DEFAULT_DATA_DIR = Path(".tbledger")
 DATABASE_FILE = "tbledger.db"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 _AMOUNT = re.compile(r"[0-9]{1,39}(\.[0-9]{1,38})?")
+_MINOR = re.compile(r"[0-9]{1,39}")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 UrlOpt = Annotated[
@@ -85,6 +90,17 @@ def amount_checked(value: str | None) -> str | None:
     if value is not None and not _AMOUNT.fullmatch(value):
         raise typer.BadParameter(f"{value!r} is not a decimal amount like 12.50")
     return value
+
+
+def amount_of(text: str, *, minor: bool) -> int | Decimal:
+    """A checked amount's text (`amount_checked`) as the client takes it: an int of minor units
+    with ``--minor`` (a usage error, exit 2, if it has a fraction), else a Decimal of the
+    ledger's units, exactly (the service refuses more places than the ledger has)."""
+    if minor:
+        if not _MINOR.fullmatch(text):
+            raise typer.BadParameter(f"{text!r} is not a whole number of minor units (--minor)")
+        return int(text)
+    return Decimal(text)
 
 
 AmountArg = Annotated[

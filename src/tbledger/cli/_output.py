@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import typer
@@ -32,9 +33,11 @@ __all__ = [
     "balance_table",
     "die",
     "fields_table",
+    "flow_view",
     "history_table",
     "keys_table",
     "output_of",
+    "priced_view",
     "rates_table",
     "results_table",
     "run_or_exit",
@@ -334,6 +337,83 @@ def rates_table(rates: Sequence[dict[str, Any]]) -> Table:
             rate.get("set_by") or "",
         )
     return table
+
+
+# -- payment flows --------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _engine_time(timestamp: str | None) -> str:
+    """An engine timestamp (ns since the Unix epoch, as text) as ISO 8601 UTC to the
+    millisecond; none is blank."""
+    if not timestamp:
+        return ""
+    moment = _EPOCH + timedelta(microseconds=int(timestamp) // 1000)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def _named(value: Any, names: Mapping[str, str]) -> str:
+    """A value for a table: an account id with its name beside it where there is one."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    name = names.get(text)
+    return f"{text} ({name})" if name else text
+
+
+def priced_view(
+    data: Mapping[str, Any],
+    title: str,
+    names: Mapping[str, str] | None = None,
+    *,
+    units: Mapping[str, str] | None = None,
+) -> Table:
+    """An answer's fields for people: amounts (`units`: field -> ledger name) with their ledger,
+    account ids with their names, times in ISO 8601; the ``_minor`` twins and the ledgers'
+    numbers, which ``--json`` keeps, are left out."""
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        if value in (None, "", [], {}) or key.endswith("_minor"):
+            continue
+        if isinstance(value, int) and f"{key}_name" in data:
+            continue  # the ledger's number: its name is shown instead
+        label = key.removesuffix("_name") if key.endswith("ledger_name") else key
+        text = _named(value, names or {})
+        if key.endswith("_at"):
+            text = f"{_to_second(text)}Z"
+        unit = (units or {}).get(key)
+        table.add_row(label, f"{text} {unit}" if unit else text)
+    return table
+
+
+def flow_view(result: Mapping[str, Any], names: Mapping[str, str] | None = None) -> Group:
+    """A flow's outcome: what moved (in the ledger's units, accounts by name and id), then the
+    engine's answer for each of its transfers, with the engine's time."""
+    book = result["ledger_name"]
+    details = dict(result["details"])
+    flow = str(result["flow"]).replace("_", " ")
+    title = f"{flow}: {result['amount']} {book}"
+    if result.get("replayed"):
+        title += " (replayed: nothing moved again)"
+    summary = {"payment_id": result["payment_id"], "event_id": result["event_id"], **details}
+    units = {
+        key: details.get("target_ledger_name", book) if key.startswith("target_") else book
+        for key in details
+        if f"{key}_minor" in details
+    }
+    legs = Table(title="transfers")
+    for column in ("transfer", "status", "ok", "time"):
+        legs.add_column(column, no_wrap=column in ("transfer", "time"))
+    for leg in result["transfers"]:
+        style = "green" if leg.get("ok") else "red"
+        legs.add_row(
+            leg["id"],
+            Text(str(leg["status"]), style=style),
+            "yes" if leg.get("ok") else "no",
+            _engine_time(leg.get("timestamp")),
+        )
+    return Group(priced_view(summary, title, names, units=units), legs)
 
 
 # -- an account over time -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import RenderableType
@@ -31,6 +31,7 @@ from tbledger.cli._options import (
     MinorFlag,
     UrlOpt,
     amount_checked,
+    amount_of,
 )
 from tbledger.cli._output import (
     Output,
@@ -50,11 +51,15 @@ from tbledger.ids import parse_id
 from tbledger.limits import CLIENT_TIMEOUT_S, HTTP_PAGE_LIMIT_MAX, LISTING_PAGE_ROWS_DEFAULT
 
 __all__ = [
+    "AccountArg",
+    "account_id_of",
+    "account_names",
     "accounts_app",
     "audit",
     "balance",
     "fees_app",
     "hold",
+    "ledger_of",
     "post",
     "rates_app",
     "recover",
@@ -88,21 +93,12 @@ def _remote(url: str, api_key: str | None, out: Output) -> Iterator[LedgerClient
             raise typer.Exit(1) from None
 
 
-# The history commands (`_history`) reach the service the same way.
-remote_client = _remote
-
-
 def _per_item(value: str | None, index: int, count: int) -> str | None:
     """The name or idempotency key of item `index` of the `count` one command sends: suffixed -N
     when there are several, so names stay unique and a rerun with the same key replays each."""
     if value is None or count == 1:
         return value
     return f"{value}-{index + 1}"
-
-
-def _unit(minor: bool) -> Literal["major", "minor"]:
-    """The API's amount unit for the --minor flag."""
-    return "minor" if minor else "major"
 
 
 def _is_id(ref: str) -> bool:
@@ -131,6 +127,19 @@ def _names(remote: LedgerClient, ids: list[str]) -> dict[str, str]:
             names[account_id] = name
     return names
 
+
+def _ledger_of(remote: LedgerClient, account_id: str) -> str:
+    """The chart name (else the number) of the ledger an account is on."""
+    account = remote.get_account(account_id)
+    return str(account.ledger_name or account.ledger)
+
+
+# The other commands that reach the service (`_history`, `_flows`) do it the same way: one client
+# and error path, and one reading of an account given by id or by name.
+remote_client = _remote
+account_id_of = _account_id
+account_names = _names
+ledger_of = _ledger_of
 
 AccountArg = Annotated[str, typer.Argument(help="The account's id or unique name.")]
 
@@ -350,11 +359,6 @@ def balance(
     out.result(data, lambda: balance_table(balances))
 
 
-def _ledger_of(remote: LedgerClient, account_id: str) -> str:
-    account = remote.get_account(account_id)
-    return str(account.ledger_name or account.ledger)
-
-
 def _transfer_body(
     debit: str,
     credit: str,
@@ -371,8 +375,7 @@ def _transfer_body(
     return TransferSpec(
         debit_account_id=debit,
         credit_account_id=credit,
-        amount=amount,
-        amount_unit=_unit(minor),
+        amount=amount_of(amount, minor=minor),
         ledger=ledger,
         code=code,
         event_id=event_id,
@@ -545,8 +548,7 @@ def post(
     with _remote(url, api_key, out) as remote:
         result = remote.post_pending_transfer(
             pending_id,
-            amount=amount,
-            amount_unit=_unit(minor),
+            amount=None if amount is None else amount_of(amount, minor=minor),
             event_id=event_id or None,
             payment_id=payment_id or None,
             idempotency_key=idempotency_key,
@@ -684,7 +686,10 @@ def fees_set(
     out = output_of(ctx, json_output)
     with _remote(url, api_key, out) as remote:
         stored = remote.set_fee_schedule(
-            _account_id(remote, merchant), fee_bps=bps, fee_fixed=fixed, fee_payer=payer
+            _account_id(remote, merchant),
+            fee_bps=bps,
+            fee_fixed=amount_of(fixed, minor=False),
+            fee_payer=payer,
         ).to_json()
     out.result(stored, lambda: fields_table(stored, "fee schedule"))
 

@@ -8,8 +8,9 @@ would not turn into the blocking twin.
 Each method builds one request (path, query, JSON body with the caller's fields only, so that the
 service's defaults apply) and reads one answer: the typed model on success, the library's
 exception for an error (`tbledger.client._errors`). Ids are accepted as the API's strings or as
-ints (u128, sent as ``0x`` hex); amounts as decimal strings, ints or ``Decimal`` (never float),
-read in ``amount_unit``.
+ints (u128, sent as ``0x`` hex). Amounts are read as the library reads them (`tbledger.flows`):
+an ``int`` is minor units, a ``Decimal`` major units, and text or a float is refused with
+`AmountError` before anything is sent (`tbledger.client._spec`); answers carry both spellings.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from tbledger.client._models import (
     TransferPage,
     TransferResult,
 )
-from tbledger.client._spec import TransferSpec, amount_text, id_text, transfer_body
+from tbledger.client._spec import Amount, TransferSpec, amount_fields, id_text, transfer_body
 from tbledger.client._transport import Answer, AsyncTransport, HttpxAsyncTransport, StreamRefused
 from tbledger.limits import CLIENT_TIMEOUT_S
 
@@ -73,8 +74,6 @@ __all__ = ["AsyncLedgerClient"]
 
 M = TypeVar("M", bound=Model)
 Id = str | int
-Amount = str | int | Decimal
-AmountUnit = Literal["major", "minor"]
 Params = Sequence[tuple[str, str]]
 
 
@@ -335,7 +334,6 @@ class AsyncLedgerClient:
         pending_id: Id,
         *,
         amount: Amount | None = None,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -343,8 +341,7 @@ class AsyncLedgerClient:
     ) -> TransferResult:
         """Post a hold, in full or `amount` of it (the rest is released)."""
         body = _fields(
-            amount=None if amount is None else amount_text(amount),
-            amount_unit=None if amount is None else amount_unit,
+            **amount_fields(amount),
             event_id=event_id,
             payment_id=payment_id,
             metadata=None if metadata is None else dict(metadata),
@@ -462,7 +459,6 @@ class AsyncLedgerClient:
         account_id: Id,
         amount: Amount,
         ledger: str | int,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -470,8 +466,7 @@ class AsyncLedgerClient:
         """Money in from the outside world: treasury -> account (admin key)."""
         body = _fields(
             account_id=id_text(account_id),
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             ledger=str(ledger),
             event_id=event_id,
             payment_id=payment_id,
@@ -490,7 +485,6 @@ class AsyncLedgerClient:
         account_id: Id,
         amount: Amount,
         ledger: str | int,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -498,8 +492,7 @@ class AsyncLedgerClient:
         """Money out to the outside world: account -> treasury (admin key)."""
         body = _fields(
             account_id=id_text(account_id),
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             ledger=str(ledger),
             event_id=event_id,
             payment_id=payment_id,
@@ -517,15 +510,13 @@ class AsyncLedgerClient:
         *,
         amount: Amount,
         ledger: str | int,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> FlowResult[LiquidityDetails]:
         """Fund the platform's liquidity on a ledger, which exchanges pay out of (admin key)."""
         body = _fields(
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             ledger=str(ledger),
             event_id=event_id,
             payment_id=payment_id,
@@ -549,7 +540,6 @@ class AsyncLedgerClient:
         merchant_id: Id,
         amount: Amount,
         ledger: str | int,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -558,8 +548,7 @@ class AsyncLedgerClient:
         body = _fields(
             payer_id=id_text(payer_id),
             merchant_id=id_text(merchant_id),
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             ledger=str(ledger),
             event_id=event_id,
             payment_id=payment_id,
@@ -578,7 +567,6 @@ class AsyncLedgerClient:
         payment_id: str,
         payer_id: Id | None = None,
         amount: Amount | None = None,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> FlowResult[RefundDetails]:
@@ -586,8 +574,7 @@ class AsyncLedgerClient:
         body = _fields(
             payment_id=payment_id,
             payer_id=None if payer_id is None else id_text(payer_id),
-            amount=None if amount is None else amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             event_id=event_id,
         )
         return await self._call(
@@ -611,7 +598,6 @@ class AsyncLedgerClient:
         amount: Amount,
         obligation: str | int,
         timeout_s: int,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -620,8 +606,7 @@ class AsyncLedgerClient:
         (admin key)."""
         body = _fields(
             user_id=id_text(user_id),
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             obligation=str(obligation),
             timeout_s=timeout_s,
             event_id=event_id,
@@ -640,14 +625,12 @@ class AsyncLedgerClient:
         hold_id: Id,
         *,
         amount: Amount | None = None,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> FlowResult[AnchorFulfillmentDetails]:
         """Fulfill an anchor authorization, in full or `amount` of it (admin key)."""
         body = _fields(
-            amount=None if amount is None else amount_text(amount),
-            amount_unit=None if amount is None else amount_unit,
+            **amount_fields(amount),
             event_id=event_id,
         )
         return await self._call(
@@ -681,7 +664,6 @@ class AsyncLedgerClient:
         payer_id: Id,
         amount: Amount,
         ledger: str | int,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -690,8 +672,7 @@ class AsyncLedgerClient:
         body = _fields(
             contract_id=contract_id,
             payer_id=id_text(payer_id),
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             ledger=str(ledger),
             event_id=event_id,
             payment_id=payment_id,
@@ -711,7 +692,6 @@ class AsyncLedgerClient:
         merchant_id: Id,
         payer_id: Id | None = None,
         amount: Amount | None = None,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -721,8 +701,7 @@ class AsyncLedgerClient:
             contract_id=contract_id,
             payer_id=None if payer_id is None else id_text(payer_id),
             merchant_id=id_text(merchant_id),
-            amount=None if amount is None else amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             event_id=event_id,
             payment_id=payment_id,
         )
@@ -740,7 +719,6 @@ class AsyncLedgerClient:
         contract_id: str,
         payer_id: Id | None = None,
         amount: Amount | None = None,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -749,8 +727,7 @@ class AsyncLedgerClient:
         body = _fields(
             contract_id=contract_id,
             payer_id=None if payer_id is None else id_text(payer_id),
-            amount=None if amount is None else amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             event_id=event_id,
             payment_id=payment_id,
         )
@@ -768,7 +745,6 @@ class AsyncLedgerClient:
         merchant_id: Id,
         ledger: str | int,
         amount: Amount | None = None,
-        amount_unit: AmountUnit = "major",
         event_id: str | None = None,
         payment_id: str | None = None,
         idempotency_key: str | None = None,
@@ -777,8 +753,7 @@ class AsyncLedgerClient:
         body = _fields(
             merchant_id=id_text(merchant_id),
             ledger=str(ledger),
-            amount=None if amount is None else amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             event_id=event_id,
             payment_id=payment_id,
         )
@@ -809,7 +784,6 @@ class AsyncLedgerClient:
         amount: Amount,
         source_ledger: str | int,
         target_ledger: str | int,
-        amount_unit: AmountUnit = "major",
         quote_id: Id | None = None,
         event_id: str | None = None,
         payment_id: str | None = None,
@@ -819,8 +793,7 @@ class AsyncLedgerClient:
         body = _fields(
             source_account_id=id_text(source_account_id),
             target_account_id=id_text(target_account_id),
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
             source_ledger=str(source_ledger),
             target_ledger=str(target_ledger),
             quote_id=None if quote_id is None else id_text(quote_id),
@@ -841,14 +814,12 @@ class AsyncLedgerClient:
         source_ledger: str | int,
         target_ledger: str | int,
         amount: Amount,
-        amount_unit: AmountUnit = "major",
     ) -> Quote:
         """A quote: the current rate fixed for one pair and amount, for 30 s, single use."""
         body = _fields(
             source_ledger=str(source_ledger),
             target_ledger=str(target_ledger),
-            amount=amount_text(amount),
-            amount_unit=amount_unit,
+            **amount_fields(amount),
         )
         return await self._call(Quote, "POST", "/v1/flows/exchanges/quotes", body=body)
 
@@ -888,15 +859,17 @@ class AsyncLedgerClient:
         merchant_id: Id,
         *,
         fee_bps: int,
-        fee_fixed: Amount = "0",
-        amount_unit: AmountUnit = "major",
+        fee_fixed: Amount = 0,
         fee_payer: str = "payer",
     ) -> FeeSchedule:
-        """Set a merchant's fee schedule; `fee_payer` is ``payer`` or ``merchant`` (admin key)."""
+        """Set a merchant's fee schedule: `fee_bps` basis points of the amount plus `fee_fixed`
+        (an int of minor units or a Decimal of major units); `fee_payer` is ``payer`` or
+        ``merchant`` (admin key)."""
+        fixed = amount_fields(fee_fixed)
         body = {
             "fee_bps": fee_bps,
-            "fee_fixed": amount_text(fee_fixed),
-            "amount_unit": amount_unit,
+            "fee_fixed": fixed["amount"],
+            "amount_unit": fixed["amount_unit"],
             "fee_payer": fee_payer,
         }
         path = f"/v1/fees/merchants/{_segment(merchant_id)}"

@@ -778,17 +778,15 @@ class HttpTarget:
                     account.id,
                     fee_bps=FEE_PER_MILLE * 10,
                     fee_fixed=FEE_FIXED_MINOR,
-                    amount_unit="minor",
                     fee_payer="payer",
                 )
             )
         return account.id
 
     async def deposit(self, account: str, amount: int) -> Outcome:
+        # The amounts are ints of minor units: the client reads an int as the flows do.
         result = await self._call(
-            self.client.deposit(
-                account_id=account, amount=amount, amount_unit="minor", ledger=self._ledger
-            )
+            self.client.deposit(account_id=account, amount=amount, ledger=self._ledger)
         )
         return _flow_outcome(result.transfers)
 
@@ -800,7 +798,6 @@ class HttpTarget:
                 payer_id=payer,
                 merchant_id=merchant,
                 amount=amount,
-                amount_unit="minor",
                 ledger=self._ledger,
                 idempotency_key=key,
             )
@@ -815,7 +812,6 @@ class HttpTarget:
             debit_account_id=debit,
             credit_account_id=credit,
             amount=amount,
-            amount_unit="minor",
             ledger=self._ledger,
         )
 
