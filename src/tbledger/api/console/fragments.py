@@ -113,16 +113,14 @@ async def accounts(
             cursor=cursor,
         )
         found, next_cursor = listing.accounts, listing.next_cursor
-    query = {
-        k: v
-        for k, v in {
-            "account_type": account_type,
-            "ledger": ledger,
-            "status": status,
-            "owner_id": owner_id,
-        }.items()
-        if v
+    # The filters a "next page" request repeats with the cursor.
+    chosen = {
+        "account_type": account_type,
+        "ledger": ledger,
+        "status": status,
+        "owner_id": owner_id,
     }
+    query = {name: value for name, value in chosen.items() if value}
     return fragment(
         request,
         "accounts.html",
