@@ -227,3 +227,23 @@ ACTIVITY_SCAN_ROWS_MAX: Final = BATCH_EVENTS_MAX
 # answer): ten engine replies' worth of lines is a few MiB of JSON or CSV; a longer period is
 # refused with a clear error (ask for a shorter one) rather than truncated.
 STATEMENT_LINES_MAX: Final = 10 * BATCH_EVENTS_MAX
+
+# Why: the web console renders pages for people, and each fragment it serves stands for a few
+# calls of the routes it renders, however large the ledger grows. A list shows this many accounts
+# a page (people page on, or narrow the search).
+CONSOLE_ACCOUNTS_PAGE_ROWS: Final = 50
+
+# Why: an account page shows its newest transfers; older ones are a paged API read away.
+CONSOLE_ACTIVITY_ROWS: Final = 25
+
+# Why: open holds are found among an account's newest transfers, at most this many activity
+# pages of HTTP_PAGE_LIMIT_MAX transfers each; a hold older than that is still in the API.
+CONSOLE_HOLD_PAGES_MAX: Final = 5
+
+# Why: the system accounts come first in id order (they are made at start-up); this many pages of
+# HTTP_PAGE_LIMIT_MAX accounts of a type covers every ledger of any chart.
+CONSOLE_SYSTEM_PAGES_MAX: Final = 5
+
+# Why: the live feed opens with the newest events, enough to fill a screen; the rest of the log
+# is the API's (`GET /v1/events?since=`).
+CONSOLE_EVENTS_SHOWN: Final = 25

@@ -1,9 +1,10 @@
 """The authority table is the specification: every route is in it and answers as it says.
 
 `tbledger.api.policy.ROUTES` lists every route with who may call it; docs/api.md shows the same
-table. These tests walk the app's OpenAPI: a route missing from the table (or a table row with no
-route) fails, the documentation must match the table row for row, and each route is called with
-no key, an owner key and an admin key to check that the app enforces what the table says.
+table. These tests walk the app's OpenAPI, and the web console's routes, which stay out of the
+API's document: a route missing from the table (or a table row with no route) fails, the
+documentation must match the table row for row, and each route is called with no key, an owner
+key and an admin key to check that the app enforces what the table says.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from starlette.routing import Route
+
+from tbledger.api.console import CONSOLE_ASSETS
 from tbledger.api.policy import ROUTES, Access
 from tests.adversarial.conftest import House
 
@@ -23,11 +27,27 @@ _SOME_ID = "0x" + "7" * 32
 
 def _operations(house: House) -> set[tuple[str, str]]:
     spec: dict[str, Any] = house.api.app.openapi()
-    return {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    return documented | _console_operations(house)
+
+
+def _console_operations(house: House) -> set[tuple[str, str]]:
+    """The console's routes (its pages, assets and fragments, and ``/`` leading to it)."""
+    return {
+        (method, route.path)
+        for route in house.api.app.routes
+        if isinstance(route, Route) and (route.path == "/" or route.path.startswith("/console"))
+        for method in route.methods or ()
+        if method != "HEAD"  # answered with GET's headers, by Starlette, for every GET route
+    }
+
+
+# A real name for the placeholders that name something fixed (an id names nothing instead).
+_PLACEHOLDERS = {"{ledger}": "USD", "{asset}": next(iter(CONSOLE_ASSETS))}
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"\{[a-z_]+\}", lambda m: "USD" if m.group(0) == "{ledger}" else _SOME_ID, path)
+    return re.sub(r"\{[a-z_]+\}", lambda m: _PLACEHOLDERS.get(m.group(0), _SOME_ID), path)
 
 
 async def _call(house: House, method: str, path: str, headers: dict[str, str]) -> Any:

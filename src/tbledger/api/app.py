@@ -3,7 +3,8 @@
 The app owns its `LedgerService` unless one is passed in (tests, embedders): on start-up it
 connects (migrating the store, running recovery, then recovery and hold expiry in the background)
 and creates the chart's system accounts; on shutdown it closes what it opened. Its documentation
-pages (``/docs``, ``/redoc``) are served from the package, never from a CDN (`tbledger.api.docs`).
+pages (``/docs``, ``/redoc``) and its web console (``/console``; ``/`` leads there) are served from
+the package, never from a CDN (`tbledger.api.docs`, `tbledger.api.console`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from tbledger.api.console.routes import install_console
 from tbledger.api.context import ApiContext
 from tbledger.api.docs import install_docs
 from tbledger.api.errors import ERROR_RESPONSES, install_error_handlers
@@ -118,6 +120,7 @@ def create_app(
         redoc_url=None,
     )
     install_docs(app, title=app.title)
+    install_console(app)
     install_error_handlers(app)
     for module in (ops, accounts, transfers, flows, prices, history):
         app.include_router(module.router)

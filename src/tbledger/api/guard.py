@@ -2,10 +2,11 @@
 
 A hostile caller's cheapest attack is a large body: reading and parsing it costs the server far
 more than sending it costs the caller. So this pure ASGI middleware runs before anything reads a
-byte of the body. For every route but the public ones (`PUBLIC_PATHS`) it takes the key from the
-headers (``Authorization: Bearer`` or ``X-API-Key``), verifies it, takes a request token and, from
-a declared ``Content-Length``, the body's bytes from the key's budgets, and answers 401 or 429
-without reading the body. Requests with no valid key are limited per client address and globally;
+byte of the body. For every route but the public ones (`PUBLIC_PATHS`: probes, documentation,
+the console's empty pages and their assets) it takes the key from the headers (``Authorization:
+Bearer`` or ``X-API-Key``), verifies it, takes a request token and, from a declared
+``Content-Length``, the body's bytes from the key's budgets, and answers 401 or 429 without
+reading the body. Requests with no valid key are limited per client address and globally;
 public routes take no body, so theirs is never read. The principal found is left in the scope
 (`PRINCIPAL`) for the routes (`context.authenticate` reads it).
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
+from tbledger.api.console import CONSOLE_PATHS
 from tbledger.api.docs import DOCS_PATHS
 from tbledger.api.keys import Principal, token_of
 from tbledger.limits import HTTP_BODY_IDLE_TIMEOUT_S
@@ -40,9 +42,10 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-# Routes anyone may call (ops.py's probes, the OpenAPI document, and the documentation pages
-# with their vendored assets, each at a fixed path); none takes a body.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"}) | DOCS_PATHS
+# Routes anyone may call (ops.py's probes, the OpenAPI document, the documentation pages with
+# their vendored assets, and the console's empty pages with their assets, each at a fixed path);
+# none takes a body. The console's fragments carry data, so they need a key like the API.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"}) | DOCS_PATHS | CONSOLE_PATHS
 # Probes are limited per client address only: a keyless flood from elsewhere must not make a load
 # balancer's health check fail.
 _PROBES = frozenset({"/healthz", "/readyz"})

@@ -164,6 +164,48 @@ ROUTES: Final[Mapping[tuple[str, str], RouteRule]] = {
     ("GET", "/v1/fees/merchants/{account_id}"): RouteRule(
         Access.KEY, "any merchant's fee schedule (what a payer will be charged)"
     ),
+    # The web console (tbledger.api.console): its pages and assets hold no data; its fragments
+    # render the /v1 routes' answers for the key that asks, as those routes would answer it.
+    ("GET", "/"): RouteRule(Access.PUBLIC, "anyone (a redirect to /console)"),
+    ("GET", "/console"): RouteRule(
+        Access.PUBLIC, "anyone (a page with no data: it asks for data with the signed-in key)"
+    ),
+    ("GET", "/console/sign-in"): RouteRule(
+        Access.PUBLIC, "anyone (a page with no data: it asks for data with the signed-in key)"
+    ),
+    ("GET", "/console/account"): RouteRule(
+        Access.PUBLIC, "anyone (a page with no data: it asks for data with the signed-in key)"
+    ),
+    ("GET", "/console/transfer"): RouteRule(
+        Access.PUBLIC, "anyone (a page with no data: it asks for data with the signed-in key)"
+    ),
+    ("GET", "/console/system"): RouteRule(
+        Access.PUBLIC, "anyone (a page with no data: it asks for data with the signed-in key)"
+    ),
+    ("GET", "/console/events"): RouteRule(
+        Access.PUBLIC, "anyone (a page with no data: it asks for data with the signed-in key)"
+    ),
+    ("GET", "/console/health"): RouteRule(
+        Access.PUBLIC, "anyone (a page with no data: it asks for data with the signed-in key)"
+    ),
+    ("GET", "/console/static/{asset}"): RouteRule(
+        Access.PUBLIC, "anyone (the console's scripts, styles and icon)"
+    ),
+    ("GET", "/console/fragments/whoami"): RouteRule(
+        Access.KEY, "its own key's id, scope and owner"
+    ),
+    ("GET", "/console/fragments/accounts"): RouteRule(
+        Access.KEY, "as GET /v1/accounts and by name: its owner's accounts"
+    ),
+    ("GET", "/console/fragments/account"): RouteRule(
+        Access.KEY, "as GET /v1/accounts/{account_id} with its activity: its owner's accounts"
+    ),
+    ("GET", "/console/fragments/transfer"): RouteRule(
+        Access.KEY, "as GET /v1/transfers/{transfer_id}: transfers with one of its owner's accounts"
+    ),
+    ("GET", "/console/fragments/system"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
+    ("GET", "/console/fragments/events"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
+    ("GET", "/console/fragments/health"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
 }
 
 

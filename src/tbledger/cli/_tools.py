@@ -9,28 +9,75 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from tbledger.cli._options import DEFAULT_API_URL, ApiKeyOpt, UrlOpt, make_parent
-from tbledger.cli._output import die, output_of, run_or_exit
+from tbledger.cli._options import DEFAULT_API_URL, ApiKeyOpt, JsonFlag, UrlOpt, make_parent
+from tbledger.cli._output import Output, die, output_of, run_or_exit
 
 __all__ = ["bench", "demo", "loadtest"]
 
 
 def demo(
+    ctx: typer.Context,
     engine: Annotated[
         str, typer.Option(help="Engine URL: memory://, embedded:///path or tigerbeetle://...")
     ] = "memory://",
+    day: Annotated[
+        bool,
+        typer.Option(
+            "--day",
+            help="Instead, play a seeded day of activity through a running service's flows "
+            "(--url, and an admin --api-key), to look at in the console.",
+        ),
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(min=0, help="--day: which day (the same seed, the same day).")
+    ] = 1,
+    url: UrlOpt = DEFAULT_API_URL,
+    api_key: ApiKeyOpt = None,
+    json_output: JsonFlag = False,
 ) -> None:
-    """A short demonstration on the engine: accounts, transfers, a hold, balances moving."""
+    """A short demonstration on the engine: accounts, transfers, a hold, balances moving; or,
+    with --day, a day of payments, holds, refunds, escrow and an exchange on a running service."""
+    console = Console(highlight=False)
+    if day:
+        _play_day(output_of(ctx, json_output), console, url=url, api_key=api_key, seed=seed)
+        return
     from tbledger.tools.demo import run_demo  # noqa: PLC0415
 
-    console = Console(highlight=False)
     make_parent(engine)
     run_or_exit(run_demo(engine, out=lambda line: console.print(line, markup=False)))
+
+
+def _play_day(out: Output, console: Console, *, url: str, api_key: str | None, seed: int) -> None:
+    from tbledger.client import AsyncLedgerClient  # noqa: PLC0415
+    from tbledger.tools.day import run_day  # noqa: PLC0415
+
+    if not api_key:
+        raise die("--day needs an admin key: --api-key or TBLEDGER_API_KEY", 2)
+
+    def say(line: str) -> None:
+        if not out.json:
+            console.print(line, markup=False)
+
+    async def play() -> dict[str, Any]:
+        async with AsyncLedgerClient(url.rstrip("/"), api_key=api_key) as client:
+            report = await run_day(client, seed=seed, out=say)
+        return report.as_json()
+
+    played = run_or_exit(play())
+    base = url.rstrip("/")
+    out.result(
+        played,
+        lambda: Text(
+            f"Open {base}/console and sign in with the key to look at the day; Alice's "
+            f"account: {base}/console/account?id={played['accounts']['alice']}"
+        ),
+    )
 
 
 def loadtest(
