@@ -168,7 +168,7 @@ class _Day:
                 continue
             bps, fixed, payer = fee
             await self.client.set_fee_schedule(
-                self.account(handle), fee_bps=bps, fee_fixed=fixed, fee_payer=payer
+                self.account(handle), fee_bps=bps, fee_fixed=Decimal(fixed), fee_payer=payer
             )
         rate = Decimal("0.9100") + Decimal(self.rng.randint(0, 80)) / 10_000
         await self.client.set_rate(
@@ -176,7 +176,7 @@ class _Day:
         )
         funded = self.flow(
             await self.client.fund_liquidity(
-                amount="25000.00", ledger=EUR, idempotency_key=self.key("liquidity:EUR")
+                amount=Decimal("25000.00"), ledger=EUR, idempotency_key=self.key("liquidity:EUR")
             )
         )
         self.say("06:30", f"USD->EUR at {rate}; EUR liquidity {funded.amount}")
@@ -310,7 +310,7 @@ class _Day:
             await self.client.escrow_lock(
                 contract_id=contract,
                 payer_id=self.account("dave"),
-                amount="150.00",
+                amount=Decimal("150.00"),
                 ledger=USD,
                 idempotency_key=self.key("escrow:lock"),
             )
@@ -320,7 +320,7 @@ class _Day:
                 contract_id=contract,
                 merchant_id=self.account("harbour-hotel"),
                 payer_id=self.account("dave"),
-                amount="100.00",
+                amount=Decimal("100.00"),
                 idempotency_key=self.key("escrow:release"),
             )
         )
