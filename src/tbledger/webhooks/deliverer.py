@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from tbledger.config import Settings
 from tbledger.limits import (
     WEBHOOK_BACKOFF_CAP_S,
     WEBHOOK_BATCH_EVENTS_MAX,
@@ -49,7 +50,7 @@ from tbledger.webhooks.policy import (
 )
 from tbledger.webhooks.signing import event_id, signed_headers
 
-__all__ = ["Deliverer", "DeliveryOptions", "DeliveryStats"]
+__all__ = ["Deliverer", "DeliveryOptions", "DeliveryStats", "options_from", "run_deliverer"]
 
 _log = logging.getLogger(__name__)
 
@@ -279,3 +280,32 @@ class Deliverer:
         check_addresses(
             host, [str(info[4][0]) for info in infos], allow_private=self._options.allow_private
         )
+
+
+def options_from(settings: Settings) -> DeliveryOptions:
+    """The deliverer's options from the service's settings (``TBLEDGER_WEBHOOK_*``)."""
+    return DeliveryOptions(
+        allowed_hosts=settings.webhook_hosts(),
+        allow_private=settings.webhook_allow_private,
+        timeout_s=settings.webhook_timeout_s,
+        failures_max=settings.webhook_failures_max,
+        backoff_base_s=settings.webhook_backoff_base_s,
+        backoff_cap_s=settings.webhook_backoff_cap_s,
+        lease_s=settings.webhook_lease_s,
+        poll_s=settings.webhook_poll_s,
+    )
+
+
+async def run_deliverer(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Deliver on the store of `settings` until `stop` is set (``tbledger webhooks run``); the
+    store must be at the latest migration (this process does not migrate it)."""
+    store = await Store.connect(
+        settings.database_url, require_head=True, options=settings.store_options()
+    )
+    deliverer = Deliverer(store, options_from(settings))
+    try:
+        deliverer.start()
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await deliverer.stop()
+        await store.close()

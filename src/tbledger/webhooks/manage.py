@@ -10,22 +10,29 @@ bounded; a new endpoint starts at the end of the audit log (it is sent what happ
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from tbledger.errors import LimitExceededError, RecordNotFoundError, ValidationError
 from tbledger.limits import STORE_TEXT_CHARS_MAX, WEBHOOK_FILTER_VALUES_MAX
-from tbledger.model import EventKind, WebhookEndpoint, WebhookSubscription
-from tbledger.store import Store
+from tbledger.model import EventKind, WebhookDelivery, WebhookEndpoint, WebhookSubscription
+from tbledger.store import Store, StoreOptions
 from tbledger.webhooks.policy import check_url
 from tbledger.webhooks.signing import new_secret
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ROTATION_GRACE_S",
     "create_endpoint",
     "delete_endpoint",
+    "describe",
+    "describe_delivery",
     "enable_endpoint",
+    "found_endpoint",
+    "in_store",
     "public",
     "replay_endpoint",
     "rotate_secret",
@@ -139,3 +146,66 @@ def public(endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """The endpoint without its secrets (what listings show; a secret is shown once, when
     created or rotated)."""
     return replace(endpoint, secret="", previous_secret=None)
+
+
+async def found_endpoint(
+    store: Store, endpoint_id: str, *, owner_id: str | None
+) -> WebhookEndpoint:
+    """The endpoint `endpoint_id` as a key of `owner_id` may see it (None: an admin key, which
+    sees every endpoint); another owner's endpoint is as missing as one that does not exist."""
+    endpoint = await store.get_webhook_endpoint(endpoint_id)
+    if endpoint is None or (owner_id is not None and endpoint.owner_id != owner_id):
+        raise RecordNotFoundError(f"no webhook endpoint {endpoint_id!r}")
+    return endpoint
+
+
+def describe(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:
+    """An endpoint as a JSON document (the API's and the command line's); the secret only when
+    it was just made (created or rotated)."""
+    sub = endpoint.subscription
+    document: dict[str, Any] = {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "owner_id": endpoint.owner_id,
+        "subscription": {
+            "kinds": [str(k) for k in sub.kinds],
+            "ledgers": list(sub.ledgers),
+            "owners": list(sub.owners),
+            "codes": list(sub.codes),
+        },
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "failure_count": endpoint.failure_count,
+        "cursor": endpoint.cursor,
+        "rotating_until": (
+            None
+            if endpoint.previous_secret_until is None
+            else endpoint.previous_secret_until.isoformat()
+        ),
+        "created_at": None if endpoint.created_at is None else endpoint.created_at.isoformat(),
+    }
+    if with_secret:
+        document["secret"] = endpoint.secret
+    return document
+
+
+def describe_delivery(delivery: WebhookDelivery) -> dict[str, Any]:
+    document = asdict(delivery)
+    document["attempted_at"] = delivery.attempted_at.isoformat()
+    return document
+
+
+async def in_store(
+    database_url: str,
+    work: Callable[[Store], Awaitable[_T]],
+    *,
+    options: StoreOptions | None = None,
+) -> _T:
+    """Open the store at `database_url` (at the latest schema), do `work`, close it: the
+    command line's door to webhook endpoints when no service is running."""
+    store = await Store.connect(database_url, require_head=True, options=options)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
