@@ -89,11 +89,13 @@ class Deliverer:
         transport: httpx.AsyncBaseTransport | None = None,
         holder: str | None = None,
         random_fn: Callable[[], float] = random.random,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._options = options or DeliveryOptions()
         self._holder = holder or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._random = random_fn
+        self._on_failure = on_failure
         self._http = httpx.AsyncClient(
             transport=transport,
             follow_redirects=False,
@@ -201,6 +203,8 @@ class Deliverer:
                     reason=f"{self._options.failures_max} consecutive failed deliveries",
                 )
                 self.stats.failures[endpoint.id] = self.stats.failures.get(endpoint.id, 0) + 1
+                if self._on_failure is not None:
+                    self._on_failure(endpoint.id)
                 if after is None or not after.enabled:
                     return 0.0
                 return backoff_s(
