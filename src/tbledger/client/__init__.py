@@ -69,6 +69,9 @@ from tbledger.client._models import (
     Transfer,
     TransferPage,
     TransferResult,
+    Webhook,
+    WebhookAttempt,
+    WebhookSubscriptionInfo,
 )
 from tbledger.client._spec import TransferSpec
 from tbledger.client._sync_client import LedgerClient
@@ -133,6 +136,9 @@ __all__ = [
     "TransferPage",
     "TransferResult",
     "TransferSpec",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookSubscriptionInfo",
     "WebhookVerificationError",
     "answer_of",
     "error_from_answer",
