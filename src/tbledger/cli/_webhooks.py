@@ -77,7 +77,8 @@ def create(
     ledger: Annotated[list[int] | None, typer.Option(help="ledger (repeat); none: all")] = None,
     code: Annotated[list[int] | None, typer.Option(help="code (repeat); none: all")] = None,
     from_seq: Annotated[
-        int | None, typer.Option(min=1, help="start at this audit seq (default: from now on)")
+        int | None,
+        typer.Option("--from", min=1, help="start at this audit seq (default: from now on)"),
     ] = None,
     allowed_host: Annotated[
         list[str] | None, typer.Option(help="host allowlist to check the URL against (repeat)")
