@@ -37,7 +37,7 @@ class Deliverers:
             "TBLEDGER_WEBHOOK_ALLOW_PRIVATE": "1",
             "TBLEDGER_WEBHOOK_POLL_S": "0.05",
             "TBLEDGER_WEBHOOK_LEASE_S": "0.3",
-            "TBLEDGER_WEBHOOK_TIMEOUT_S": "2",
+            "TBLEDGER_WEBHOOK_TIMEOUT_S": "0.25",
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tbledger.errors import ConfigurationError
 from tbledger.model import AuditEvent, EventKind
+from tbledger.webhooks.deliverer import DeliveryOptions
 from tbledger.webhooks.policy import (
     UrlRefusedError,
     backoff_s,
@@ -102,3 +104,8 @@ def test_the_payload_names_the_event_and_spells_ids_as_the_api_does() -> None:
     assert body["type"] == "posted"
     assert body["data"]["transfer_id"] == "0x" + "0" * 30 + "ff"
     assert body["data"]["engine_timestamp"] == str((1 << 64) - 1)
+
+
+def test_a_lease_no_longer_than_the_timeout_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="lease"):
+        DeliveryOptions(lease_s=5, timeout_s=5)

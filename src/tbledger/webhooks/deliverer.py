@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from tbledger.config import Settings
+from tbledger.errors import ConfigurationError
 from tbledger.limits import (
     WEBHOOK_BACKOFF_CAP_S,
     WEBHOOK_BATCH_EVENTS_MAX,
@@ -68,6 +69,15 @@ class DeliveryOptions:
     batch_events_max: int = WEBHOOK_BATCH_EVENTS_MAX
     lease_s: float = WEBHOOK_LEASE_S
     poll_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        # A lease shorter than one attempt could pass to another process while this one still
+        # waits for an answer; the two would then deliver the endpoint's events interleaved.
+        if self.lease_s <= self.timeout_s:
+            raise ConfigurationError(
+                f"the webhook lease ({self.lease_s} s) must be longer than the delivery timeout "
+                f"({self.timeout_s} s)"
+            )
 
 
 @dataclass(slots=True)
