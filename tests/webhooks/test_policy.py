@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from tbledger.errors import ConfigurationError
+from tbledger.errors import ConfigurationError, ValidationError
 from tbledger.model import AuditEvent, EventKind
 from tbledger.webhooks.deliverer import DeliveryOptions
+from tbledger.webhooks.manage import subscription_of
 from tbledger.webhooks.policy import (
     UrlRefusedError,
     backoff_s,
@@ -109,3 +111,20 @@ def test_the_payload_names_the_event_and_spells_ids_as_the_api_does() -> None:
 def test_a_lease_no_longer_than_the_timeout_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="lease"):
         DeliveryOptions(lease_s=5, timeout_s=5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"owners": ["a\x00b"]}, "NUL"),
+        ({"owners": ["\ud800"]}, "surrogates"),
+        ({"ledgers": [1 << 40]}, "2\\^32"),
+        ({"kinds": ["nope"]}, "unknown event kind"),
+        ({"codes": list(range(65))}, "WEBHOOK_FILTER_VALUES_MAX"),
+    ],
+)
+def test_subscriptions_the_store_could_not_hold_are_refused(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        subscription_of(**fields)

@@ -266,7 +266,8 @@ class Deliverer:
             error = f"refused: {exc}"
         except httpx.TimeoutException:
             error = "timeout"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+            # InvalidURL and ValueError (UnicodeError among them): a URL httpx cannot send.
             error = f"{type(exc).__name__}: {exc}"
         latency_ms = int((time.monotonic() - started) * 1000)
         await self._store.append_webhook_delivery(

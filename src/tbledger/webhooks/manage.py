@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from tbledger.errors import LimitExceededError, RecordNotFoundError, ValidationError
-from tbledger.limits import STORE_TEXT_CHARS_MAX, WEBHOOK_FILTER_VALUES_MAX
+from tbledger.limits import STORE_TEXT_CHARS_MAX, U32_MAX, WEBHOOK_FILTER_VALUES_MAX
 from tbledger.model import EventKind, WebhookDelivery, WebhookEndpoint, WebhookSubscription
 from tbledger.store import Store, StoreOptions
+from tbledger.store.records import is_unicode_text
 from tbledger.webhooks.policy import check_url
 from tbledger.webhooks.signing import new_secret
 
@@ -42,6 +43,12 @@ __all__ = [
 # Why: a day is enough for a receiver to deploy the new secret; until then deliveries carry a
 # signature with each secret.
 ROTATION_GRACE_S = 24 * 3600
+
+
+def _check_text(name: str, text: str) -> None:
+    # Both databases refuse NUL and lone surrogates in text; refused here with a clear error.
+    if "\x00" in text or not is_unicode_text(text):
+        raise ValidationError(f"{name} cannot hold NUL or lone surrogates")
 
 
 def subscription_of(
@@ -72,6 +79,10 @@ def subscription_of(
     for owner in owner_list:
         if not isinstance(owner, str) or not 1 <= len(owner) <= STORE_TEXT_CHARS_MAX:
             raise ValidationError("an owner id is 1 to 255 characters")
+        _check_text("an owner id", owner)
+    for number in (*ledger_list, *code_list):
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= U32_MAX:
+            raise ValidationError("ledgers and codes are ints from 0 to 2^32-1")
     return WebhookSubscription(
         kinds=parsed_kinds,
         ledgers=tuple(int(v) for v in ledger_list),
@@ -93,6 +104,10 @@ async def create_endpoint(
     """Register an endpoint with a fresh secret, sent events after `cursor` (default: the end
     of the log now)."""
     check_url(url, allowed_hosts=allowed_hosts)
+    _check_text("a webhook URL", url)
+    _check_text("a description", description)
+    if owner_id is not None:
+        _check_text("an owner id", owner_id)
     if len(description) > STORE_TEXT_CHARS_MAX:
         raise ValidationError(f"a description is at most {STORE_TEXT_CHARS_MAX} characters")
     start = await store.latest_event_seq() if cursor is None else cursor
