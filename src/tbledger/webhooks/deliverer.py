@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from tbledger.config import Settings
-from tbledger.errors import ConfigurationError
+from tbledger.errors import ConfigurationError, StoreError
 from tbledger.limits import (
     WEBHOOK_BACKOFF_CAP_S,
     WEBHOOK_BATCH_EVENTS_MAX,
@@ -138,7 +138,12 @@ class Deliverer:
         """Supervise: every poll, start a task for each enabled endpoint that has none."""
         try:
             while not self._stopping.is_set():
-                endpoints = await self._store.list_webhook_endpoints(every_owner=True)
+                try:
+                    endpoints = await self._store.list_webhook_endpoints(every_owner=True)
+                except StoreError:
+                    # The store is down: keep supervising, and look again next poll.
+                    _log.warning("webhook deliverer cannot list endpoints", exc_info=True)
+                    endpoints = []
                 for endpoint in endpoints:
                     task = self._tasks.get(endpoint.id)
                     if endpoint.enabled and (task is None or task.done()):
