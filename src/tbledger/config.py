@@ -25,7 +25,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tbledger.engine import EngineConfig, parse_engine_url
 from tbledger.errors import ConfigurationError
-from tbledger.limits import FEE_BPS_MAX
+from tbledger.limits import (
+    FEE_BPS_MAX,
+    WEBHOOK_BACKOFF_CAP_S,
+    WEBHOOK_FAILURES_MAX,
+    WEBHOOK_LEASE_S,
+    WEBHOOK_TIMEOUT_S,
+)
 from tbledger.store.backend import StoreOptions
 
 __all__ = ["Settings"]
@@ -120,6 +126,34 @@ class Settings(BaseSettings):
         description="who pays the default fee: the payer (on top) or the merchant (out of it)",
     )
 
+    # Webhooks (`tbledger.webhooks`): delivery from the audit log, at least once.
+    webhooks: bool = Field(
+        default=False,
+        description="deliver webhooks from this process (`tbledger serve` runs the deliverer)",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        max_length=4096,
+        description="comma-separated hosts webhook URLs may name; empty: any public host",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="allow webhook hosts resolving to loopback or private addresses (tests, LANs)",
+    )
+    webhook_timeout_s: float = Field(default=WEBHOOK_TIMEOUT_S, gt=0, le=60)
+    webhook_failures_max: int = Field(
+        default=WEBHOOK_FAILURES_MAX,
+        ge=1,
+        le=10_000,
+        description="consecutive failed deliveries before an endpoint is disabled",
+    )
+    webhook_backoff_base_s: float = Field(default=1.0, gt=0, le=3_600)
+    webhook_backoff_cap_s: float = Field(default=WEBHOOK_BACKOFF_CAP_S, gt=0, le=86_400)
+    webhook_lease_s: float = Field(default=WEBHOOK_LEASE_S, gt=0, le=3_600)
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, le=3_600, description="how often idle endpoints look for new events"
+    )
+
     if not TYPE_CHECKING:
         # Hidden from type checkers, which keep the field-by-field signature pydantic declares
         # (so they refuse a misspelt keyword before it runs); at run time the same call raises
@@ -132,6 +166,10 @@ class Settings(BaseSettings):
             except SettingsError as exc:
                 # The environment held a value the settings sources could not even parse.
                 raise ConfigurationError(f"invalid settings: {exc}") from exc
+
+    def webhook_hosts(self) -> tuple[str, ...]:
+        """The webhook host allowlist as a tuple (empty: every public host)."""
+        return tuple(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
 
     def store_options(self) -> StoreOptions | None:
         """The store's PostgreSQL schema and role, if either is set."""

@@ -247,3 +247,34 @@ CONSOLE_SYSTEM_PAGES_MAX: Final = 5
 # Why: the live feed opens with the newest events, enough to fill a screen; the rest of the log
 # is the API's (`GET /v1/events?since=`).
 CONSOLE_EVENTS_SHOWN: Final = 25
+# Why: every endpoint is a deliverer task and a lease; an owner integrates a handful of systems,
+# so a key that creates endpoints in a loop is refused at 16 rather than filling the table.
+WEBHOOK_ENDPOINTS_PER_OWNER_MAX: Final = 16
+
+# Why: a deliverer reads the audit log after its cursor one page at a time and POSTs the page's
+# events one by one; 100 keeps one read small while a busy endpoint still drains quickly.
+WEBHOOK_BATCH_EVENTS_MAX: Final = 100
+
+# Why: a receiver should answer 2xx at once and do its work later; 10 s is generous for that and
+# bounds how long one slow endpoint holds its own deliverer (never another endpoint's).
+WEBHOOK_TIMEOUT_S: Final = 10.0
+
+# Why: the retry delay doubles per failure with full jitter; one hour caps it so an endpoint that
+# comes back is delivered to within the hour, and so the endpoint is disabled within about a day.
+WEBHOOK_BACKOFF_CAP_S: Final = 3600.0
+
+# Why: consecutive failures before an endpoint is disabled: with the backoff cap this is roughly a
+# day of refusals, enough to ride out an outage and short enough not to retry a dead URL forever.
+WEBHOOK_FAILURES_MAX: Final = 30
+
+# Why: a deliverer renews its lease well within this; a crashed deliverer's endpoint is taken over
+# by another process within 30 s.
+WEBHOOK_LEASE_S: Final = 30.0
+
+# Why: an endpoint's URL is stored and compared as text; 2048 characters is what browsers and
+# proxies reliably carry.
+WEBHOOK_URL_CHARS_MAX: Final = 2048
+
+# Why: a subscription filters on a few kinds, ledgers, owners or codes; 64 of each bounds the SQL
+# a deliverer runs per page.
+WEBHOOK_FILTER_VALUES_MAX: Final = 64

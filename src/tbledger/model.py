@@ -45,6 +45,9 @@ __all__ = [
     "MerchantFee",
     "NewAuditEvent",
     "TransferIntent",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookSubscription",
     "request_hash_of",
 ]
 
@@ -368,3 +371,51 @@ class MerchantFee:
     # Set by the store; ignored on input.
     seq: int | None = None
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookSubscription:
+    """Which audit events an endpoint receives; an empty tuple means every value."""
+
+    kinds: tuple[EventKind, ...] = ()
+    ledgers: tuple[int, ...] = ()
+    owners: tuple[str, ...] = ()
+    codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookEndpoint:
+    """Where events are POSTed, signed with `secret` (and `previous_secret` while rotating).
+
+    `owner_id` None: an admin's endpoint, which may see every event; otherwise it sees only events
+    touching that owner's accounts. `cursor` is the last audit seq the endpoint is done with.
+    """
+
+    id: str
+    url: str
+    description: str = ""
+    owner_id: str | None = None
+    subscription: WebhookSubscription = WebhookSubscription()
+    secret: str
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+    failure_count: int = 0
+    cursor: int = 0
+    generation: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookDelivery:
+    """One attempt to deliver one event: `status_code` None when no answer came (`error` says)."""
+
+    endpoint_id: str
+    event_seq: int
+    attempt: int
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    attempted_at: datetime
+    seq: int | None = None

@@ -518,3 +518,24 @@ def test_the_docs_example_runs(service: Service, capsys: pytest.CaptureFixture[s
     example = example.replace('"tbl_<id>_<secret>"', repr(service.admin_key))
     exec(compile(example, "docs/client.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["exceeds_credits", "87.50"]
+
+
+async def test_webhooks(client: AsyncLedgerClient) -> None:
+    created = await client.create_webhook(
+        "https://hooks.example.com/in", description="books", kinds=["posted"], ledgers=[1]
+    )
+    assert created.secret is not None and created.secret.startswith("whsec_")
+    assert created.subscription.kinds == ["posted"]
+    listed = await client.list_webhooks()
+    assert created.id in [w.id for w in listed]
+    assert all(w.secret is None for w in listed)
+    rotated = await client.rotate_webhook(created.id)
+    assert rotated.secret not in (None, created.secret)
+    replayed = await client.replay_webhook(created.id, from_seq=1)
+    assert replayed.cursor == 0
+    assert (await client.enable_webhook(created.id)).enabled
+    assert await client.webhook_deliveries(created.id, limit=5) == []
+    await client.delete_webhook(created.id)
+    with pytest.raises(UnknownReferenceError) as missing:
+        await client.get_webhook(created.id)
+    assert answer_of(missing.value).status == 404

@@ -28,6 +28,9 @@ from tests.support.database import SessionDatabase
 
 TABLES = {
     "accounts",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_leases",
     "transfers",
     "audit_events",
     "api_keys",
@@ -251,6 +254,8 @@ async def test_sqlite_has_the_append_only_triggers(tmp_path: Path) -> None:
                 "merchant_fees_no_update",
                 "transfers_no_delete",
                 "transfers_no_update",
+                "webhook_deliveries_no_delete",
+                "webhook_deliveries_no_update",
             ]
     finally:
         await engine.dispose()
@@ -284,6 +289,10 @@ EXPECTED_GRANTS = {
     "exchange_quotes": {"SELECT", "INSERT", "UPDATE"},
     # Keys are revoked (UPDATE of revoked_at alone, a column grant), never rewritten or deleted.
     "api_keys": {"SELECT", "INSERT"},
+    # Endpoints are managed and leases taken and given up; the delivery log is append-only.
+    "webhook_endpoints": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    "webhook_leases": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    "webhook_deliveries": {"SELECT", "INSERT"},
     # Read by commands that do not migrate, to tell a schema behind the migrations.
     "alembic_version": {"SELECT"},
 }

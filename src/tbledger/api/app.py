@@ -1,10 +1,11 @@
 """The FastAPI application: `create_app` wires the service, flows, keys, limits and metrics.
 
 The app owns its `LedgerService` unless one is passed in (tests, embedders): on start-up it
-connects (migrating the store, running recovery, then recovery and hold expiry in the background)
-and creates the chart's system accounts; on shutdown it closes what it opened. Its documentation
-pages (``/docs``, ``/redoc``) and its web console (``/console``; ``/`` leads there) are served from
-the package, never from a CDN (`tbledger.api.docs`, `tbledger.api.console`).
+connects (migrating the store, running recovery, then recovery and hold expiry in the background),
+creates the chart's system accounts and, with ``Settings.webhooks``, starts the webhook deliverer;
+on shutdown it closes what it opened. Its documentation pages (``/docs``, ``/redoc``) and its web
+console (``/console``; ``/`` leads there) are served from the package, never from a CDN
+(`tbledger.api.docs`, `tbledger.api.console`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tbledger.api.errors import ERROR_RESPONSES, install_error_handlers
 from tbledger.api.guard import GuardMiddleware
 from tbledger.api.keys import KeyRing, RateLimiter
 from tbledger.api.metrics import Metrics, MetricsMiddleware
-from tbledger.api.routes import accounts, flows, history, ops, prices, transfers
+from tbledger.api.routes import accounts, flows, history, ops, prices, transfers, webhooks
 from tbledger.api.strict import BodyLimitMiddleware
 from tbledger.chart import Chart
 from tbledger.config import Settings
@@ -32,6 +33,7 @@ from tbledger.flows import SpendEngine
 from tbledger.limits import HTTP_BODY_BYTES_MAX, HTTP_BODY_IDLE_TIMEOUT_S
 from tbledger.prices import Prices
 from tbledger.service import LedgerService
+from tbledger.webhooks.deliverer import Deliverer, options_from
 
 __all__ = ["create_app"]
 
@@ -99,10 +101,24 @@ def create_app(
                     fee_payer=svc.settings.fee_payer,
                 ),
             )
+            # Webhooks are delivered from this process when the settings say so; with several
+            # servers, the per-endpoint lease keeps one deliverer per endpoint among them.
+            deliverer: Deliverer | None = None
+            if svc.settings.webhooks and background:
+                deliverer = Deliverer(
+                    svc.store,
+                    options_from(svc.settings),
+                    on_failure=metrics.observe_webhook_failure,
+                )
+                deliverer.start()
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
-            yield
+            try:
+                yield
+            finally:
+                if deliverer is not None:
+                    await deliverer.stop()
             unsubscribe()
         finally:
             if owned:
@@ -122,7 +138,7 @@ def create_app(
     install_docs(app, title=app.title)
     install_console(app)
     install_error_handlers(app)
-    for module in (ops, accounts, transfers, flows, prices, history):
+    for module in (ops, accounts, transfers, flows, prices, history, webhooks):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, bytes_max=body_bytes_max)
     # The key is checked (and rate limited) from the headers before anything reads the body.

@@ -9,11 +9,17 @@ Names (all prefixed ``tbledger_``), documented with the alert rules in ``monitor
 * ``recovery_backlog`` (intents past the grace period with no engine outcome, capped at one page)
   and ``audit_lag_seconds`` (age of the oldest of them; 0 when there is none);
 * ``transfer_errors_total{status}``: transfers the engine refused, by its status name;
-* ``rate_limited_total``: requests answered 429.
+* ``rate_limited_total``: requests answered 429;
+* ``webhook_lag_events{endpoint}``: the audit log's latest seq minus each enabled endpoint's
+  cursor (read from the store at each scrape, wherever the deliverer runs);
+  ``webhook_delivery_failures_total``: failed attempts by this process's deliverer;
+  ``webhook_endpoints_disabled``: endpoints disabled after repeated failures. The endpoint label
+  is bounded by the endpoints registered (at most WEBHOOK_ENDPOINTS_PER_OWNER_MAX per owner).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
@@ -79,6 +85,23 @@ class Metrics:
             "tbledger_transfer_errors", "transfers refused by the engine", ["status"], registry=r
         )
         self.rate_limited = Counter("tbledger_rate_limited", "requests answered 429", registry=r)
+        self.webhook_lag = Gauge(
+            "tbledger_webhook_lag_events",
+            "latest audit seq minus the endpoint's cursor",
+            ["endpoint"],
+            registry=r,
+        )
+        # Not labelled by endpoint: the lag gauge and the delivery log name the endpoint.
+        self.webhook_failures = Counter(
+            "tbledger_webhook_delivery_failures", "failed webhook delivery attempts", registry=r
+        )
+        self.webhook_disabled = Gauge(
+            "tbledger_webhook_endpoints_disabled", "webhook endpoints disabled", registry=r
+        )
+
+    def observe_webhook_failure(self, endpoint_id: str) -> None:
+        del endpoint_id  # named in the delivery log; a label per endpoint is the lag gauge's
+        self.webhook_failures.inc()
 
     def observe_engine(self, operation: str, events: int, seconds: float) -> None:
         self.engine_duration.labels(operation).observe(seconds)
@@ -103,7 +126,19 @@ class Metrics:
             self.backlog.set(len(backlog))
             oldest = min((i.created_at for i in backlog if i.created_at), default=None)
             self.audit_lag.set(0 if oldest is None else _age_s(oldest))
+        # A scrape must answer even when the store does not.
+        with contextlib.suppress(Exception):
+            await self._read_webhooks(service.store)
         return generate_latest(self.registry)
+
+    async def _read_webhooks(self, store: Any) -> None:
+        latest = await store.latest_event_seq()
+        endpoints = await store.list_webhook_endpoints(every_owner=True)
+        self.webhook_lag.clear()
+        for endpoint in endpoints:
+            if endpoint.enabled:
+                self.webhook_lag.labels(endpoint.id).set(max(0, latest - endpoint.cursor))
+        self.webhook_disabled.set(sum(1 for e in endpoints if not e.enabled))
 
 
 def _age_s(when: datetime) -> float:

@@ -17,6 +17,9 @@ choosing — grants authority or identifies control-plane state.
   authorization. A hold a flow made (an anchor authorization, a freeze) is resolved only through
   that flow.
 
+* **Webhook endpoints** are an owner key's own: it registers endpoints that are sent only its
+  owner's events and manages only those; an admin key manages every endpoint.
+
 `ROUTES` is the specification: one entry per route, with who may call it and what an owner key
 may do there. docs/api.md shows the same table, and a test walks every route of the app against
 both. The routes enforce it with the helpers below, so each rule is written once.
@@ -73,6 +76,7 @@ class RouteRule:
 
 
 _ADMIN_ONLY = "—"
+_OWN_WEBHOOKS = "its owner's webhook endpoints (another owner's read as missing)"
 
 ROUTES: Final[Mapping[tuple[str, str], RouteRule]] = {
     ("GET", "/healthz"): RouteRule(Access.PUBLIC, "anyone (liveness)"),
@@ -206,6 +210,16 @@ ROUTES: Final[Mapping[tuple[str, str], RouteRule]] = {
     ("GET", "/console/fragments/system"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("GET", "/console/fragments/events"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
     ("GET", "/console/fragments/health"): RouteRule(Access.ADMIN, _ADMIN_ONLY),
+    ("POST", "/v1/webhooks"): RouteRule(
+        Access.KEY, "register endpoints for its own owner's events only"
+    ),
+    ("GET", "/v1/webhooks"): RouteRule(Access.KEY, _OWN_WEBHOOKS),
+    ("GET", "/v1/webhooks/{endpoint_id}"): RouteRule(Access.KEY, _OWN_WEBHOOKS),
+    ("DELETE", "/v1/webhooks/{endpoint_id}"): RouteRule(Access.KEY, _OWN_WEBHOOKS),
+    ("POST", "/v1/webhooks/{endpoint_id}/rotate"): RouteRule(Access.KEY, _OWN_WEBHOOKS),
+    ("POST", "/v1/webhooks/{endpoint_id}/replay"): RouteRule(Access.KEY, _OWN_WEBHOOKS),
+    ("POST", "/v1/webhooks/{endpoint_id}/enable"): RouteRule(Access.KEY, _OWN_WEBHOOKS),
+    ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): RouteRule(Access.KEY, _OWN_WEBHOOKS),
 }
 
 

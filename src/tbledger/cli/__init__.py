@@ -6,7 +6,8 @@ Three kinds of command:
   data under ``./.tbledger``; ``TBLEDGER_ENGINE_URL`` / ``TIGERBEETLE_ADDRESSES`` and
   ``TBLEDGER_DATABASE_URL`` (or the options) point it at a TigerBeetle cluster and PostgreSQL.
 * ``db upgrade`` and ``keys create|list|revoke`` work on the store through `tbledger.admin`,
-  no server needed.
+  no server needed; so do ``webhooks create|list|delete|rotate|replay|enable|deliveries``
+  (through `tbledger.webhooks.manage`), and ``webhooks run`` delivers webhooks.
 * ``accounts`` (with an account's ``history``, ``activity`` and ``statement``), ``balance``
   (now or ``--as-of`` a time), ``transfer``, ``hold``, ``post``, ``void``, ``audit``,
   ``recover``, ``rates`` (the operator's exchange rates) and ``fees`` (merchants' fee
@@ -67,6 +68,7 @@ from tbledger.cli._service import (
     void,
 )
 from tbledger.cli._tools import bench, demo, loadtest
+from tbledger.cli._webhooks import webhooks_app
 
 __all__ = ["app", "main"]
 
@@ -105,6 +107,7 @@ app.add_typer(fees_app, name="fees")
 app.add_typer(escrow_app, name="escrow")
 app.add_typer(anchor_app, name="anchor")
 app.add_typer(liquidity_app, name="liquidity")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def main(argv: list[str] | None = None) -> int:

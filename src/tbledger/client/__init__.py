@@ -16,6 +16,9 @@ service replays the first outcome instead of moving money twice.
 Transports: httpx by default; `AiohttpTransport` (async) where the client's own CPU per request
 must stay far below the service's (the load generator, the HTTP benchmarks). The command line,
 the load generator and the benchmarks talk to the API through this package only.
+
+A receiver of the service's webhooks checks each delivery with `verify_webhook` (the Standard
+Webhooks signature: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ from tbledger.client._models import (
     Transfer,
     TransferPage,
     TransferResult,
+    Webhook,
+    WebhookAttempt,
+    WebhookSubscriptionInfo,
 )
 from tbledger.client._spec import TransferSpec
 from tbledger.client._sync_client import LedgerClient
@@ -77,6 +83,7 @@ from tbledger.client._transport import (
     HttpxTransport,
     SyncTransport,
 )
+from tbledger.webhooks.signing import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "Account",
@@ -129,6 +136,11 @@ __all__ = [
     "TransferPage",
     "TransferResult",
     "TransferSpec",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookSubscriptionInfo",
+    "WebhookVerificationError",
     "answer_of",
     "error_from_answer",
+    "verify_webhook",
 ]

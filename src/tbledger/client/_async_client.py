@@ -65,6 +65,8 @@ from tbledger.client._models import (
     Transfer,
     TransferPage,
     TransferResult,
+    Webhook,
+    WebhookAttempt,
 )
 from tbledger.client._spec import Amount, TransferSpec, amount_fields, id_text, transfer_body
 from tbledger.client._transport import Answer, AsyncTransport, HttpxAsyncTransport, StreamRefused
@@ -945,3 +947,69 @@ class AsyncLedgerClient:
         params = [*_period(start, end), ("format", "csv")]
         answer = await self.request("GET", path, params=params)
         return answer.content.decode()
+
+    # -- webhooks ---------------------------------------------------------------------------------
+
+    async def create_webhook(
+        self,
+        url: str,
+        *,
+        description: str = "",
+        owner_id: str | None = None,
+        kinds: Sequence[str] = (),
+        ledgers: Sequence[int] = (),
+        owners: Sequence[str] = (),
+        codes: Sequence[int] = (),
+    ) -> Webhook:
+        """Register an endpoint, sent the audit events from now on that match the subscription
+        (empty lists: all); its signing secret is in this answer only. An owner key's endpoints
+        get its owner's events; an admin key may name an `owner_id`."""
+        body: dict[str, Any] = {
+            "url": url,
+            "description": description,
+            "subscription": {
+                "kinds": list(kinds),
+                "ledgers": list(ledgers),
+                "owners": list(owners),
+                "codes": list(codes),
+            },
+        }
+        if owner_id is not None:
+            body["owner_id"] = owner_id
+        return await self._call(Webhook, "POST", "/v1/webhooks", body=body)
+
+    async def list_webhooks(self) -> list[Webhook]:
+        """The endpoints this key manages (never their secrets)."""
+        answer = await self.request("GET", "/v1/webhooks")
+        return [Webhook.model_validate(w) for w in json.loads(answer.content)]
+
+    async def get_webhook(self, endpoint_id: str) -> Webhook:
+        return await self._call(Webhook, "GET", f"/v1/webhooks/{quote(endpoint_id, safe='')}")
+
+    async def delete_webhook(self, endpoint_id: str) -> None:
+        """Remove an endpoint (its delivery log stays)."""
+        await self.request("DELETE", f"/v1/webhooks/{quote(endpoint_id, safe='')}")
+
+    async def rotate_webhook(self, endpoint_id: str) -> Webhook:
+        """A new signing secret (in this answer only); the previous one also signs for a day."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/rotate"
+        return await self._call(Webhook, "POST", path)
+
+    async def replay_webhook(self, endpoint_id: str, *, from_seq: int) -> Webhook:
+        """Send the endpoint its events from audit seq `from_seq` on again."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/replay"
+        return await self._call(Webhook, "POST", path, body={"from_seq": from_seq})
+
+    async def enable_webhook(self, endpoint_id: str) -> Webhook:
+        """Enable an endpoint disabled by failures; it resumes at its cursor."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/enable"
+        return await self._call(Webhook, "POST", path)
+
+    async def webhook_deliveries(
+        self, endpoint_id: str, *, limit: int | None = None
+    ) -> list[WebhookAttempt]:
+        """The endpoint's latest delivery attempts, newest first."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/deliveries"
+        params = [] if limit is None else [("limit", str(limit))]
+        answer = await self.request("GET", path, params=params)
+        return [WebhookAttempt.model_validate(a) for a in json.loads(answer.content)]

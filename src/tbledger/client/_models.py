@@ -49,6 +49,9 @@ __all__ = [
     "Transfer",
     "TransferPage",
     "TransferResult",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookSubscriptionInfo",
 ]
 
 
@@ -362,3 +365,43 @@ class FeeSchedule(Model):
     platform_default: bool
     set_by: str | None
     set_at: datetime | None
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+
+class WebhookSubscriptionInfo(Model):
+    kinds: list[str]
+    ledgers: list[int]
+    owners: list[str]
+    codes: list[int]
+
+
+class Webhook(Model):
+    """A webhook endpoint; `secret` only in the answer that made it (create, rotate)."""
+
+    id: str
+    url: str
+    description: str
+    owner_id: str | None
+    subscription: WebhookSubscriptionInfo
+    enabled: bool
+    disabled_reason: str | None
+    failure_count: int
+    cursor: int
+    rotating_until: datetime | None
+    created_at: datetime | None
+    secret: str | None = None
+
+
+class WebhookAttempt(Model):
+    """One delivery attempt of one event to an endpoint."""
+
+    seq: int
+    endpoint_id: str
+    event_seq: int
+    attempt: int
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    attempted_at: datetime

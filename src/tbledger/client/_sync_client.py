@@ -66,6 +66,8 @@ from tbledger.client._models import (
     Transfer,
     TransferPage,
     TransferResult,
+    Webhook,
+    WebhookAttempt,
 )
 from tbledger.client._spec import Amount, TransferSpec, amount_fields, id_text, transfer_body
 from tbledger.client._transport import Answer, HttpxTransport, StreamRefused, SyncTransport
@@ -942,3 +944,69 @@ class LedgerClient:
         params = [*_period(start, end), ("format", "csv")]
         answer = self.request("GET", path, params=params)
         return answer.content.decode()
+
+    # -- webhooks ---------------------------------------------------------------------------------
+
+    def create_webhook(
+        self,
+        url: str,
+        *,
+        description: str = "",
+        owner_id: str | None = None,
+        kinds: Sequence[str] = (),
+        ledgers: Sequence[int] = (),
+        owners: Sequence[str] = (),
+        codes: Sequence[int] = (),
+    ) -> Webhook:
+        """Register an endpoint, sent the audit events from now on that match the subscription
+        (empty lists: all); its signing secret is in this answer only. An owner key's endpoints
+        get its owner's events; an admin key may name an `owner_id`."""
+        body: dict[str, Any] = {
+            "url": url,
+            "description": description,
+            "subscription": {
+                "kinds": list(kinds),
+                "ledgers": list(ledgers),
+                "owners": list(owners),
+                "codes": list(codes),
+            },
+        }
+        if owner_id is not None:
+            body["owner_id"] = owner_id
+        return self._call(Webhook, "POST", "/v1/webhooks", body=body)
+
+    def list_webhooks(self) -> list[Webhook]:
+        """The endpoints this key manages (never their secrets)."""
+        answer = self.request("GET", "/v1/webhooks")
+        return [Webhook.model_validate(w) for w in json.loads(answer.content)]
+
+    def get_webhook(self, endpoint_id: str) -> Webhook:
+        return self._call(Webhook, "GET", f"/v1/webhooks/{quote(endpoint_id, safe='')}")
+
+    def delete_webhook(self, endpoint_id: str) -> None:
+        """Remove an endpoint (its delivery log stays)."""
+        self.request("DELETE", f"/v1/webhooks/{quote(endpoint_id, safe='')}")
+
+    def rotate_webhook(self, endpoint_id: str) -> Webhook:
+        """A new signing secret (in this answer only); the previous one also signs for a day."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/rotate"
+        return self._call(Webhook, "POST", path)
+
+    def replay_webhook(self, endpoint_id: str, *, from_seq: int) -> Webhook:
+        """Send the endpoint its events from audit seq `from_seq` on again."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/replay"
+        return self._call(Webhook, "POST", path, body={"from_seq": from_seq})
+
+    def enable_webhook(self, endpoint_id: str) -> Webhook:
+        """Enable an endpoint disabled by failures; it resumes at its cursor."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/enable"
+        return self._call(Webhook, "POST", path)
+
+    def webhook_deliveries(
+        self, endpoint_id: str, *, limit: int | None = None
+    ) -> list[WebhookAttempt]:
+        """The endpoint's latest delivery attempts, newest first."""
+        path = f"/v1/webhooks/{quote(endpoint_id, safe='')}/deliveries"
+        params = [] if limit is None else [("limit", str(limit))]
+        answer = self.request("GET", path, params=params)
+        return [WebhookAttempt.model_validate(a) for a in json.loads(answer.content)]

@@ -43,6 +43,7 @@ import tigerbeetle
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tbledger.errors import (
+    DuplicateRecordError,
     InvalidIdError,
     InvariantViolationError,
     LimitExceededError,
@@ -52,7 +53,12 @@ from tbledger.errors import (
     ValidationError,
 )
 from tbledger.ids import format_id, parse_id
-from tbledger.limits import STORE_AUDIT_ROWS_MAX, STORE_BATCH_ROWS_MAX, STORE_PAGE_ROWS_MAX
+from tbledger.limits import (
+    STORE_AUDIT_ROWS_MAX,
+    STORE_BATCH_ROWS_MAX,
+    STORE_PAGE_ROWS_MAX,
+    WEBHOOK_ENDPOINTS_PER_OWNER_MAX,
+)
 from tbledger.model import (
     NO_OUTCOME_KINDS,
     AccountRecord,
@@ -65,6 +71,9 @@ from tbledger.model import (
     MerchantFee,
     NewAuditEvent,
     TransferIntent,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookSubscription,
 )
 from tbledger.store._filters import checked_pairs, metadata_holds, touching_owner
 from tbledger.store.backend import Backend, StoreOptions, sent_nothing, translate_error
@@ -87,6 +96,9 @@ from tbledger.store.tables import (
     exchange_rates,
     merchant_fees,
     transfers,
+    webhook_deliveries,
+    webhook_endpoints,
+    webhook_leases,
 )
 
 __all__ = ["Store"]
@@ -971,6 +983,237 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _fee_from_row(row)
 
+    # Webhooks (DESIGN §10): endpoints and their cursors, the delivery log, deliverer leases.
+
+    async def create_webhook_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+        """Store a new endpoint; `LimitExceededError` past WEBHOOK_ENDPOINTS_PER_OWNER_MAX for its
+        owner (admin-wide endpoints count as one owner), `DuplicateRecordError` if its id is
+        taken."""
+        c = webhook_endpoints.c
+        owned = (
+            c.owner_id.is_(None) if endpoint.owner_id is None else c.owner_id == endpoint.owner_id
+        )
+        values = _endpoint_values(endpoint)
+        values["created_at"] = _now()
+        async with self._transaction() as conn:
+            count = (
+                await conn.execute(
+                    sa.select(sa.func.count()).select_from(webhook_endpoints).where(owned)
+                )
+            ).scalar_one()
+            if count >= WEBHOOK_ENDPOINTS_PER_OWNER_MAX:
+                raise LimitExceededError(
+                    f"at most {WEBHOOK_ENDPOINTS_PER_OWNER_MAX} webhook endpoints per owner "
+                    "(WEBHOOK_ENDPOINTS_PER_OWNER_MAX)"
+                )
+            row = (
+                await conn.execute(
+                    webhook_endpoints.insert().values(values).returning(*webhook_endpoints.c)
+                )
+            ).one()
+        return _endpoint_from_row(row)
+
+    @_reconnecting
+    async def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
+        query = sa.select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+        async with self._connection() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _endpoint_from_row(row)
+
+    @_reconnecting
+    async def list_webhook_endpoints(
+        self, *, owner_id: str | None = None, every_owner: bool = False
+    ) -> list[WebhookEndpoint]:
+        """Endpoints oldest first: every one (`every_owner`), or those of `owner_id` (None: the
+        admin-wide ones)."""
+        c = webhook_endpoints.c
+        query = sa.select(webhook_endpoints).order_by(c.created_at, c.id)
+        if not every_owner:
+            query = query.where(
+                c.owner_id.is_(None) if owner_id is None else c.owner_id == owner_id
+            )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query.limit(STORE_PAGE_ROWS_MAX + 1))).all()
+        return [_endpoint_from_row(r) for r in _bounded(rows, STORE_PAGE_ROWS_MAX, "endpoints")]
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> bool:
+        """Remove an endpoint and its lease (its delivery log stays); False if there was none."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                sa.delete(webhook_leases).where(webhook_leases.c.endpoint_id == endpoint_id)
+            )
+            result = await conn.execute(
+                sa.delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+            )
+        return bool(result.rowcount == 1)
+
+    async def update_webhook_endpoint(self, endpoint_id: str, **values: Any) -> WebhookEndpoint:
+        """Set columns of an endpoint (the webhooks package is the only caller); a ``replay``
+        (setting `cursor`) also bumps `generation`, so an attempt already under way cannot move
+        the cursor past the replayed events."""
+        c = webhook_endpoints.c
+        unknown = set(values) - {col.name for col in webhook_endpoints.c} - {"generation"}
+        if unknown or "generation" in values:
+            raise ValidationError(f"cannot set {sorted(unknown | ({'generation'} & set(values)))}")
+        if "cursor" in values:
+            values["generation"] = c.generation + 1
+        statement = (
+            sa.update(webhook_endpoints)
+            .where(c.id == endpoint_id)
+            .values(values)
+            .returning(*webhook_endpoints.c)
+        )
+        async with self._transaction() as conn:
+            row = (await conn.execute(statement)).first()
+        if row is None:
+            raise RecordNotFoundError(f"no webhook endpoint {endpoint_id!r}")
+        return _endpoint_from_row(row)
+
+    async def advance_webhook_cursor(
+        self, endpoint_id: str, *, generation: int, seq: int, delivered: bool
+    ) -> bool:
+        """Move the cursor forward to `seq` (never back) unless a replay came in between; a
+        delivery (`delivered`) also ends the run of failures. False if nothing moved."""
+        c = webhook_endpoints.c
+        values: dict[str, Any] = {"cursor": seq}
+        if delivered:
+            values["failure_count"] = 0
+        statement = (
+            sa.update(webhook_endpoints)
+            .where(c.id == endpoint_id, c.generation == generation, c.cursor < seq)
+            .values(values)
+        )
+        async with self._transaction() as conn:
+            result = await conn.execute(statement)
+        return bool(result.rowcount == 1)
+
+    async def count_webhook_failure(
+        self, endpoint_id: str, *, failures_max: int, reason: str
+    ) -> WebhookEndpoint | None:
+        """One more consecutive failure; the endpoint is disabled with `reason` at
+        `failures_max`. None if the endpoint is gone."""
+        c = webhook_endpoints.c
+        failures = c.failure_count + 1
+        disable = failures >= failures_max
+        statement = (
+            sa.update(webhook_endpoints)
+            .where(c.id == endpoint_id)
+            .values(
+                failure_count=failures,
+                enabled=sa.case((disable, sa.false()), else_=c.enabled),
+                disabled_reason=sa.case((disable, reason), else_=c.disabled_reason),
+            )
+            .returning(*webhook_endpoints.c)
+        )
+        async with self._transaction() as conn:
+            row = (await conn.execute(statement)).first()
+        return None if row is None else _endpoint_from_row(row)
+
+    async def append_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        values = {
+            "endpoint_id": delivery.endpoint_id,
+            "event_seq": delivery.event_seq,
+            "attempt": delivery.attempt,
+            "status_code": delivery.status_code,
+            "latency_ms": delivery.latency_ms,
+            "error": None if delivery.error is None else delivery.error[:255],
+            "attempted_at": delivery.attempted_at,
+        }
+        async with self._transaction() as conn:
+            await conn.execute(webhook_deliveries.insert().values(values))
+
+    @_reconnecting
+    async def webhook_deliveries(self, endpoint_id: str, *, limit: int) -> list[WebhookDelivery]:
+        """An endpoint's latest delivery attempts, newest first."""
+        _check_limit(limit)
+        c = webhook_deliveries.c
+        query = (
+            sa.select(webhook_deliveries)
+            .where(c.endpoint_id == endpoint_id)
+            .order_by(c.seq.desc())
+            .limit(limit)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [WebhookDelivery(**dict(row._mapping)) for row in rows]
+
+    async def acquire_webhook_lease(
+        self, endpoint_id: str, *, holder: str, until: datetime, now: datetime
+    ) -> bool:
+        """Take or renew the endpoint's lease for `holder` until `until`; False while another
+        holder's lease has not expired. One statement each way, so two processes cannot both
+        win: the UPDATE matches only an expired or own lease, the INSERT only a missing one."""
+        c = webhook_leases.c
+        renew = (
+            sa.update(webhook_leases)
+            .where(c.endpoint_id == endpoint_id, sa.or_(c.holder == holder, c.expires_at < now))
+            .values(holder=holder, expires_at=until)
+        )
+        async with self._transaction() as conn:
+            if (await conn.execute(renew)).rowcount == 1:
+                return True
+        try:
+            async with self._transaction() as conn:
+                await conn.execute(
+                    webhook_leases.insert().values(
+                        endpoint_id=endpoint_id, holder=holder, expires_at=until
+                    )
+                )
+        except DuplicateRecordError:
+            return False
+        return True
+
+    async def release_webhook_lease(self, endpoint_id: str, *, holder: str) -> None:
+        c = webhook_leases.c
+        async with self._transaction() as conn:
+            await conn.execute(
+                sa.delete(webhook_leases).where(c.endpoint_id == endpoint_id, c.holder == holder)
+            )
+
+    @_reconnecting
+    async def latest_event_seq(self) -> int:
+        """The audit log's highest seq, 0 when it is empty."""
+        query = sa.select(sa.func.coalesce(sa.func.max(audit_events.c.seq), 0))
+        async with self._connection() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    @_reconnecting
+    async def webhook_events_after(
+        self, endpoint: WebhookEndpoint, *, limit: int
+    ) -> tuple[list[AuditEvent], int]:
+        """The next events for `endpoint` after its cursor, and how far the log was read.
+
+        One page of at most `limit` audit events after the cursor is read; of those, the events
+        the endpoint's subscription and owner let it see are returned in seq order, with the
+        page's last seq, so a deliverer can move the cursor past events it was not sent.
+        An owner-scoped endpoint sees events of its owner's accounts and of transfers touching
+        them (the owner filter of the transfer listings)."""
+        _check_limit(limit)
+        window = (
+            sa.select(audit_events.c.seq)
+            .where(audit_events.c.seq > endpoint.cursor)
+            .order_by(audit_events.c.seq)
+            .limit(limit)
+            .subquery()
+        )
+        async with self._connection() as conn:
+            end = (await conn.execute(sa.select(sa.func.max(window.c.seq)))).scalar_one()
+            if end is None:
+                return [], endpoint.cursor
+            query = (
+                sa.select(audit_events)
+                .select_from(
+                    audit_events.outerjoin(
+                        transfers, transfers.c.id == audit_events.c.transfer_id
+                    ).outerjoin(accounts, accounts.c.id == audit_events.c.account_id)
+                )
+                .where(audit_events.c.seq > endpoint.cursor, audit_events.c.seq <= end)
+                .where(*_subscribed(endpoint))
+                .order_by(audit_events.c.seq)
+            )
+            rows = (await conn.execute(query)).all()
+        return [_event_from_row(row) for row in rows], int(end)
+
     # Connections.
 
     @contextlib.asynccontextmanager
@@ -1184,3 +1427,68 @@ def _appended(seq: int, row: tuple[Any, ...], event: NewAuditEvent) -> AuditEven
         detail=dict(event.detail),
         recorded_at=recorded_at,
     )
+
+
+def _endpoint_values(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    sub = endpoint.subscription
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "owner_id": endpoint.owner_id,
+        "subscription": {
+            "kinds": [str(k) for k in sub.kinds],
+            "ledgers": list(sub.ledgers),
+            "owners": list(sub.owners),
+            "codes": list(sub.codes),
+        },
+        "secret": endpoint.secret,
+        "previous_secret": endpoint.previous_secret,
+        "previous_secret_until": endpoint.previous_secret_until,
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "failure_count": endpoint.failure_count,
+        "cursor": endpoint.cursor,
+        "generation": endpoint.generation,
+    }
+
+
+def _endpoint_from_row(row: sa.Row[Any]) -> WebhookEndpoint:
+    m = dict(row._mapping)
+    sub = m.pop("subscription") or {}
+    return WebhookEndpoint(
+        **m,
+        subscription=WebhookSubscription(
+            kinds=tuple(EventKind(k) for k in sub.get("kinds", ())),
+            ledgers=tuple(int(v) for v in sub.get("ledgers", ())),
+            owners=tuple(str(v) for v in sub.get("owners", ())),
+            codes=tuple(int(v) for v in sub.get("codes", ())),
+        ),
+    )
+
+
+def _owned_by(owners: Sequence[str]) -> sa.ColumnElement[bool]:
+    # An account event is the owner's when the account is; a transfer event when either side is
+    # (the owner filter of the transfer listings, `touching_owner`, for one owner at a time).
+    touching = [touching_owner(owner) for owner in owners]
+    return sa.or_(accounts.c.owner_id.in_(list(owners)), *touching)
+
+
+def _subscribed(endpoint: WebhookEndpoint) -> list[sa.ColumnElement[bool]]:
+    """The conditions on an audit event (joined to its transfer and account) that the endpoint
+    may see and asked for."""
+    sub = endpoint.subscription
+    conditions: list[sa.ColumnElement[bool]] = []
+    if endpoint.owner_id is not None:
+        conditions.append(_owned_by([endpoint.owner_id]))
+    if sub.owners:
+        conditions.append(_owned_by(sub.owners))
+    if sub.kinds:
+        conditions.append(audit_events.c.kind.in_([str(k) for k in sub.kinds]))
+    if sub.ledgers:
+        ledgers = list(sub.ledgers)
+        conditions.append(sa.or_(transfers.c.ledger.in_(ledgers), accounts.c.ledger.in_(ledgers)))
+    if sub.codes:
+        codes = list(sub.codes)
+        conditions.append(sa.or_(transfers.c.code.in_(codes), accounts.c.code.in_(codes)))
+    return conditions

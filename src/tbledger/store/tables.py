@@ -32,6 +32,11 @@ schedule, both append-only like the audit log (a new row supersedes the older on
 or merchant; history stays). ``exchange_quotes`` holds the quotes the platform issued; a quote's
 row is updated once, when an exchange spends it.
 
+Webhooks (revision 0010, DESIGN §10: events leave from the append-only log, at least once):
+``webhook_endpoints`` holds each endpoint, its signing secrets and its cursor (the last audit
+``seq`` it has answered with a 2xx, or skipped as outside its subscription); ``webhook_deliveries``
+logs every attempt and is append-only; ``webhook_leases`` names the one deliverer per endpoint.
+
 The Alembic migrations in ``tbledger.store.migrations`` create exactly this schema (a test
 compares them); the names of constraints and indexes are fixed here so errors can be mapped.
 """
@@ -54,6 +59,9 @@ __all__ = [
     "merchant_fees",
     "metadata",
     "transfers",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_leases",
 ]
 
 
@@ -335,4 +343,61 @@ exchange_quotes = sa.Table(
         postgresql_where=sa.text("spent_by IS NOT NULL"),
         sqlite_where=sa.text("spent_by IS NOT NULL"),
     ),
+)
+
+# Webhook endpoints. `owner_id` None: an admin-wide endpoint, else it sees only that owner's events.
+# `subscription` is {"kinds": [...], "ledgers": [...], "owners": [...], "codes": [...]}, an empty
+# list meaning all. The secrets sign deliveries, so they are kept whole (a hash cannot sign);
+# `previous_secret` also signs while a rotation is under way. `cursor` is the last audit seq the
+# endpoint is done with; `generation` grows on every replay, so an attempt started before a
+# replay cannot move the cursor back past the replayed events.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("description", sa.String(255), nullable=False),
+    sa.Column("owner_id", sa.String(255), nullable=True),
+    sa.Column("subscription", JsonDocument, nullable=False),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("previous_secret", sa.String(128), nullable=True),
+    sa.Column("previous_secret_until", UtcDateTime(), nullable=True),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("disabled_reason", sa.String(255), nullable=True),
+    sa.Column("failure_count", sa.Integer(), nullable=False),
+    sa.Column("cursor", sa.BigInteger(), nullable=False),
+    sa.Column("generation", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_webhook_endpoints_owner_id", "owner_id"),
+)
+
+# Every delivery attempt, append-only: which event, which attempt, and what came back.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.Identity(always=True),
+        primary_key=True,
+    ),
+    sa.Column("endpoint_id", sa.String(32), nullable=False),
+    sa.Column("event_seq", sa.BigInteger(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("latency_ms", sa.Integer(), nullable=False),
+    sa.Column("error", sa.String(255), nullable=True),
+    sa.Column("attempted_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_webhook_deliveries_endpoint_id_seq", "endpoint_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# One deliverer per endpoint across processes: the holder renews before `expires_at`; another may
+# take the lease once it has expired (the holder crashed or stalled).
+webhook_leases = sa.Table(
+    "webhook_leases",
+    metadata,
+    sa.Column("endpoint_id", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
 )
