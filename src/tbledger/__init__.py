@@ -49,6 +49,7 @@ from tbledger.service import (
     TransferPage,
     TransferRequest,
     TransferResult,
+    TransferStatus,
 )
 from tbledger.service_sync import LedgerServiceSync
 
@@ -100,6 +101,7 @@ __all__ = [
     "TransferPage",
     "TransferRequest",
     "TransferResult",
+    "TransferStatus",
     "UnknownReferenceError",
     "ValidationError",
     "__version__",

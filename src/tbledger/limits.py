@@ -56,6 +56,12 @@ STORE_PAGE_ROWS_MAX: Final = BATCH_EVENTS_MAX
 # batch's histories (a replay's) at about 65k rows, a few MiB, where one row more means damage.
 STORE_AUDIT_ROWS_MAX: Final = 8 * BATCH_EVENTS_MAX
 
+# Why: a hold past its timeout is read as expired only once the engine is known to hold none of
+# its posts or voids, so the store lists every resolution ever attempted on a page of such holds;
+# usually one each or none, and a few refused attempts each still fit. One row more is refused
+# (`LimitExceededError`), never cut short: a resolution left out could read a posted hold expired.
+STORE_RESOLUTION_ROWS_MAX: Final = 8 * BATCH_EVENTS_MAX
+
 # Why: names, owner ids, event ids, payment ids, hashes and idempotency keys are identifiers, not
 # documents; bounded so indexes stay small and both databases agree (SQLite ignores VARCHAR(n)).
 STORE_TEXT_CHARS_MAX: Final = 255

@@ -10,6 +10,7 @@ not only on status codes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,13 @@ async def _store_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) 
     return await Store.connect(database.url, migrate=True, options=database.store_options())
 
 
-@pytest.fixture(params=STORES)
-async def house(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[House]:
+@contextlib.asynccontextmanager
+async def open_house(
+    request: pytest.FixtureRequest, tmp_path: Path, **settings: Any
+) -> AsyncIterator[House]:
+    """A house on the store `request.param` names; `settings` replace the service's own."""
     store = await _store_for(request.param, request, tmp_path)
-    async with running_api(store) as api:
+    async with running_api(store, **settings) as api:
         alice = await api.owner("alice")
         bob = await api.owner("bob")
         a = await api.account("alice")
@@ -73,3 +77,9 @@ async def house(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         bm = await api.account("bob", account_type="merchant")
         await api.deposit(a, "100.00")
         yield House(api, alice, bob, a, ae, bm)
+
+
+@pytest.fixture(params=STORES)
+async def house(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[House]:
+    async with open_house(request, tmp_path) as opened:
+        yield opened

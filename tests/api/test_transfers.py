@@ -186,6 +186,87 @@ async def test_hold_expires_after_its_timeout(api: Api) -> None:
     assert await api.service.expire_holds() == 0
 
 
+async def test_a_hold_past_its_timeout_reads_expired_without_a_recovery_pass(api: Api) -> None:
+    alice, bob = await _funded(api)
+    holds = []
+    for n in range(4):
+        r = await api.http.post(
+            "/v1/transfers/pending",
+            json=transfer_body(alice, bob, "1.00", timeout_s=60, event_id=f"expiring-{n}"),
+            headers=api.admin,
+        )
+        assert r.status_code == 201, r.text
+        holds.append(r.json()["id"])
+    r = await api.http.get(f"/v1/transfers/{holds[0]}", headers=api.admin)
+    assert r.json()["status"] == "pending"
+    api.clock.advance(61)
+    # Each read path, the first to look at its hold after the engine's clock passed it.
+    r = await api.http.get(f"/v1/transfers/{holds[0]}", headers=api.admin)
+    assert r.json()["status"] == "expired"
+    assert [e["kind"] for e in r.json()["audit"]] == ["submitted", "pending", "expired"]
+    r = await api.http.get("/v1/transfers", params={"event_id": "expiring-1"}, headers=api.admin)
+    assert [t["status"] for t in r.json()["transfers"]] == ["expired"]
+    r = await api.http.get(f"/v1/accounts/{alice}/transfers", headers=api.admin)
+    listed = {t["id"]: t["status"] for t in r.json()["transfers"]}
+    assert [listed[h] for h in holds] == ["expired"] * 4
+    r = await api.http.get(f"/v1/accounts/{bob}/activity", headers=api.admin)
+    assert {e["transfer_id"]: e["status"] for e in r.json()["entries"]} == dict.fromkeys(
+        holds, "expired"
+    )
+    after = await _balance(api, alice)
+    assert (after["posted"], after["available"], after["held"]) == ("10.00", "10.00", "0.00")
+    # Recorded once each, and nothing left for the recovery pass.
+    r = await api.http.post("/v1/admin/recover", headers=api.admin)
+    assert r.json()["expired"] == 0
+    for hold in holds:
+        r = await api.http.get(f"/v1/transfers/{hold}", headers=api.admin)
+        assert [e["kind"] for e in r.json()["audit"]].count("expired") == 1
+
+
+async def test_a_partly_captured_hold_shows_what_was_captured_and_released(api: Api) -> None:
+    alice, bob = await _funded(api, "50.00")
+    r = await api.http.post(
+        "/v1/transfers/pending",
+        json=transfer_body(alice, bob, "30.00", event_id="captured-1"),
+        headers=api.admin,
+    )
+    hold = r.json()["id"]
+    r = await api.http.get(f"/v1/transfers/{hold}", headers=api.admin)
+    assert (r.json()["status"], r.json()["captured_amount"], r.json()["released_amount"]) == (
+        "pending",
+        None,
+        None,
+    )
+    r = await api.http.post(
+        f"/v1/transfers/{hold}/post", json={"amount": "12.00"}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text
+    post = r.json()["id"]
+    captured = {
+        "amount": "30.00",
+        "status": "posted",
+        "captured_amount": "12.00",
+        "captured_amount_minor": "1200",
+        "released_amount": "18.00",
+        "released_amount_minor": "1800",
+    }
+    r = await api.http.get(f"/v1/transfers/{hold}", headers=api.admin)
+    assert {k: r.json()[k] for k in captured} == captured
+    r = await api.http.get("/v1/transfers", params={"event_id": "captured-1"}, headers=api.admin)
+    [listed] = r.json()["transfers"]
+    assert {k: listed[k] for k in captured} == captured
+    r = await api.http.get(f"/v1/accounts/{alice}/transfers", headers=api.admin)
+    by_id = {t["id"]: t for t in r.json()["transfers"]}
+    assert {k: by_id[hold][k] for k in captured} == captured
+    # The post itself moved 12.00; it captured nothing of its own.
+    assert (by_id[post]["amount"], by_id[post]["captured_amount"]) == ("12.00", None)
+    r = await api.http.get(f"/v1/accounts/{alice}/activity", headers=api.admin)
+    [entry] = [e for e in r.json()["entries"] if e["transfer_id"] == hold]
+    assert (entry["captured_amount"], entry["released_amount"]) == ("12.00", "18.00")
+    assert entry["released_amount_minor"] == "1800"
+    assert await _posted(api, alice, bob) == ["38.00", "12.00"]
+
+
 async def test_batch_returns_one_result_pertransfer_body(api: Api) -> None:
     alice, bob = await _funded(api)
     r = await api.http.post(

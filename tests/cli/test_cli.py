@@ -136,6 +136,18 @@ def test_money_moves_through_the_cli(admin: Service) -> None:
     trail = ok(api(admin, "audit", held["id"]))
     assert trail["id"] == held["id"] and trail["amount"] == "20.00"
     assert trail["audit"], trail
+    # What the partial post captured, and what it released to alice.
+    assert (trail["status"], trail["captured_amount"], trail["released_amount"]) == (
+        "posted",
+        "15.00",
+        "5.00",
+    )
+    env = {"TBLEDGER_API_URL": admin.url, "TBLEDGER_API_KEY": admin.admin_key}
+    shown = runner.invoke(app, ["audit", held["id"]], env=env)
+    assert shown.exit_code == 0, shown.output
+    captured_row = next(line for line in shown.stdout.splitlines() if "captured_amount" in line)
+    released_row = next(line for line in shown.stdout.splitlines() if "released_amount" in line)
+    assert "15.00" in captured_row and "5.00" in released_row
 
     listed = ok(api(admin, "accounts", "list", "--owner", "alice"))
     assert {a["id"] for a in listed["accounts"]} == {alice, bob}

@@ -168,6 +168,13 @@ async def test_accounts_transfers_and_holds(client: AsyncLedgerClient) -> None:
 
     found = await client.get_transfer(hold.id)
     assert found.amount == "5.00" and found.audit
+    # Posted in part: what was captured, and what went back to alice.
+    assert (found.status, found.captured_amount, found.released_amount) == (
+        "posted",
+        "3.00",
+        "2.00",
+    )
+    assert (found.captured_amount_minor, found.released_amount_minor) == ("300", "200")
     page = await client.list_account_transfers(alice.id, limit=2)
     assert len(page.transfers) == 2 and page.next_cursor is not None
     listed = await client.list_accounts(owner_id="alice")
@@ -279,6 +286,7 @@ async def test_history_activity_and_statements(client: AsyncLedgerClient) -> Non
     activity = await client.account_activity(alice.id, counterparty=shop.id, status="posted")
     assert [e.kind for e in activity.entries] == ["single", "pending", "post"]
     assert activity.entries[1].captured_amount == "2.00"
+    assert activity.entries[1].released_amount == "3.00"
     assert activity.entries[0].counterparty.owner_id == "shop"  # an admin key sees it
     flows = await client.account_activity(alice.id, flow="deposit", code="DEPOSIT")
     assert [e.flow for e in flows.entries] == ["deposit"]

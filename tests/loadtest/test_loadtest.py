@@ -41,6 +41,7 @@ from tbledger.tools.loadtest import (
 )
 from tests.support.live_service import live_service
 from tests.support.tbserver import free_port
+from tests.support.virtual_time import run_in_virtual_time
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -156,7 +157,12 @@ def test_mix_parsing() -> None:
 # -- the runner -----------------------------------------------------------------------------------
 
 
-async def test_latency_is_measured_from_the_intended_start() -> None:
+# The runner's tests run on virtual time (tests/support/virtual_time.py): the loop's clock jumps
+# from one due timer to the next, so launches and latencies are exact however loaded the machine
+# is, where wall time would add whatever the machine was slow by.
+
+
+def test_latency_is_measured_from_the_intended_start() -> None:
     """A server that handles one request at a time, 40 ms each, under 50 requests/s: an open
     loop keeps launching on schedule, so the queue (and the latency) grows to about a second;
     a closed loop would report 40 ms and hide it (coordinated omission)."""
@@ -175,16 +181,20 @@ async def test_latency_is_measured_from_the_intended_start() -> None:
         return Outcome((f"0x{len(launched):032x}",))
 
     recorder = Recorder(keep_samples=True)
-    stats = await OpenLoop(schedule, slow, in_flight_max=1000, recorder=recorder).run()
+    stats = run_in_virtual_time(
+        OpenLoop(schedule, slow, in_flight_max=1000, recorder=recorder).run()
+    )
     assert recorder.errors == {}
     assert recorder.histogram.get_total_count() == len(schedule) == 50
     # Launched on schedule, whatever was outstanding.
     assert len(launched) == 50
     for at, arrival in zip(launched, schedule, strict=True):
-        assert at - stats.measure_start == pytest.approx(arrival.offset_s, abs=0.02)
+        assert at - stats.measure_start == pytest.approx(arrival.offset_s, abs=1e-9)
     samples = sorted(recorder.samples or [])
     latencies = [us / 1e6 for _, us in samples]
-    # The last request waited for the 49 before it: ~50 * 40 ms - 0.98 s after its start.
+    # Request k starts at 20k ms and waits for the k before it: done at 40(k + 1) ms, so its
+    # latency is 40 + 20k ms; the last one's is 1.02 s. A closed loop would say 40 ms for all.
+    assert latencies == [pytest.approx(service_s + k / rate, abs=1e-6) for k in range(50)]
     assert latencies[0] < 0.1
     assert latencies[-1] > 0.8
     assert latencies[-1] > 20 * service_s
@@ -192,7 +202,7 @@ async def test_latency_is_measured_from_the_intended_start() -> None:
     assert recorder.histogram.get_max_value() > 800_000
 
 
-async def test_a_full_client_counts_saturation_instead_of_waiting() -> None:
+def test_a_full_client_counts_saturation_instead_of_waiting() -> None:
     schedule = [Arrival(i / 100, _op()) for i in range(50)]
 
     async def stuck(op: Op) -> Outcome:
@@ -200,13 +210,13 @@ async def test_a_full_client_counts_saturation_instead_of_waiting() -> None:
         return Outcome(("0x1",))
 
     recorder = Recorder()
-    stats = await OpenLoop(schedule, stuck, in_flight_max=5, recorder=recorder).run()
+    stats = run_in_virtual_time(OpenLoop(schedule, stuck, in_flight_max=5, recorder=recorder).run())
     # Each request is outstanding 0.3 s, at most 5 at a time: the rest are refused on time,
-    # not queued, so the schedule still ends after ~0.5 s.
+    # not queued, so the schedule still ends when its last arrival is due, 0.49 s in.
     assert recorder.errors[SATURATED] > 0
     assert recorder.sent + recorder.errors[SATURATED] == 50
     assert recorder.ok == recorder.sent
-    assert stats.schedule_end - stats.measure_start < 0.7
+    assert stats.schedule_end - stats.measure_start == pytest.approx(0.49, abs=1e-9)
 
 
 async def test_follow_ups_are_their_own_requests_and_errors_are_counted() -> None:

@@ -72,6 +72,8 @@ class EngineWrapper:
     """Delegates to an engine client; `create_transfers` can be made slow, hung or failing.
 
     * `delay_s`: sleep after the engine has answered (the request was applied; the answer is late).
+    * `answer_gate`: when set to an unset `asyncio.Event`, the engine applies requests at once and
+      their answers wait for it: late for as long as the test says, not for a time.
     * `gate`: when set to an unset `asyncio.Event`, requests wait for it before reaching the engine.
     * `fault`: an exception to raise instead of reaching the engine.
 
@@ -82,6 +84,7 @@ class EngineWrapper:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.delay_s = 0.0
+        self.answer_gate: asyncio.Event | None = None
         self.gate: asyncio.Event | None = None
         self.fault: BaseException | None = None
         self.create_transfers_calls = 0
@@ -98,6 +101,8 @@ class EngineWrapper:
             await self.gate.wait()
         results = await self._inner.create_transfers(transfers)
         self.applied += 1
+        if self.answer_gate is not None:
+            await self.answer_gate.wait()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         return results

@@ -346,6 +346,9 @@ class EventsFail:
     async def insert_direct(self, *args: Any) -> None:
         await self.backend.insert_direct(*args)
 
+    async def lock_audit(self, *args: Any) -> None:
+        await self.backend.lock_audit(*args)
+
 
 async def test_a_failure_after_the_transfers_were_sent_leaves_nothing(
     store_case: StoreCase,

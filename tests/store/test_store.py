@@ -518,6 +518,64 @@ async def test_current_status_is_the_latest_event(store: Store) -> None:
     assert await store.current_status([]) == {}
 
 
+async def test_a_holds_resolution_is_appended_once(store: Store) -> None:
+    hold, other = intent(flags=int(tigerbeetle.TransferFlags.PENDING), timeout=1), intent()
+    await store.insert_intents([hold, other])
+    await store.append_events([event(EventKind.PENDING, hold.id, status="created")])
+    expired = event(EventKind.EXPIRED, hold.id, status="expired", engine_timestamp=7)
+    [appended] = await store.append_hold_resolutions([expired, expired])
+    assert (appended.kind, appended.transfer_id, appended.engine_timestamp) == (
+        EventKind.EXPIRED,
+        hold.id,
+        7,
+    )
+    assert appended.seq > 0
+    # Whoever comes next finds it resolved: an expiry, or a post recorded late.
+    assert await store.append_hold_resolutions([expired]) == []
+    assert await store.append_hold_resolutions([event(EventKind.POSTED, hold.id)]) == []
+    # Holds already resolved are left out; the others of the same call are appended.
+    [posted] = await store.append_hold_resolutions(
+        [expired, event(EventKind.POSTED, other.id, detail={"by": "0x1"})]
+    )
+    assert (posted.transfer_id, dict(posted.detail)) == (other.id, {"by": "0x1"})
+    assert [e.kind for e in await store.transfer_audit(hold.id)] == [
+        EventKind.SUBMITTED,
+        EventKind.PENDING,
+        EventKind.EXPIRED,
+    ]
+    assert await store.append_hold_resolutions([]) == []
+    with pytest.raises(ValidationError):
+        await store.append_hold_resolutions([event(EventKind.PENDING, hold.id)])
+
+
+async def test_concurrent_resolutions_of_a_hold_append_one(store: Store) -> None:
+    hold = intent(flags=int(tigerbeetle.TransferFlags.PENDING), timeout=1)
+    await store.insert_intents([hold])
+    racing = [
+        store.append_hold_resolutions([event(EventKind.EXPIRED, hold.id, status="expired")])
+        for _ in range(8)
+    ]
+    appended = [e for batch in await asyncio.gather(*racing) for e in batch]
+    assert len(appended) == 1
+    kinds = [e.kind for e in await store.transfer_audit(hold.id)]
+    assert kinds.count(EventKind.EXPIRED) == 1
+
+
+async def test_the_posts_and_voids_of_holds_by_hold(store: Store) -> None:
+    flags = tigerbeetle.TransferFlags
+    hold, lone = (intent(flags=int(flags.PENDING)) for _ in range(2))
+    post = intent(flags=int(flags.POST_PENDING_TRANSFER), pending_id=hold.id)
+    void = intent(flags=int(flags.VOID_PENDING_TRANSFER), pending_id=hold.id)
+    # Naming a pending id without resolving it (not a post or a void) is not a resolution.
+    unrelated = intent(pending_id=hold.id)
+    await store.insert_intents([hold, lone, post, void, unrelated])
+    found = await store.resolutions_of([hold.id, lone.id, new_id()])
+    assert found == {hold.id: sorted([post.id, void.id])}
+    assert await store.resolutions_of([]) == {}
+    with pytest.raises(LimitExceededError):
+        await store.resolutions_of([hold.id], limit=1)
+
+
 async def test_recovery_backlog_is_intents_without_an_outcome(store: Store) -> None:
     only_submitted, unknown, posted, failed, resolved = (intent() for _ in range(5))
     await store.insert_intents([only_submitted, unknown, posted, failed, resolved])

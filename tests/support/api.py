@@ -81,12 +81,12 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def running_api(store: Store) -> AsyncIterator[Api]:
+async def running_api(store: Store, **settings: Any) -> AsyncIterator[Api]:
     """The app over `store` and a fresh twin, lifespan entered, with an admin key; on exit the
-    service, `store` and the twin are closed."""
+    service, `store` and the twin are closed. `settings` replace the service's `SETTINGS`."""
     clock = ManualClock()
     engine = ClientAsync(cluster_id=0, clock=clock)
-    service = LedgerService(engine=engine, store=store, **SETTINGS)
+    service = LedgerService(engine=engine, store=store, **{**SETTINGS, **settings})
     app = create_app(service=service, clock=clock)
     try:
         async with app.router.lifespan_context(app):

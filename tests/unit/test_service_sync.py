@@ -41,5 +41,15 @@ def test_sync_service_moves_money_and_raises_typed_errors() -> None:
         assert len(ledger.account_activity(alice.id, counterparty_id=bob.id).entries) == 3
         statement = ledger.statement(alice.id, start=1, end="2200-01-01")
         assert (statement.opening.posted, statement.closing.posted) == (0, 70)
+        # Statuses, and what a posted hold captured and released.
+        assert ledger.current_status([deposit.id])[deposit.id].kind.value == "posted"
+        hold = ledger.create_pending_transfer(
+            TransferRequest(
+                debit_account_id=alice.id, credit_account_id=bob.id, amount=30, ledger=1, code=3
+            )
+        )
+        ledger.post_pending_transfer(hold.id, 12)
+        held = ledger.transfer_statuses([hold.id])[hold.id]
+        assert (held.status, held.captured_amount, held.released_amount) == ("posted", 12, 18)
     # Closing twice is harmless; the loop thread is gone.
     ledger.close()

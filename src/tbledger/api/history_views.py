@@ -166,6 +166,10 @@ class ActivityEntryOut(BaseModel):
     idempotency_key: str | None
     captured_amount: str | None = Field(description="a posted hold: how much of it was posted")
     captured_amount_minor: str | None
+    released_amount: str | None = Field(
+        default=None, description="a posted hold: the rest of it, released to the payer"
+    )
+    released_amount_minor: str | None = None
     description: str | None
     metadata: dict[str, Any] = {}
 
@@ -370,6 +374,7 @@ def _entry_out(entry: ActivityEntry, scale: int, seen: Visibility) -> ActivityEn
     t = entry.transfer
     intent = entry.intent
     captured = entry.captured_amount
+    released = entry.released_amount
     return ActivityEntryOut(
         timestamp=str(t.timestamp),
         time=iso_time(t.timestamp),
@@ -389,6 +394,8 @@ def _entry_out(entry: ActivityEntry, scale: int, seen: Visibility) -> ActivityEn
         idempotency_key=seen.idempotency_key(intent),
         captured_amount=None if captured is None else _major(captured, scale),
         captured_amount_minor=None if captured is None else str(captured),
+        released_amount=None if released is None else _major(released, scale),
+        released_amount_minor=None if released is None else str(released),
         description=entry.description,
         metadata={} if intent is None else dict(intent.metadata),
     )

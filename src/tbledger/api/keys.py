@@ -26,7 +26,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -236,11 +236,13 @@ class KeyRing:
 
 
 class _Buckets:
-    """Token buckets by name in a bounded table (least recently used evicted first)."""
+    """Token buckets by name in a bounded table (least recently used evicted first), refilled
+    by the seconds `clock` says have passed."""
 
-    def __init__(self, buckets_max: int) -> None:
+    def __init__(self, buckets_max: int, clock: Callable[[], float]) -> None:
         self._buckets: OrderedDict[object, tuple[float, float]] = OrderedDict()
         self._buckets_max = buckets_max
+        self._clock = clock
 
     def take(self, name: object, cost: int, rate_per_s: int, capacity: int) -> int:
         """Take `cost` tokens; return 0, or the whole seconds to wait (for ``Retry-After``).
@@ -262,16 +264,17 @@ class _Buckets:
 
     def blocked(self, name: object, rate_per_s: int, capacity: int) -> bool:
         """Whether the next unit-cost `take` would be refused (taking nothing)."""
-        tokens, last = self._buckets.get(name, (float(capacity), time.monotonic()))
-        return min(float(capacity), tokens + (time.monotonic() - last) * rate_per_s) < 1.0
+        now = self._clock()
+        tokens, last = self._buckets.get(name, (float(capacity), now))
+        return min(float(capacity), tokens + (now - last) * rate_per_s) < 1.0
 
     def _refill(self, name: object, rate_per_s: int, capacity: int) -> float:
-        now = time.monotonic()
+        now = self._clock()
         tokens, last = self._buckets.pop(name, (float(capacity), now))
         return min(float(capacity), tokens + (now - last) * rate_per_s)
 
     def _store(self, name: object, tokens: float) -> None:
-        self._buckets[name] = (tokens, time.monotonic())
+        self._buckets[name] = (tokens, self._clock())
         if len(self._buckets) > self._buckets_max:
             self._buckets.popitem(last=False)
 
@@ -279,7 +282,11 @@ class _Buckets:
 class RateLimiter:
     """Token buckets: per key for requests, transfers and body bytes (`rate_per_s` requests a
     second, at most `burst` saved up, and the derived budgets of `Principal`); per client address
-    and globally for requests without a valid key."""
+    and globally for requests without a valid key.
+
+    `clock` (seconds, any origin; default `time.monotonic`) is what refills the buckets: a test
+    passes one it moves itself, so what a key may spend does not depend on how fast the machine
+    served its previous requests."""
 
     def __init__(
         self,
@@ -289,11 +296,12 @@ class RateLimiter:
         keyless_burst: int = API_KEYLESS_BURST,
         keyless_global_rate_per_s: int = API_KEYLESS_GLOBAL_RATE_PER_S,
         keyless_global_burst: int = API_KEYLESS_GLOBAL_BURST,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._requests = _Buckets(buckets_max)
-        self._events = _Buckets(buckets_max)
-        self._bytes = _Buckets(buckets_max)
-        self._addresses = _Buckets(buckets_max)
+        self._requests = _Buckets(buckets_max, clock)
+        self._events = _Buckets(buckets_max, clock)
+        self._bytes = _Buckets(buckets_max, clock)
+        self._addresses = _Buckets(buckets_max, clock)
         self._keyless = (keyless_rate_per_s, keyless_burst)
         self._global = (keyless_global_rate_per_s, keyless_global_burst)
 

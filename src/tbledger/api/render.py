@@ -17,7 +17,7 @@ from tbledger.api.schemas import (
 from tbledger.balances import Balance
 from tbledger.ids import format_id
 from tbledger.model import AccountRecord, AuditEvent, TransferIntent
-from tbledger.service import TransferResult
+from tbledger.service import TransferResult, TransferStatus
 
 __all__ = ["account_out", "audit_out", "balance_out", "result_out", "transfer_out"]
 
@@ -117,14 +117,23 @@ def transfer_out(
     intent: TransferIntent | None,
     audit: Sequence[AuditEvent] = (),
     latest: AuditEvent | None = None,
+    status: TransferStatus | None = None,
 ) -> TransferOut:
-    """A transfer as the engine holds it (when it does), with the store's context and history."""
+    """A transfer as the engine holds it (when it does), with the store's context and history.
+
+    Its status is `status`'s (the service's `transfer_statuses`: exact for a hold past its
+    timeout, with what a posted hold captured and released), else `latest`'s, else that of the
+    last event of `audit`."""
     source = engine if engine is not None else intent
     assert source is not None, "a transfer is rendered from the engine or the store"
     name, scale = _scale(ctx, source.ledger)
     transfer_events = [e for e in audit if e.transfer_id is not None]
     if latest is not None:
         transfer_events.append(latest)
+    if status is not None:
+        transfer_events.append(status.latest)
+    captured = None if status is None else status.captured_amount
+    released = None if status is None else status.released_amount
     return TransferOut(
         id=format_id(source.id),
         debit_account_id=format_id(source.debit_account_id),
@@ -140,6 +149,10 @@ def transfer_out(
         timeout_s=source.timeout,
         timestamp=str(engine.timestamp) if engine is not None else None,
         status=transfer_events[-1].kind.value if transfer_events else None,
+        captured_amount=None if captured is None else _major(captured, scale),
+        captured_amount_minor=None if captured is None else str(captured),
+        released_amount=None if released is None else _major(released, scale),
+        released_amount_minor=None if released is None else str(released),
         payment_id=None if intent is None else intent.payment_id,
         event_id=None if intent is None else intent.event_id,
         chain_tx_hash=None if intent is None else intent.chain_tx_hash,

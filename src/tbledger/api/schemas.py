@@ -265,7 +265,18 @@ class TransferOut(BaseModel):
     flags: list[str]
     timeout_s: int
     timestamp: str | None = Field(description="engine timestamp (ns), None if not in the engine")
-    status: str | None = Field(description="latest audit status (pending, posted, failed…)")
+    status: str | None = Field(
+        description="latest audit status (pending, posted, voided, expired, failed…); a hold "
+        "past its timeout by the engine's clock is expired"
+    )
+    captured_amount: str | None = Field(
+        default=None, description="a posted hold: how much of it its post moved"
+    )
+    captured_amount_minor: str | None = None
+    released_amount: str | None = Field(
+        default=None, description="a posted hold: the rest of it, released to the payer"
+    )
+    released_amount_minor: str | None = None
     payment_id: str | None = None
     event_id: str | None = None
     chain_tx_hash: str | None = None

@@ -302,6 +302,8 @@ def transfer_view(
             "flags",
             "timeout_s",
             "timestamp",
+            "captured_amount",
+            "released_amount",
             "payment_id",
             "event_id",
             "chain_tx_hash",
@@ -500,6 +502,7 @@ def activity_table(activity: dict[str, Any]) -> RenderableType:
         table.add_column(column, no_wrap=column in ("time", "transfer"))
     table.add_column("amount", justify="right")
     table.add_column("captured", justify="right")
+    table.add_column("released", justify="right")
     table.add_column("description")
     for entry in activity["entries"]:
         flow = entry.get("flow") or ""
@@ -515,6 +518,7 @@ def activity_table(activity: dict[str, Any]) -> RenderableType:
             entry.get("status") or "",
             entry["amount"],
             entry.get("captured_amount") or "",
+            entry.get("released_amount") or "",
             entry.get("description") or "",
         )
     return _next_page(table, activity.get("next_cursor"))

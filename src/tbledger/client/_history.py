@@ -133,6 +133,8 @@ class ActivityEntry(Model):
     idempotency_key: str | None
     captured_amount: str | None
     captured_amount_minor: str | None
+    released_amount: str | None = None
+    released_amount_minor: str | None = None
     description: str | None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -180,6 +180,11 @@ class Transfer(Model):
     timeout_s: int
     timestamp: str | None
     status: str | None
+    # A posted hold: what its post moved, and the rest, released to the payer.
+    captured_amount: str | None = None
+    captured_amount_minor: str | None = None
+    released_amount: str | None = None
+    released_amount_minor: str | None = None
     payment_id: str | None = None
     event_id: str | None = None
     chain_tx_hash: str | None = None

@@ -101,9 +101,10 @@ Flows and the legs they write (``a -> b`` debits a, credits b; codes are the cha
   `release_anchor`: voids both, linked. Post and void transfers inherit the pending transfer's
   code (TigerBeetle refuses another), so their intents carry the business code in metadata:
   ``{"transfer_code": "ANCHOR_FULFILLMENT"}`` or ``{"transfer_code": "ANCHOR_EXPIRY",
-  "reason": "released"}``. A timeout is expired by the engine itself and recorded by
-  `LedgerService.expire_holds` (also `SpendEngine.expire_holds`) as an ``expired`` audit event on
-  both holds. How a reader finds ANCHOR_EXPIRY in the audit trail: a hold whose intent code is
+  "reason": "released"}``. A timeout is expired by the engine itself and recorded as an
+  ``expired`` audit event on both holds, by the first read of their status past it or by
+  `LedgerService.expire_holds` (also `SpendEngine.expire_holds`), whichever comes first. How a
+  reader finds ANCHOR_EXPIRY in the audit trail: a hold whose intent code is
   ANCHOR_AUTHORIZATION and whose latest event is ``expired`` (timeout) or ``voided`` (its void
   intent says ``transfer_code: ANCHOR_EXPIRY``); `anchor_status` does exactly this.
 * `escrow_lock`: user -> ``escrow:<contract id>`` (ESCROW_LOCK); `escrow_release`: escrow ->

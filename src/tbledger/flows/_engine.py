@@ -607,7 +607,8 @@ class SpendEngine:
     async def anchor_status(self, authorization: AnchorAuthorization | int | str) -> AnchorStatus:
         """The authorization's state from the audit trail (ANCHOR_EXPIRY for voided or expired).
 
-        A timeout shows once `expire_holds` (or the service's recovery loop) has recorded it; a
+        A timeout shows as soon as the engine's clock has passed it (the service's status read
+        settles it from the engine, without waiting for `expire_holds` or the recovery loop); a
         hold whose outcome is not recorded yet reads as authorized.
         """
         hold, record = await self._anchor_holds(authorization)

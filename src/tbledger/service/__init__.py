@@ -21,7 +21,10 @@ back once (DESIGN §3, "write last, read first"), through these parts:
 * ``_claims``: `Claims`, the transfer ids this process is submitting (replays wait for them);
 * ``_writer``: `Writer`, the write pipeline: claims, grouping, persist, submit, replays;
 * ``_recorder``: `Recorder`, outcomes to the audit trail and to listeners;
-* ``_recovery``: `Recovery`, settling intents without outcome, hold expiry, the background loop;
+* ``_recovery``: `Recovery`, settling intents without outcome, the background loop;
+* ``_holds``: `Holds`, a hold's status decided from the engine when it is read (a hold past its
+  timeout reads expired) and the recovery pass's expiry, through one code path; what a posted
+  hold captured and released;
 * ``_accounts``: `Accounts` (creation, balances, status changes) and `AccountStatuses` (the
   status the engine made effective, and why a transfer was refused);
 * ``_reads``: `Reads`, transfers from the engine and bounded pages;
@@ -59,6 +62,7 @@ from tbledger.service._values import (
     TransferPage,
     TransferRequest,
     TransferResult,
+    TransferStatus,
 )
 
 __all__ = [
@@ -87,6 +91,7 @@ __all__ = [
     "TransferPage",
     "TransferRequest",
     "TransferResult",
+    "TransferStatus",
     "engine_status",
     "iso_time",
     "refusal_of",

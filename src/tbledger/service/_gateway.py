@@ -176,6 +176,12 @@ class EngineGateway:
         self._now_ns = max(self._now_ns, result.timestamp)
         return self._now_ns
 
+    @property
+    def seen_ns(self) -> int:
+        """The latest engine timestamp this gateway has seen (0 before any): a time the engine's
+        clock has certainly reached, known without a request."""
+        return self._now_ns
+
     def observe_timestamps(self, results: Iterable[tb.CreateTransferResult]) -> None:
         """Remember the latest engine timestamp among these results."""
         for result in results:

@@ -20,9 +20,11 @@ and delegates to it.
   without a transfer, so the engine records no point for it: a hold that expired between two
   transfers still counts in `pending`/`held` of a time between them (``posted`` is exact
   always, as an expiry never changes it).
-* **Activity**: the account's transfers from the engine, with the store's facts about each,
-  filtered by time, code, counterparty, flow and status, paged with a cursor; a filtered page
-  reads at most `ACTIVITY_SCAN_ROWS_MAX` transfers and says where it stopped.
+* **Activity**: the account's transfers from the engine, with the store's facts about each and
+  its status (a hold past its timeout by the engine's clock is expired; a posted hold says what
+  it captured and released), filtered by time, code, counterparty, flow and status, paged with a
+  cursor; a filtered page reads at most `ACTIVITY_SCAN_ROWS_MAX` transfers and says where it
+  stopped.
 * **Statements** for a period ``[start, end)``: the opening balance (as of just before `start`),
   every line with its effect on the posted balance and the running balance, and the closing
   balance (as of just before `end`), so that consecutive periods chain. Each line's effect is
@@ -37,7 +39,7 @@ timestamps: pass `next_cursor` back as it is, and the next page starts after it.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
@@ -65,10 +67,10 @@ from tbledger.model import (
     TRANSFER_EVENT_KINDS,
     AccountRecord,
     AuditEvent,
-    EventKind,
     TransferIntent,
 )
 from tbledger.service._intents import PURPOSE, checked_object_id, checked_uint
+from tbledger.service._values import TransferStatus
 from tbledger.store import Store
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
     "EngineCall",
     "Statement",
     "StatementLine",
+    "StatusRead",
     "TimeLike",
     "TransferKind",
     "iso_time",
@@ -124,6 +127,19 @@ class EngineCall(Protocol):
     of client faults, within the request deadline (`EngineGateway.call`)."""
 
     def __call__(self, make: Callable[[], Awaitable[_T]], /) -> Awaitable[_T]: ...
+
+
+class StatusRead(Protocol):
+    """The service's read of transfers' statuses (`Holds.statuses`): the latest audit event of
+    each, a hold past its timeout settled from the engine first, and what a posted hold captured
+    and released. `intents` already read spare the store a read."""
+
+    def __call__(
+        self,
+        transfer_ids: Iterable[int],
+        *,
+        intents: Mapping[int, TransferIntent] | None = None,
+    ) -> Awaitable[Mapping[int, TransferStatus]]: ...
 
 
 # -- times ----------------------------------------------------------------------------------------
@@ -268,10 +284,13 @@ class ActivityEntry:
     # The transfer as recorded before it was submitted (payment and event ids, idempotency key,
     # the caller's metadata, the service's control facts), or None if made outside the service.
     intent: TransferIntent | None
-    # Its latest audit event (pending, posted, voided, expired, ...), or None.
+    # Its latest audit event (pending, posted, voided, expired, ...), or None. A hold past its
+    # timeout by the engine's clock is expired here, whether or not recovery has come by.
     latest: AuditEvent | None
-    # For a hold that was posted: how much of it was (its post may have been partial).
+    # For a hold that was posted: how much of it was (its post may have been partial), and the
+    # rest, released to the payer; from the engine. None for anything else.
     captured_amount: int | None
+    released_amount: int | None = None
 
     @property
     def timestamp_ns(self) -> int:
@@ -430,18 +449,6 @@ def description_of(intent: TransferIntent | None) -> str | None:
     return flow if leg is None or leg == flow else f"{flow}: {leg}"
 
 
-def _captured(latest: AuditEvent | None) -> int | None:
-    """How much of a hold was posted, from its ``posted`` audit event's detail."""
-    if latest is None or latest.kind is not EventKind.POSTED:
-        return None
-    amount = latest.detail.get("amount")
-    if isinstance(amount, int) and not isinstance(amount, bool):
-        return amount
-    if isinstance(amount, str) and amount.isdigit():
-        return int(amount)
-    return None
-
-
 def _counterparty(transfer: tb.Transfer, account_id: int) -> int:
     if transfer.debit_account_id == account_id:
         return transfer.credit_account_id
@@ -508,9 +515,10 @@ def _account_filter(
 class AccountHistory:
     """Balance history, as-of balances, activity and statements of accounts.
 
-    Handed what it reads and nothing else: the store (names, intents, statuses), the engine and
-    the service's way of calling it, and the lookup of accounts' normal sides. Each is a callable
-    so that a service that reconnects (a new engine client after eviction) is followed.
+    Handed what it reads and nothing else: the store (names, intents), the engine and the
+    service's way of calling it, the lookup of accounts' normal sides, and the read of transfers'
+    statuses (exact for holds). Each is a callable so that a service that reconnects (a new
+    engine client after eviction) is followed.
     """
 
     def __init__(
@@ -520,11 +528,13 @@ class AccountHistory:
         engine: Callable[[], EngineClient],
         call: EngineCall,
         sides: Callable[[Sequence[int]], Awaitable[Mapping[int, NormalSide]]],
+        statuses: StatusRead,
     ) -> None:
         self._store = store
         self._engine = engine
         self._call = call
         self._sides = sides
+        self._statuses = statuses
 
     # -- public reads ---------------------------------------------------------------------------
 
@@ -810,12 +820,12 @@ class AccountHistory:
         store = self._store()
         ids = [t.id for t in transfers]
         intents = await store.get_intents(ids)
-        latest = await store.current_status(ids)
+        statuses = await self._statuses(ids, intents=intents)
         counterparties = await store.get_accounts({_counterparty(t, account_id) for t in transfers})
         entries = []
         for t in transfers:
             other = _counterparty(t, account_id)
-            event = latest.get(t.id)
+            status = statuses.get(t.id)
             entries.append(
                 ActivityEntry(
                     transfer=t,
@@ -823,8 +833,9 @@ class AccountHistory:
                     counterparty_id=other,
                     counterparty=counterparties.get(other),
                     intent=intents.get(t.id),
-                    latest=event,
-                    captured_amount=_captured(event) if transfer_kind(t) == "pending" else None,
+                    latest=None if status is None else status.latest,
+                    captured_amount=None if status is None else status.captured_amount,
+                    released_amount=None if status is None else status.released_amount,
                 )
             )
         return entries

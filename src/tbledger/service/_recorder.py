@@ -133,6 +133,7 @@ class Recorder:
                 resolved_pending[intent.pending_id] = (kind, intent, result)
             elif result.status == "pending_transfer_expired":
                 expired_pending[intent.pending_id] = result
+        known: dict[int, AuditEvent] = {}
         if resolved_pending or expired_pending:
             known = await self._store.current_status(list(resolved_pending) + list(expired_pending))
             for pending_id, (kind, intent, result) in resolved_pending.items():
@@ -148,19 +149,20 @@ class Recorder:
                             detail={"by": format_id(intent.id), "amount": str(moved)},
                         )
                     )
-            for pending_id, result in expired_pending.items():
-                latest = known.get(pending_id)
-                if latest is not None and latest.kind not in RESOLVED_KINDS:
-                    events.append(
-                        NewAuditEvent(
-                            kind=EventKind.EXPIRED,
-                            transfer_id=pending_id,
-                            status="expired",
-                            engine_timestamp=result.timestamp,
-                            detail={"reported_by": format_id(result.id)},
-                        )
-                    )
-                    ledger_events.append(LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, pending_id))
+        # A refused resolution that says the hold expired: recorded as the hold's expiry, through
+        # the one path that records an expiry at most once (a read of the hold or a recovery
+        # pass may be recording the same one).
+        expiries = [
+            NewAuditEvent(
+                kind=EventKind.EXPIRED,
+                transfer_id=pending_id,
+                status="expired",
+                engine_timestamp=result.timestamp,
+                detail={"reported_by": format_id(result.id)},
+            )
+            for pending_id, result in expired_pending.items()
+            if (latest := known.get(pending_id)) is not None and latest.kind not in RESOLVED_KINDS
+        ]
         try:
             await self._store.append_events(events, returning=False)
         except Exception:
@@ -175,6 +177,33 @@ class Recorder:
                 await self._statuses.apply(ok)
         if ledger_events:
             self._bus.emit(ledger_events)
+        if expiries:
+            try:
+                await self.record_expiries(expiries)
+            except Exception:
+                # The engine expired the hold whatever the store says: the next read of the hold,
+                # or the next recovery pass, records it.
+                self._stats["audit_write_failures"] += 1
+                log.exception("could not record an expired hold; a read or recovery will")
+
+    async def record_expiries(self, expiries: Sequence[NewAuditEvent]) -> list[AuditEvent]:
+        """Append ``expired`` for holds the engine has expired, each unless its hold already has
+        a resolution (`Store.append_hold_resolutions`), and tell listeners of those appended.
+
+        The one way an expiry is recorded: by a recovery pass, by a read that finds a hold past
+        its timeout, or by a post or void refused as ``pending_transfer_expired``; whichever
+        comes first records it, and the others find it recorded.
+        """
+        appended = await self._store.append_hold_resolutions(expiries)
+        if appended:
+            self._bus.emit(
+                [
+                    LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, e.transfer_id)
+                    for e in appended
+                    if e.transfer_id is not None
+                ]
+            )
+        return appended
 
     async def record_not_submitted(self, intents: list[TransferIntent]) -> None:
         """Record that the open circuit refused these before the engine saw them."""

@@ -6,9 +6,10 @@ with the same ids and fields, whole linked chains at a time and in chain order, 
 engine answers is recorded (DESIGN §3). Nothing is lost and nothing happens twice, because the
 engine refuses a second transfer with an id it already holds. `recover()` does this for the whole
 backlog (leaving alone the transfers this process is still submitting, which its `Claims` name),
-and the write pipeline does it for one replayed call whose original has no outcome. Holds past
-their timeout by the engine's clock are recorded as expired. `start()` runs both every
-`recovery_interval_s` in the background.
+and the write pipeline does it for one replayed call whose original has no outcome. Each pass
+then settles the holds past their timeout by the engine's clock (`Holds.expire_holds`, the code
+every read of a hold's status goes through too). `start()` runs both every `recovery_interval_s`
+in the background.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 import tigerbeetle as tb
 
 from tbledger.config import Settings
-from tbledger.events import EventBus, LedgerEvent, LedgerEventName
 from tbledger.limits import BATCH_EVENTS_MAX, STORE_PAGE_ROWS_MAX
-from tbledger.model import EventKind, NewAuditEvent, TransferIntent
+from tbledger.model import TransferIntent
 from tbledger.service._claims import Claims
 from tbledger.service._gateway import EngineGateway
+from tbledger.service._holds import Holds
 from tbledger.service._intents import whole_chains
 from tbledger.service._recorder import Recorder
 from tbledger.service._values import RecoveryReport, TransferResult
@@ -37,24 +38,24 @@ log = logging.getLogger("tbledger.service")
 
 
 class Recovery:
-    """Settles intents without outcome and records expired holds; on demand or in a loop."""
+    """Settles intents without outcome, then holds past their timeout; on demand or in a loop."""
 
     def __init__(
         self,
         *,
         store: Store,
         gateway: EngineGateway,
-        bus: EventBus,
         settings: Settings,
         recorder: Recorder,
         claims: Claims,
+        holds: Holds,
     ) -> None:
         self._store = store
         self._gateway = gateway
-        self._bus = bus
         self._settings = settings
         self._recorder = recorder
         self._claims = claims
+        self._holds = holds
         self._loop_task: asyncio.Task[None] | None = None
 
     async def recover(self, *, grace_s: float | None = None) -> RecoveryReport:
@@ -75,7 +76,7 @@ class Recovery:
             report.examined += len(page)
             results = await self.resolve(page, report)
             report.failed += sum(1 for r in results if not r.ok)
-        report.expired = await self.expire_holds()
+        report.expired = await self._holds.expire_holds()
         return report
 
     async def resolve(
@@ -116,38 +117,6 @@ class Recovery:
                 results[r.id] = r
         return [results[i.id] for i in intents if i.id in results]
 
-    async def expire_holds(self) -> int:
-        """Record ``expired`` for holds whose timeout has passed by the engine's clock."""
-        now_ns = await self._gateway.now_ns()
-        expired = 0
-        after: int | None = None
-        while True:
-            holds = await self._store.open_holds(STORE_PAGE_ROWS_MAX, after_id=after)
-            if not holds:
-                return expired
-            after = holds[-1][0].id
-            events = []
-            ledger_events = []
-            for intent, created_ns in holds:
-                if created_ns is None:
-                    continue
-                expires_at = created_ns + intent.timeout * 1_000_000_000
-                if expires_at <= now_ns:
-                    events.append(
-                        NewAuditEvent(
-                            kind=EventKind.EXPIRED,
-                            transfer_id=intent.id,
-                            status="expired",
-                            engine_timestamp=expires_at,
-                            detail=_expiry_detail(intent, now_ns),
-                        )
-                    )
-                    ledger_events.append(LedgerEvent(LedgerEventName.TRANSFER_EXPIRED, intent.id))
-            if events:
-                await self._store.append_events(events, returning=False)
-                expired += len(events)
-                self._bus.emit(ledger_events)
-
     # -- in the background ----------------------------------------------------------------------
 
     def start(self) -> None:
@@ -172,13 +141,3 @@ class Recovery:
                 raise
             except Exception:
                 log.exception("recovery pass failed; trying again next interval")
-
-
-def _expiry_detail(intent: TransferIntent, now_ns: int) -> dict[str, str]:
-    """An expiry creates no transfer; a hold's `expiry_code` control fact names it in the
-    audit."""
-    detail = {"engine_now": str(now_ns)}
-    label = intent.control.get("expiry_code")
-    if isinstance(label, str):
-        detail["transfer_code"] = label
-    return detail

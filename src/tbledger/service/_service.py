@@ -19,8 +19,9 @@ engine itself, through a closing pending transfer (DESIGN §4).
 This module is the facade: it owns the lifecycle (the store, the engine gateway, the event bus),
 wires the collaborators that do the work when it connects, handing each the store, gateway and
 bus it needs, and delegates every public method to one of them: `EngineGateway` (engine calls),
-`Writer` (steps 1-5), `Recovery` (settling and expiry), `Accounts` and `AccountStatuses`, and
-`Reads`. Ledgers and codes named in the chart of accounts are resolved through its `Chart`.
+`Writer` (steps 1-5), `Recovery` (settling), `Holds` (hold status and expiry, decided from the
+engine whenever a status is read), `Accounts` and `AccountStatuses`, and `Reads`. Ledgers and
+codes named in the chart of accounts are resolved through its `Chart`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from tbledger.service._history import (
     Statement,
     TimeLike,
 )
+from tbledger.service._holds import Holds
 from tbledger.service._intents import (
     AMOUNT_MAX,
     checked_amount,
@@ -80,6 +82,7 @@ from tbledger.service._values import (
     TransferPage,
     TransferRequest,
     TransferResult,
+    TransferStatus,
 )
 from tbledger.service._writer import Writer
 from tbledger.store import Store
@@ -504,8 +507,20 @@ class LedgerService:
 
     async def current_status(self, transfer_ids: Iterable[int | str]) -> dict[int, AuditEvent]:
         """Each transfer's latest audit event (its current status), by id; unknown ids are left
-        out."""
-        return await self.store.current_status([parse_id(t) for t in transfer_ids])
+        out.
+
+        Never stale for a hold: one past its timeout by the engine's clock reads ``expired``
+        (the engine has released it), recorded then if no recovery pass has yet; the engine is
+        asked only when a hold among them is pending with a timeout."""
+        return await self._live.holds.current_status([parse_id(t) for t in transfer_ids])
+
+    async def transfer_statuses(
+        self, transfer_ids: Iterable[int | str]
+    ) -> dict[int, TransferStatus]:
+        """Each transfer's `TransferStatus`, by id (unknown ids are left out): its current status
+        as `current_status` reads it and, for a posted hold, the amount its post captured and the
+        amount released, in minor units, from the engine."""
+        return await self._live.holds.statuses([parse_id(t) for t in transfer_ids])
 
     async def intents_without_outcome(
         self, limit: int, *, created_before: datetime | None = None
@@ -520,8 +535,9 @@ class LedgerService:
         return await self.store.events_since(cursor, limit)
 
     async def get_transfer_audit(self, transfer_id: int | str) -> list[AuditEvent]:
-        """The transfer's audit history, oldest first."""
-        return await self.store.transfer_audit(parse_id(transfer_id))
+        """The transfer's audit history, oldest first; ending in ``expired`` for a hold past its
+        timeout by the engine's clock (see `current_status`)."""
+        return await self._live.holds.audit(parse_id(transfer_id))
 
     async def get_transfers_by_event_id(self, event_id: str) -> list[TransferIntent]:
         """The transfers recorded with this event id."""
@@ -598,8 +614,10 @@ class LedgerService:
         return await self._gateway.now_ns()
 
     async def expire_holds(self) -> int:
-        """Record ``expired`` for holds whose timeout has passed by the engine's clock."""
-        return await self._live.recovery.expire_holds()
+        """Record ``expired`` for holds whose timeout has passed by the engine's clock (a hold
+        the engine holds a post or void of is recorded resolved instead); the number expired.
+        Reads of a hold's status do the same for that hold, so this only saves them the work."""
+        return await self._live.holds.expire_holds()
 
     # -- history, activity and statements (DESIGN §10; `_history`) ----------------------------
 
@@ -723,6 +741,7 @@ class _Rooms:
     recovery: Recovery
     reads: Reads
     history: AccountHistory
+    holds: Holds
 
     @classmethod
     def wire(
@@ -737,17 +756,21 @@ class _Rooms:
     ) -> _Rooms:
         """Build the collaborators in dependency order: each is handed what it uses, and only
         that (the claims are the writer's, read by recovery; statuses are recorded by the
-        recorder and read by the writer; accounts write through the writer)."""
+        recorder and read by the writer; accounts write through the writer; holds record
+        through the recorder and are read by recovery and history)."""
         claims = Claims()
         statuses = AccountStatuses(store=store, bus=bus)
         recorder = Recorder(store=store, gateway=gateway, bus=bus, statuses=statuses, stats=stats)
+        # Every read of a transfer's status goes through `holds`, and so does recovery's expiry
+        # pass: one code path decides, from the engine, that a hold past its timeout expired.
+        holds = Holds(store=store, gateway=gateway, recorder=recorder)
         recovery = Recovery(
             store=store,
             gateway=gateway,
-            bus=bus,
             settings=settings,
             recorder=recorder,
             claims=claims,
+            holds=holds,
         )
         writer = Writer(
             store=store,
@@ -762,11 +785,13 @@ class _Rooms:
         accounts = Accounts(store=store, gateway=gateway, bus=bus, chart=chart, writes=writer)
         reads = Reads(store=store, gateway=gateway)
         # Balance history, as-of balances, activity and statements (DESIGN §10): handed the
-        # store, the engine and the way to call it, and the normal sides; not the service.
+        # store, the engine and the way to call it, the normal sides and the transfers'
+        # statuses; not the service.
         history = AccountHistory(
             store=lambda: store,
             engine=lambda: gateway.client,
             call=gateway.call,
             sides=accounts.sides,
+            statuses=holds.statuses,
         )
-        return cls(accounts, statuses, writer, recovery, reads, history)
+        return cls(accounts, statuses, writer, recovery, reads, history, holds)

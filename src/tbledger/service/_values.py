@@ -1,6 +1,6 @@
 """The service's values: what a caller passes in (requests, resolutions) and gets back (results,
-pages, account views, health, recovery reports). Plain dataclasses, no behaviour beyond
-derived properties; re-exported by `tbledger.service`.
+pages, account views, transfer statuses, health, recovery reports). Plain dataclasses, no
+behaviour beyond derived properties; re-exported by `tbledger.service`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tbledger.ids import format_id
 from tbledger.model import (
     AccountRecord,
     AccountStatus,
+    AuditEvent,
     TransferIntent,
 )
 from tbledger.resilience import CircuitState
@@ -120,6 +121,27 @@ class TransferResult:
     @property
     def id_hex(self) -> str:
         return format_id(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStatus:
+    """A transfer's current status: its latest audit event, exact for holds.
+
+    A hold past its timeout by the engine's clock is ``expired`` (the engine has released it),
+    whether or not a recovery pass has come by yet. For a posted hold, `captured_amount` is what
+    its post moved and `released_amount` what went back to the payer (minor units, read from the
+    engine; a partial post captures part and releases the rest); None for anything else.
+    """
+
+    transfer_id: int
+    latest: AuditEvent
+    captured_amount: int | None = None
+    released_amount: int | None = None
+
+    @property
+    def status(self) -> str:
+        """The latest event's kind: ``pending``, ``posted``, ``voided``, ``expired``, ..."""
+        return self.latest.kind.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -34,6 +34,7 @@ from tbledger.service import (
     TransferPage,
     TransferRequest,
     TransferResult,
+    TransferStatus,
 )
 
 __all__ = ["LedgerServiceSync"]
@@ -225,6 +226,12 @@ class LedgerServiceSync:
 
     def get_transfer_audit(self, transfer_id: int | str) -> list[AuditEvent]:
         return self._run(self.service.get_transfer_audit(transfer_id))
+
+    def current_status(self, transfer_ids: Iterable[int | str]) -> dict[int, AuditEvent]:
+        return self._run(self.service.current_status(transfer_ids))
+
+    def transfer_statuses(self, transfer_ids: Iterable[int | str]) -> dict[int, TransferStatus]:
+        return self._run(self.service.transfer_statuses(transfer_ids))
 
     def get_transfers_by_event_id(self, event_id: str) -> list[TransferIntent]:
         return self._run(self.service.get_transfers_by_event_id(event_id))

@@ -90,6 +90,12 @@ class Backend(Protocol):
         """
         ...
 
+    async def lock_audit(self, conn: AsyncConnection) -> None:
+        """Take the audit log's append lock for the rest of the caller's transaction: another
+        append waits until it commits, and what the transaction reads after this includes every
+        append committed before it (a check, then an append that depends on it)."""
+        ...
+
     @property
     def direct_rows_max(self) -> int:
         """Batches of up to this many rows may go through `insert_direct` (0: none may)."""

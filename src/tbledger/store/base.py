@@ -57,10 +57,12 @@ from tbledger.limits import (
     STORE_AUDIT_ROWS_MAX,
     STORE_BATCH_ROWS_MAX,
     STORE_PAGE_ROWS_MAX,
+    STORE_RESOLUTION_ROWS_MAX,
     WEBHOOK_ENDPOINTS_PER_OWNER_MAX,
 )
 from tbledger.model import (
     NO_OUTCOME_KINDS,
+    RESOLVED_KINDS,
     AccountRecord,
     AccountStatus,
     ApiKeyRecord,
@@ -501,6 +503,38 @@ class Store:
         )
         return await self._holds(query)
 
+    @_reconnecting
+    async def resolutions_of(
+        self, pending_ids: Iterable[int], *, limit: int = STORE_RESOLUTION_ROWS_MAX
+    ) -> dict[int, list[int]]:
+        """The ids of every post and void persisted for these holds, by hold, in id order;
+        holds with none are absent. Refused attempts are listed too: the store cannot tell
+        whether one the engine never answered was applied. More than `limit` in all is a
+        `LimitExceededError`."""
+        ids = list(dict.fromkeys(_id("pending_id", p) for p in _batch(pending_ids)))
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError(f"limit must be a positive int, got {limit!r}")
+        if not ids:
+            return {}
+        resolving = int(
+            tigerbeetle.TransferFlags.POST_PENDING_TRANSFER
+            | tigerbeetle.TransferFlags.VOID_PENDING_TRANSFER
+        )
+        query = (
+            sa.select(transfers.c.pending_id, transfers.c.id)
+            # The same term as the partial index's predicate, so both databases use the index.
+            .where(transfers.c.flags.op("&")(resolving) != 0)
+            .where(transfers.c.pending_id.in_(ids))
+            .order_by(transfers.c.id)
+            .limit(limit + 1)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        found: dict[int, list[int]] = {}
+        for pending_id, transfer_id in _bounded(rows, limit, "posts and voids of these holds"):
+            found.setdefault(pending_id, []).append(transfer_id)
+        return found
+
     async def _holds(self, query: sa.Select[Any]) -> list[tuple[TransferIntent, int | None]]:
         async with self._connection() as conn:
             rows = (await conn.execute(query)).all()
@@ -679,6 +713,48 @@ class Store:
         return [
             _appended(seq, row, record)
             for seq, row, record in zip(seqs, zip(*values, strict=True), records, strict=True)
+        ]
+
+    @_reconnecting
+    async def append_hold_resolutions(self, events: Iterable[NewAuditEvent]) -> list[AuditEvent]:
+        """Append each hold's resolution (``posted``, ``voided`` or ``expired``) unless the hold
+        already has one; return the events appended, with their seqs, in input order.
+
+        A hold is resolved once, and several recorders may find the same resolution at the same
+        time (a recovery pass, a read of the hold, a refused post, another process): the check
+        and the append are one transaction under the audit log's append lock, so exactly one of
+        them appends it. Only the first event of a hold in `events` counts.
+        """
+        records = _batch(events)
+        for record in records:
+            if record.kind not in RESOLVED_KINDS or record.transfer_id is None:
+                raise ValidationError(
+                    f"a hold's resolution names its hold and is one of "
+                    f"{sorted(k.value for k in RESOLVED_KINDS)}, not {str(record.kind)!r}"
+                )
+        if not records:
+            return []
+        ids = list(dict.fromkeys(_id("transfer_id", r.transfer_id) for r in records))
+        taken_query = (
+            sa.select(audit_events.c.transfer_id)
+            .where(audit_events.c.transfer_id.in_(ids))
+            .where(audit_events.c.kind.in_([kind.value for kind in RESOLVED_KINDS]))
+        )
+        async with self._transaction() as conn:
+            await self._backend.lock_audit(conn)
+            taken = set((await conn.execute(taken_query)).scalars())
+            fresh: list[NewAuditEvent] = []
+            for record in records:
+                if record.transfer_id not in taken:
+                    taken.add(record.transfer_id)
+                    fresh.append(record)
+            if not fresh:
+                return []
+            values = event_columns(fresh, _now())
+            seqs = await self._backend.insert_events(conn, values, returning=True)
+        return [
+            _appended(seq, row, record)
+            for seq, row, record in zip(seqs, zip(*values, strict=True), fresh, strict=True)
         ]
 
     @_reconnecting

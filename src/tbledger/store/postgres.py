@@ -200,6 +200,11 @@ class PostgresBackend:
             raise InvariantViolationError(f"found {len(seqs)} audit seqs for {count} events")
         return seqs
 
+    async def lock_audit(self, conn: AsyncConnection) -> None:
+        # The lock every append takes (a transaction's or a direct statement's); each statement
+        # after it reads a snapshot taken once the appends it waited for have committed.
+        await conn.execute(_AUDIT_APPEND_LOCK)
+
     async def insert_direct(
         self,
         conn: AsyncConnection,

@@ -117,6 +117,13 @@ class SqliteBackend:
     ) -> None:
         raise InvariantViolationError("SQLite has no direct inserts (direct_rows_max is 0)")
 
+    async def lock_audit(self, conn: AsyncConnection) -> None:
+        # Nothing to take: this process's calls take turns on its one connection, so no other
+        # append of this process runs inside the transaction. An append by another process
+        # between this transaction's first read and its first write makes that write fail
+        # (SQLITE_BUSY_SNAPSHOT: WAL refuses to write on a stale read), never go through on it.
+        return None
+
     async def insert_events(
         self, conn: AsyncConnection, columns: Columns, *, returning: bool
     ) -> list[int]:

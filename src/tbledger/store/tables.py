@@ -22,9 +22,10 @@ cost more than the insert itself. A COPY of 8189 rows into ``audit_events`` on P
 measured about 30 ms without the foreign keys and 70 to 120 ms with them.
 
 Indexes on optional columns (event id, payment id, chain id, an event's account) are partial:
-most rows have no value there, and every lookup is by value (revision 0005). Accounts are listed
-by type and ledger, and transfers found by their metadata through a GIN index on PostgreSQL
-(revision 0009).
+most rows have no value there, and every lookup is by value (revision 0005); so are those of
+holds by account and of posts and voids by the hold they resolve (revisions 0006 and 0010).
+Accounts are listed by type and ledger, and transfers found by their metadata through a GIN
+index on PostgreSQL (revision 0009).
 
 Prices (revision 0007, DESIGN §9: prices come from the platform, never from a request):
 ``exchange_rates`` holds the operator's rates and ``merchant_fees`` the per-merchant fee
@@ -190,6 +191,15 @@ transfers = sa.Table(
         "credit_account_id",
         postgresql_where=sa.text("(flags & 2) <> 0"),
         sqlite_where=sa.text("(flags & 2) <> 0"),
+    ),
+    # The posts and voids of a hold: a hold past its timeout reads expired only once the engine
+    # holds none of them. Partial (only posts and voids), so other transfers pay nothing for it
+    # (revision 0010).
+    sa.Index(
+        "ix_transfers_resolved_pending_id",
+        "pending_id",
+        postgresql_where=sa.text("(flags & 12) <> 0"),
+        sqlite_where=sa.text("(flags & 12) <> 0"),
     ),
     sa.Index(
         "ux_transfers_idempotency_key",

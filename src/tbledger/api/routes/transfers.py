@@ -283,8 +283,13 @@ async def get_transfer(transfer_id: IdPath, ctx: Ctx, caller: Caller) -> Transfe
         records = await ctx.accounts([source.debit_account_id, source.credit_account_id])
         if not any(may_see(caller, r) for r in records.values()):
             raise not_found("transfer", format_id(ident))
-    audit = await ctx.service.get_transfer_audit(ident) if intent is not None else []
-    return transfer_out(ctx, engine=engine, intent=intent, audit=audit)
+    if intent is None:
+        return transfer_out(ctx, engine=engine, intent=intent)
+    # The history first: reading it settles a hold past its timeout (the engine has released
+    # it), so the status read next agrees with it.
+    audit = await ctx.service.get_transfer_audit(ident)
+    status = (await ctx.service.transfer_statuses([ident])).get(ident)
+    return transfer_out(ctx, engine=engine, intent=intent, audit=audit, status=status)
 
 
 # `metadata[KEY]=VALUE` query parameters, described the way OpenAPI spells them (a deepObject):
@@ -372,10 +377,10 @@ async def list_transfers(
         )
     intents = page.intents
     engine = {t.id: t for t in await ctx.service.get_transfers([i.id for i in intents])}
-    latest = await ctx.service.current_status(i.id for i in intents)
+    statuses = await ctx.service.transfer_statuses(i.id for i in intents)
     return TransferList(
         transfers=[
-            transfer_out(ctx, engine=engine.get(i.id), intent=i, latest=latest.get(i.id))
+            transfer_out(ctx, engine=engine.get(i.id), intent=i, status=statuses.get(i.id))
             for i in intents
         ],
         next_cursor=None if page.next_cursor is None else format_id(page.next_cursor),
@@ -404,10 +409,10 @@ async def list_account_transfers(
         reversed_=reverse,
     )
     intents = await ctx.service.get_intents(t.id for t in page.transfers)
-    latest = await ctx.service.current_status(t.id for t in page.transfers)
+    statuses = await ctx.service.transfer_statuses(t.id for t in page.transfers)
     return TransferList(
         transfers=[
-            transfer_out(ctx, engine=t, intent=intents.get(t.id), latest=latest.get(t.id))
+            transfer_out(ctx, engine=t, intent=intents.get(t.id), status=statuses.get(t.id))
             for t in page.transfers
         ],
         next_cursor=None if page.next_cursor is None else str(page.next_cursor),
