@@ -8,8 +8,8 @@ lists the posts and voids ever persisted for the hold and looks them up in the e
 holds only posts and voids (flags 4 and 8), so other transfers pay nothing for it, and
 ``transfers`` stays append-only: no row is rewritten and its guard is not touched.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-08
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
