@@ -477,6 +477,19 @@ def test_keys_do_not_migrate_and_say_how_to(tmp_path: Path) -> None:
     assert ok(run("keys", "list", "--database-url", url))["keys"] == []
 
 
+def test_keys_in_a_folder_without_a_store_say_where_they_looked(tmp_path: Path) -> None:
+    # Run from the wrong folder, the default data dir holds no store: nothing is created there,
+    # and the message names the path it looked at and the options that point elsewhere.
+    data = tmp_path / "elsewhere"
+    for command in (("create", "--admin", "--name", "me"), ("list",), ("revoke", "abc")):
+        refused = run("keys", *command, "--data-dir", str(data))
+        assert refused.exit_code == 2
+        said = " ".join(refused.stderr.split())
+        assert "no store at" in said and "tbledger.db" in said and "elsewhere" in said
+        assert "--data-dir" in said and "TBLEDGER_DATABASE_URL" in said
+    assert not data.exists()
+
+
 async def _sql(url: str, *statements: str) -> None:
     connection = await asyncpg.connect(_asyncpg_dsn(url))
     try:

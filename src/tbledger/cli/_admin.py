@@ -23,6 +23,7 @@ from tbledger.cli._options import (
     DataDirOpt,
     JsonFlag,
     database_url_of,
+    existing_store_url,
 )
 from tbledger.cli._output import die, keys_table, output_of, run_or_exit, shown
 from tbledger.errors import ValidationError
@@ -111,7 +112,7 @@ def keys_create(
         check_key(name=name, admin=admin, owner_id=owner, rate_per_s=rate, burst=burst)
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
-    url = database_url_of(database_url, data_dir)
+    url = existing_store_url(database_url, data_dir)
     record = run_or_exit(
         create_key(url, name=name, admin=admin, owner_id=owner, rate_per_s=rate, burst=burst)
     )
@@ -141,7 +142,7 @@ def keys_list(
 ) -> None:
     """List API keys (ids, names, scopes; never secrets)."""
     out = output_of(ctx, json_output)
-    url = database_url_of(database_url, data_dir)
+    url = existing_store_url(database_url, data_dir)
     records = run_or_exit(list_keys(url))
     keys = [_key_json(r) for r in records]
     out.result({"keys": keys}, lambda: keys_table(keys))
@@ -157,7 +158,7 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key (running services stop accepting it within seconds)."""
     out = output_of(ctx, json_output)
-    url = database_url_of(database_url, data_dir)
+    url = existing_store_url(database_url, data_dir)
     record = run_or_exit(revoke_key(url, key_id))
     data = _key_json(record)
     out.result(data, lambda: keys_table([data], title="API key revoked"))

@@ -120,6 +120,23 @@ def database_url_of(database_url: str | None, data_dir: Path) -> str:
     return url
 
 
+def existing_store_url(database_url: str | None, data_dir: Path) -> str:
+    """The store's URL for commands that manage a store a service already uses (keys): with no
+    URL given, the SQLite file in `data_dir` must exist. Run from another folder, the default
+    data dir would otherwise be a new, empty store that no running service reads."""
+    if database_url is not None:
+        return database_url_of(database_url, data_dir)
+    path = (data_dir / DATABASE_FILE).resolve()
+    if not path.exists():
+        raise typer.BadParameter(
+            f"no store at {path}: run this in the folder where `tbledger serve` runs (its data "
+            f"dir is ./{DEFAULT_DATA_DIR}), or pass --data-dir DIR (the folder holding "
+            f"{DATABASE_FILE}) or --database-url / TBLEDGER_DATABASE_URL",
+            param_hint="--data-dir",
+        )
+    return _sqlite_url(path)
+
+
 def make_parent(url: str) -> None:
     """Create the directory of a SQLite file or embedded journal named by `url`."""
     path: str | None = None
