@@ -12,7 +12,8 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     │   ├── AmountError             not an exact, non-negative amount in a ledger's minor units
     │   ├── UnknownLedgerError      no ledger with this number or name (also a LookupError)
     │   ├── UnknownCodeError        no account or transfer code with this number or name
-    │   └── UnknownReferenceError   a flow named a payment, contract, settlement or hold not found
+    │   ├── UnknownReferenceError   a flow named a payment, contract, settlement or hold not found
+    │   └── ChangeEventError        a change-stream (CDC) message that is not TigerBeetle's shape
     ├── JournalError                the embedded engine's journal cannot be used
     │   └── JournalCorruptError     checksum or framing damage before the last record
     ├── StoreError                  the intent/audit store failed (driver error wrapped)
@@ -268,6 +269,10 @@ class InsufficientLiquidityError(TransferFailedError):
         super().__init__(message, code=code, details=details)
         self.available = available
         self.requested = requested
+
+
+class ChangeEventError(ValidationError):
+    """A change-stream (CDC) message that is not exactly the shape `tigerbeetle amqp` publishes."""
 
 
 class UnknownReferenceError(ValidationError, LookupError):
