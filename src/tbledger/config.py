@@ -154,6 +154,45 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=3_600, description="how often idle endpoints look for new events"
     )
 
+    # The change stream (`tbledger.cdc`): TigerBeetle's CDC messages from RabbitMQ into the store.
+    cdc_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="AMQP URL of the broker the change stream is on (`tbledger serve` consumes "
+        "it when set; `tbledger cdc run` reads it); None: no change stream",
+    )
+    cdc_exchange: str = Field(
+        default="tigerbeetle.cdc",
+        min_length=1,
+        max_length=255,
+        description="the exchange `tigerbeetle amqp --publish-exchange` publishes to",
+    )
+    cdc_routing_key: str = Field(
+        default="",
+        max_length=255,
+        description="the job's --publish-routing-key, the consumer queue's binding key",
+    )
+    cdc_queue: str = Field(
+        default="tbledger.cdc",
+        min_length=1,
+        max_length=200,
+        description="the consumer's durable queue (and `<queue>.rejected` for bad messages)",
+    )
+    cdc_declare_exchange: bool = Field(
+        default=False,
+        description="declare the exchange (durable, fanout) rather than require it to exist",
+    )
+    cdc_supervise: bool = Field(
+        default=False,
+        description="run `tigerbeetle amqp` from this process, restarted when it exits",
+    )
+    tigerbeetle_bin: str = Field(
+        default="tigerbeetle",
+        max_length=4096,
+        validation_alias=AliasChoices("TIGERBEETLE_BIN", "TBLEDGER_TIGERBEETLE_BIN"),
+        description="the TigerBeetle binary `cdc_supervise` runs",
+    )
+
     if not TYPE_CHECKING:
         # Hidden from type checkers, which keep the field-by-field signature pydantic declares
         # (so they refuse a misspelt keyword before it runs); at run time the same call raises

@@ -284,3 +284,16 @@ WEBHOOK_URL_CHARS_MAX: Final = 2048
 # Why: a subscription filters on a few kinds, ledgers, owners or codes; 64 of each bounds the SQL
 # a deliverer runs per page.
 WEBHOOK_FILTER_VALUES_MAX: Final = 64
+
+# Why: the change-stream consumer records what the broker has delivered in one store transaction
+# per batch and acknowledges the batch after it commits; 1,000 events keep that transaction short
+# (two balance rows each) while the stream drains at the store's batch speed.
+CDC_BATCH_EVENTS_MAX: Final = 1000
+
+# Why: a partial batch is recorded after at most this long, so an event is in the store (and a
+# hold's expiry in the audit log) within about this of the broker delivering it.
+CDC_BATCH_WAIT_S: Final = 0.05
+
+# Why: how long the consumer waits before connecting again after the broker or the store failed;
+# short enough that a restart of either costs seconds, long enough not to spin.
+CDC_RETRY_S: Final = 1.0

@@ -39,6 +39,8 @@ __all__ = [
     "AccountStatus",
     "ApiKeyRecord",
     "AuditEvent",
+    "BalanceRecord",
+    "ChangeRecord",
     "EventKind",
     "ExchangeQuote",
     "ExchangeRate",
@@ -115,6 +117,9 @@ class EventKind(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"
     ACCOUNT_CREATED = "account_created"
     ACCOUNT_STATUS_CHANGED = "account_status_changed"
+    # A transfer the engine holds that no tbledger intent asked for: written to the cluster by
+    # another client, seen on TigerBeetle's change stream (`tbledger.cdc`).
+    FOREIGN_TRANSFER = "foreign_transfer"
 
 
 ACCOUNT_EVENT_KINDS = frozenset({EventKind.ACCOUNT_CREATED, EventKind.ACCOUNT_STATUS_CHANGED})
@@ -419,3 +424,40 @@ class WebhookDelivery:
     error: str | None
     attempted_at: datetime
     seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRecord:
+    """An account's balances and flags right after one change event (its history point)."""
+
+    account_id: int
+    timestamp: int
+    type: str
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeRecord:
+    """One event of TigerBeetle's change stream as the store keeps it: the transfer's engine
+    fields as the event reports them (for an expiry, the hold's, and `amount` what it released),
+    both accounts' balances right after it, and, for a transfer no tbledger intent asked for
+    (`foreign`), the audit event that records it."""
+
+    timestamp: int
+    type: str
+    ledger: int
+    transfer_id: int
+    pending_id: int
+    amount: int
+    debit_account_id: int
+    credit_account_id: int
+    code: int
+    flags: int
+    transfer_timestamp: int
+    foreign: bool
+    balances: tuple[BalanceRecord, BalanceRecord]
+    audit: NewAuditEvent | None = None

@@ -264,11 +264,13 @@ async def test_an_account_without_history_says_so(ledger: Ledger) -> None:
     anchor = await service.create_account(owner_id=None, account_type="anchor", ledger=1)
     (engine,) = await ledger.client.lookup_accounts([anchor.id])
     assert not engine.flags & tb.AccountFlags.HISTORY
-    await service.create_transfer(request(book.treasury, anchor.id, 10, code=DEPOSIT))
+    moved = await service.create_transfer(request(book.treasury, anchor.id, 10, code=DEPOSIT))
+    assert moved.timestamp is not None
+    # Nor has the change stream recorded its balances (tests/service/test_changes.py).
     for read in (
         service.balance_history(anchor.id),
-        service.balance_as_of(anchor.id, as_of=ledger.clock()),
-        service.statement(anchor.id, start=1, end=ledger.clock() + 1),
+        service.balance_as_of(anchor.id, as_of=moved.timestamp),
+        service.statement(anchor.id, start=1, end=moved.timestamp + 1),
     ):
         with pytest.raises(HistoryNotKeptError) as refused:
             await read

@@ -15,17 +15,25 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tbledger.ids import new_id
+from tbledger.model import BalanceRecord, ChangeRecord
 from tbledger.store import DEFAULT_APP_ROLE, EventKind, NewAuditEvent, TransferIntent
 from tests.store.conftest import StoreCase
 
-APPEND_ONLY = ["transfers", "audit_events"]
+APPEND_ONLY = ["transfers", "audit_events", "change_events", "account_balances"]
 REFUSED = ["UPDATE {table} SET {column} = {column}", "DELETE FROM {table}"]
 # A column each table has, to write an UPDATE that would change nothing if it were allowed.
-COLUMN = {"transfers": "code", "audit_events": "kind", "accounts": "code"}
+COLUMN = {
+    "transfers": "code",
+    "audit_events": "kind",
+    "accounts": "code",
+    "change_events": "code",
+    "account_balances": "flags",
+}
 
 
 async def seed(case: StoreCase) -> int:
-    """One account, one intent with two events; returns the transfer id."""
+    """One intent with an event, and one change event with its balances; returns the transfer
+    id."""
     transfer_id = new_id()
     await case.store.insert_intents(
         [
@@ -35,6 +43,26 @@ async def seed(case: StoreCase) -> int:
         ]
     )
     await case.store.append_events([NewAuditEvent(kind=EventKind.POSTED, transfer_id=transfer_id)])
+    balances = tuple(BalanceRecord(a, 7, "single_phase", 0, 1, 0, 0, 0) for a in (1, 2))
+    await case.store.record_changes(
+        [
+            ChangeRecord(
+                timestamp=7,
+                type="single_phase",
+                ledger=1,
+                transfer_id=transfer_id,
+                pending_id=0,
+                amount=1,
+                debit_account_id=1,
+                credit_account_id=2,
+                code=1,
+                flags=0,
+                transfer_timestamp=7,
+                foreign=False,
+                balances=(balances[0], balances[1]),
+            )
+        ]
+    )
     return transfer_id
 
 

@@ -28,6 +28,8 @@ from tests.support.database import SessionDatabase
 
 TABLES = {
     "accounts",
+    "change_events",
+    "account_balances",
     "webhook_endpoints",
     "webhook_deliveries",
     "webhook_leases",
@@ -246,8 +248,12 @@ async def test_sqlite_has_the_append_only_triggers(tmp_path: Path) -> None:
                 sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
             )
             assert [r[0] for r in rows] == [
+                "account_balances_no_delete",
+                "account_balances_no_update",
                 "audit_events_no_delete",
                 "audit_events_no_update",
+                "change_events_no_delete",
+                "change_events_no_update",
                 "exchange_rates_no_delete",
                 "exchange_rates_no_update",
                 "merchant_fees_no_delete",
@@ -293,6 +299,9 @@ EXPECTED_GRANTS = {
     "webhook_endpoints": {"SELECT", "INSERT", "UPDATE", "DELETE"},
     "webhook_leases": {"SELECT", "INSERT", "UPDATE", "DELETE"},
     "webhook_deliveries": {"SELECT", "INSERT"},
+    # The change stream's events and balances are append-only.
+    "change_events": {"SELECT", "INSERT"},
+    "account_balances": {"SELECT", "INSERT"},
     # Read by commands that do not migrate, to tell a schema behind the migrations.
     "alembic_version": {"SELECT"},
 }

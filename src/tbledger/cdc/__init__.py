@@ -3,11 +3,14 @@
 `tigerbeetle amqp` publishes every change event (a transfer, a hold posted, voided or expired)
 with both accounts' balances as of that event to an AMQP exchange, at least once. `_message` is
 that message, byte for byte (pure). The embedded twin publishes the same messages from its own
-state, so the change stream works without a server.
+state, so the change stream works without a server. `ChangeConsumer` reads the stream from
+RabbitMQ into the store through `LedgerService.apply_change_events`, idempotently; `AmqpJob`
+runs `tigerbeetle amqp` itself, for operators who let tbledger supervise it.
 """
 
 from __future__ import annotations
 
+from tbledger.cdc._consumer import ChangeConsumer, ConsumerOptions
 from tbledger.cdc._message import (
     ChangeAccount,
     ChangeEvent,
@@ -18,14 +21,21 @@ from tbledger.cdc._message import (
     headers,
     properties,
 )
+from tbledger.cdc._supervisor import AmqpJob, AmqpJobOptions, amqp_job_arguments, declare_exchange
 from tbledger.errors import ChangeEventError
 
 __all__ = [
+    "AmqpJob",
+    "AmqpJobOptions",
     "ChangeAccount",
+    "ChangeConsumer",
     "ChangeEvent",
     "ChangeEventError",
     "ChangeEventType",
     "ChangeTransfer",
+    "ConsumerOptions",
+    "amqp_job_arguments",
+    "declare_exchange",
     "decode",
     "encode_body",
     "headers",

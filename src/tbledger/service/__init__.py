@@ -28,12 +28,15 @@ back once (DESIGN §3, "write last, read first"), through these parts:
 * ``_accounts``: `Accounts` (creation, balances, status changes) and `AccountStatuses` (the
   status the engine made effective, and why a transfer was refused);
 * ``_reads``: `Reads`, transfers from the engine and bounded pages;
+* ``_changes``: `Changes`, TigerBeetle's change stream into the store: every event with its
+  balances, a hold's expiry as the engine releases it, transfers no intent asked for;
 * ``sync``: `LedgerServiceSync`, the same service for code without an event loop.
 
     async with LedgerService(Settings()) as ledger:
         result = await ledger.create_transfer(debit_account_id=a, credit_account_id=b, ...)
 """
 
+from tbledger.service._changes import ChangeReport
 from tbledger.service._discovery import AccountRecordPage
 from tbledger.service._history import (
     ActivityEntry,
@@ -76,6 +79,7 @@ __all__ = [
     "BalanceAsOf",
     "BalanceHistory",
     "BalancePoint",
+    "ChangeReport",
     "EngineObserver",
     "Health",
     "IntentPage",

@@ -31,7 +31,10 @@ and delegates to it.
   computed from its transfer and checked against the engine's balance after it, and opening
   plus the lines must equal closing; a mismatch raises `InvariantViolationError`.
 
-An account without the ``history`` flag has no past balances to read: asking for them raises
+An account without the ``history`` flag has no past balances in the engine. Its history is read
+from the balances the change stream recorded after each of its transfers (`tbledger.cdc`), paired
+with the engine's transfers exactly as the engine's own history is; while the change stream has
+not recorded every transfer asked for (it is not consumed, or it lags), asking raises
 `HistoryNotKeptError` (its activity, which needs no history, is still listed). Cursors are engine
 timestamps: pass `next_cursor` back as it is, and the next page starts after it.
 """
@@ -67,6 +70,7 @@ from tbledger.model import (
     TRANSFER_EVENT_KINDS,
     AccountRecord,
     AuditEvent,
+    BalanceRecord,
     TransferIntent,
 )
 from tbledger.service._intents import PURPOSE, checked_object_id, checked_uint
@@ -529,7 +533,9 @@ class AccountHistory:
         call: EngineCall,
         sides: Callable[[Sequence[int]], Awaitable[Mapping[int, NormalSide]]],
         statuses: StatusRead,
+        balances: Callable[[int, Iterable[int]], Awaitable[Mapping[int, BalanceRecord]]],
     ) -> None:
+        self._balances = balances
         self._store = store
         self._engine = engine
         self._call = call
@@ -745,15 +751,8 @@ class AccountHistory:
         return await self._call(lambda: self._engine().get_account_transfers(filter_))
 
     async def _history_account(self, account_id: int | str) -> tuple[tb.Account, NormalSide]:
-        """The engine's account and its normal side; `HistoryNotKeptError` without history."""
+        """The engine's account and its normal side."""
         account = await self._engine_account(checked_object_id("account_id", account_id))
-        if not account.flags & tb.AccountFlags.HISTORY:
-            raise HistoryNotKeptError(
-                f"account {format_id(account.id)} was created without the history flag: the "
-                "engine keeps no balance history for it",
-                code="history_not_kept",
-                details={"account_id": format_id(account.id)},
-            )
         sides = await self._sides([account.id])
         return account, sides[account.id]
 
@@ -777,7 +776,10 @@ class AccountHistory:
     async def _points(
         self, account: tb.Account, side: NormalSide, filter_: tb.AccountFilter
     ) -> list[BalancePoint]:
-        """The engine's balances for `filter_`, each with the transfer that moved it."""
+        """The engine's balances for `filter_`, each with the transfer that moved it (for an
+        account without the history flag, the change stream's)."""
+        if not account.flags & tb.AccountFlags.HISTORY:
+            return await self._streamed_points(account, side, filter_)
         balances = await self._call(lambda: self._engine().get_account_balances(filter_))
         if not balances:
             return []
@@ -811,6 +813,43 @@ class AccountHistory:
                 transfer=t,
             )
             for b, t in zip(balances, transfers, strict=True)
+        ]
+
+    async def _streamed_points(
+        self, account: tb.Account, side: NormalSide, filter_: tb.AccountFilter
+    ) -> list[BalancePoint]:
+        """The balances the change stream recorded after the engine's transfers for `filter_`;
+        `HistoryNotKeptError` unless it recorded one for every transfer."""
+        transfers = await self._transfers(filter_)
+        if not transfers:
+            return []
+        recorded = await self._balances(account.id, [t.timestamp for t in transfers])
+        missing = [t for t in transfers if t.timestamp not in recorded]
+        if missing:
+            raise HistoryNotKeptError(
+                f"account {format_id(account.id)} was created without the history flag, and "
+                f"the change stream has not recorded its balance after transfer "
+                f"{format_id(missing[0].id)}: the engine keeps no balance history for it, and "
+                "its history is complete only where the change stream is consumed",
+                code="history_not_kept",
+                details={"account_id": format_id(account.id)},
+            )
+        return [
+            BalancePoint(
+                timestamp_ns=t.timestamp,
+                balance=Balance(
+                    account_id=account.id,
+                    ledger=account.ledger,
+                    normal_side=side,
+                    debits_pending=b.debits_pending,
+                    debits_posted=b.debits_posted,
+                    credits_pending=b.credits_pending,
+                    credits_posted=b.credits_posted,
+                ),
+                transfer=t,
+            )
+            for t in transfers
+            for b in (recorded[t.timestamp],)
         ]
 
     async def _joined(self, account_id: int, transfers: list[tb.Transfer]) -> list[ActivityEntry]:

@@ -68,6 +68,15 @@ class Holds:
             ]
             expired += await self._settle(due, now_ns)
 
+    async def record_expired(
+        self, holds: Sequence[tuple[TransferIntent, int]], *, now_ns: int
+    ) -> int:
+        """Settle `holds` (each with its engine timestamp) that the engine has released by
+        `now_ns` (an engine time: the change stream's expiry event); the number recorded
+        ``expired``. Through the same code as every other path, so each is resolved once."""
+        due = [(i, created_ns) for i, created_ns in holds if _expires_at(i, created_ns) <= now_ns]
+        return await self._settle(due, now_ns)
+
     async def current_status(
         self, transfer_ids: Iterable[int], *, intents: Mapping[int, TransferIntent] | None = None
     ) -> dict[int, AuditEvent]:

@@ -46,6 +46,7 @@ from tbledger.limits import LISTING_PAGE_ROWS_DEFAULT
 from tbledger.model import AccountRecord, AccountStatus, ApiKeyRecord, AuditEvent, TransferIntent
 from tbledger.resilience import CircuitBreaker
 from tbledger.service._accounts import Accounts, AccountStatuses
+from tbledger.service._changes import ChangeReport, Changes
 from tbledger.service._claims import Claims
 from tbledger.service._discovery import AccountRecordPage, account_page, metadata_page
 from tbledger.service._gateway import EngineGateway
@@ -88,7 +89,9 @@ from tbledger.service._writer import Writer
 from tbledger.store import Store
 
 if TYPE_CHECKING:
-    # Only a type here: tbledger.prices imports the flows, which import the service.
+    # Only types here: tbledger.prices imports the flows, which import the service; the change
+    # stream's consumer (tbledger.cdc) drives the service.
+    from tbledger.cdc import ChangeEvent
     from tbledger.prices import PriceRecords
 
 __all__ = ["LedgerService"]
@@ -605,6 +608,16 @@ class LedgerService:
         """
         return await self._live.recovery.recover(grace_s=grace_s)
 
+    async def apply_change_events(self, events: Sequence[ChangeEvent]) -> ChangeReport:
+        """Record events of TigerBeetle's change stream (`tbledger.cdc`), each once: its
+        balances, a hold's expiry, a transfer no tbledger intent asked for (``foreign_transfer``).
+        At most `CDC_BATCH_EVENTS_MAX` at a time; acknowledge the messages after this returns."""
+        return await self._live.changes.apply(events)
+
+    async def latest_change_timestamp(self) -> int | None:
+        """The engine timestamp of the latest change event recorded, None before the first."""
+        return await self.store.latest_change_timestamp()
+
     async def engine_now_ns(self) -> int:
         """The engine's current time: the slot timestamp of a request that changes nothing.
 
@@ -742,6 +755,7 @@ class _Rooms:
     reads: Reads
     history: AccountHistory
     holds: Holds
+    changes: Changes
 
     @classmethod
     def wire(
@@ -793,5 +807,8 @@ class _Rooms:
             call=gateway.call,
             sides=accounts.sides,
             statuses=holds.statuses,
+            balances=store.change_balances,
         )
-        return cls(accounts, statuses, writer, recovery, reads, history, holds)
+        # The change stream records expiries through `holds` too.
+        changes = Changes(store=store, holds=holds)
+        return cls(accounts, statuses, writer, recovery, reads, history, holds, changes)

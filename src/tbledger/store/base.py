@@ -40,6 +40,8 @@ from typing import Any, Literal, TypeVar, cast, overload
 
 import sqlalchemy as sa
 import tigerbeetle
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tbledger.errors import (
@@ -54,6 +56,7 @@ from tbledger.errors import (
 )
 from tbledger.ids import format_id, parse_id
 from tbledger.limits import (
+    CDC_BATCH_EVENTS_MAX,
     STORE_AUDIT_ROWS_MAX,
     STORE_BATCH_ROWS_MAX,
     STORE_PAGE_ROWS_MAX,
@@ -67,6 +70,8 @@ from tbledger.model import (
     AccountStatus,
     ApiKeyRecord,
     AuditEvent,
+    BalanceRecord,
+    ChangeRecord,
     EventKind,
     ExchangeQuote,
     ExchangeRate,
@@ -91,9 +96,11 @@ from tbledger.store.rows import (
     submitted_columns,
 )
 from tbledger.store.tables import (
+    account_balances,
     accounts,
     api_keys,
     audit_events,
+    change_events,
     exchange_quotes,
     exchange_rates,
     merchant_fees,
@@ -1245,6 +1252,121 @@ class Store:
             await conn.execute(
                 sa.delete(webhook_leases).where(c.endpoint_id == endpoint_id, c.holder == holder)
             )
+
+    # -- the change stream (TigerBeetle's CDC) ---------------------------------------------------
+
+    @_reconnecting
+    async def record_changes(self, records: Sequence[ChangeRecord]) -> list[ChangeRecord]:
+        """Record change events not recorded yet, with their balances and, for foreign
+        transfers, their audit events; return those recorded now, in input order.
+
+        One transaction: an event is recorded with its balances and its audit event or not at
+        all, so a consumer that crashes before acknowledging the batch records nothing twice when
+        the broker delivers it again. An event is known by its timestamp and type; one already
+        recorded (a redelivery, a replay of the stream) is skipped, here or by a concurrent
+        consumer (the insert ignores the conflict, so two cannot both record it).
+        """
+        if len(records) > CDC_BATCH_EVENTS_MAX:
+            raise LimitExceededError(
+                f"{len(records)} change events exceed CDC_BATCH_EVENTS_MAX={CDC_BATCH_EVENTS_MAX}"
+            )
+        if not records:
+            return []
+        dialect = pg_dialect if self._backend.name == "postgresql" else sqlite_dialect
+        c = change_events.c
+        insert = (
+            dialect.insert(change_events)
+            .on_conflict_do_nothing(index_elements=[c.timestamp, c.type])
+            .returning(c.timestamp, c.type)
+        )
+        rows = [
+            {
+                "timestamp": r.timestamp,
+                "type": r.type,
+                "ledger": r.ledger,
+                "transfer_id": r.transfer_id,
+                "pending_id": r.pending_id,
+                "amount": r.amount,
+                "debit_account_id": r.debit_account_id,
+                "credit_account_id": r.credit_account_id,
+                "code": r.code,
+                "flags": r.flags,
+                "transfer_timestamp": r.transfer_timestamp,
+                "is_foreign": r.foreign,
+            }
+            for r in records
+        ]
+        async with self._transaction() as conn:
+            recorded: set[tuple[int, str]] = set()
+            # One statement per event: RETURNING of a multi-row insert that skips conflicts
+            # names only the rows it inserted, which is what is wanted, but SQLAlchemy's batched
+            # form cannot return rows for a statement that skips some.
+            for row in rows:
+                got = (await conn.execute(insert, row)).first()
+                if got is not None:
+                    recorded.add((int(got[0]), str(got[1])))
+            fresh = [r for r in records if (r.timestamp, r.type) in recorded]
+            if not fresh:
+                return []
+            balances = [
+                {
+                    "account_id": b.account_id,
+                    "timestamp": b.timestamp,
+                    "type": b.type,
+                    "debits_pending": b.debits_pending,
+                    "debits_posted": b.debits_posted,
+                    "credits_pending": b.credits_pending,
+                    "credits_posted": b.credits_posted,
+                    "flags": b.flags,
+                }
+                for r in fresh
+                for b in r.balances
+            ]
+            await conn.execute(account_balances.insert(), balances)
+            audits = [r.audit for r in fresh if r.audit is not None]
+            if audits:
+                await self._backend.insert_events(
+                    conn, event_columns(audits, _now()), returning=False
+                )
+        return fresh
+
+    @_reconnecting
+    async def change_balances(
+        self, account_id: int, timestamps: Iterable[int]
+    ) -> dict[int, BalanceRecord]:
+        """The account's balances recorded from the change stream at these event timestamps
+        (those recorded; a timestamp not recorded yet is absent)."""
+        account_id = _id("account_id", account_id)
+        stamps = list(dict.fromkeys(_batch(timestamps)))
+        if not stamps:
+            return {}
+        c = account_balances.c
+        query = sa.select(account_balances).where(
+            c.account_id == account_id, c.timestamp.in_(stamps)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            int(row.timestamp): BalanceRecord(
+                account_id=int(row.account_id),
+                timestamp=int(row.timestamp),
+                type=row.type,
+                debits_pending=int(row.debits_pending),
+                debits_posted=int(row.debits_posted),
+                credits_pending=int(row.credits_pending),
+                credits_posted=int(row.credits_posted),
+                flags=int(row.flags),
+            )
+            for row in rows
+        }
+
+    @_reconnecting
+    async def latest_change_timestamp(self) -> int | None:
+        """The timestamp of the latest change event recorded, None before the first."""
+        query = sa.select(sa.func.max(change_events.c.timestamp))
+        async with self._connection() as conn:
+            value = (await conn.execute(query)).scalar()
+        return None if value is None else int(value)
 
     @_reconnecting
     async def latest_event_seq(self) -> int:

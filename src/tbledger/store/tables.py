@@ -38,6 +38,12 @@ Webhooks (revision 0010, DESIGN §10: events leave from the append-only log, at 
 ``seq`` it has answered with a 2xx, or skipped as outside its subscription); ``webhook_deliveries``
 logs every attempt and is append-only; ``webhook_leases`` names the one deliverer per endpoint.
 
+The change stream (revision 0012, DESIGN §10: history is the engine's): ``change_events`` holds
+one row per event TigerBeetle's CDC reported (a transfer, a hold posted, voided or expired),
+keyed by the event's timestamp and type, so a message delivered twice is recorded once; and
+``account_balances`` both accounts' balances and flags right after each event, the history of
+every account whether or not it carries the ``history`` flag. Both are append-only.
+
 The Alembic migrations in ``tbledger.store.migrations`` create exactly this schema (a test
 compares them); the names of constraints and indexes are fixed here so errors can be mapped.
 """
@@ -52,9 +58,11 @@ from tbledger.model import AccountStatus, EventKind
 from tbledger.store.types import U64, U128, JsonDocument, UtcDateTime
 
 __all__ = [
+    "account_balances",
     "accounts",
     "api_keys",
     "audit_events",
+    "change_events",
     "exchange_quotes",
     "exchange_rates",
     "merchant_fees",
@@ -410,4 +418,42 @@ webhook_leases = sa.Table(
     sa.Column("endpoint_id", sa.String(32), primary_key=True),
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+
+# One row per change event of TigerBeetle's CDC (`tbledger.cdc`): the transfer's engine fields as
+# the event reports them (for an expiry, the hold's, and `amount` what the expiry released), and
+# whether a tbledger intent asked for it (`foreign` false) or another client wrote it.
+change_events = sa.Table(
+    "change_events",
+    metadata,
+    sa.Column("timestamp", U64(), primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(32), primary_key=True),
+    sa.Column("ledger", sa.BigInteger(), nullable=False),
+    sa.Column("transfer_id", U128(), nullable=False),
+    sa.Column("pending_id", U128(), nullable=False),
+    sa.Column("amount", U128(), nullable=False),
+    sa.Column("debit_account_id", U128(), nullable=False),
+    sa.Column("credit_account_id", U128(), nullable=False),
+    sa.Column("code", sa.Integer(), nullable=False),
+    sa.Column("flags", sa.Integer(), nullable=False),
+    sa.Column("transfer_timestamp", U64(), nullable=False),
+    sa.Column("is_foreign", sa.Boolean(), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_change_events_transfer_id", "transfer_id"),
+)
+
+# An account's balances and flags right after each change event that touched it: its history,
+# read by `LedgerService.balance_history` for accounts without the engine's `history` flag.
+account_balances = sa.Table(
+    "account_balances",
+    metadata,
+    sa.Column("account_id", U128(), primary_key=True, autoincrement=False),
+    sa.Column("timestamp", U64(), primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("debits_pending", U128(), nullable=False),
+    sa.Column("debits_posted", U128(), nullable=False),
+    sa.Column("credits_pending", U128(), nullable=False),
+    sa.Column("credits_posted", U128(), nullable=False),
+    sa.Column("flags", sa.Integer(), nullable=False),
 )
