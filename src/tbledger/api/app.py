@@ -2,7 +2,8 @@
 
 The app owns its `LedgerService` unless one is passed in (tests, embedders): on start-up it
 connects (migrating the store, running recovery, then recovery and hold expiry in the background),
-creates the chart's system accounts and, with ``Settings.webhooks``, starts the webhook deliverer;
+creates the chart's system accounts and, with ``Settings.webhooks``, starts the webhook deliverer,
+with ``Settings.cdc_url`` the change stream's consumer (and with ``cdc_supervise`` its job);
 on shutdown it closes what it opened. Its documentation pages (``/docs``, ``/redoc``) and its web
 console (``/console``; ``/`` leads there) are served from the package, never from a CDN
 (`tbledger.api.docs`, `tbledger.api.console`).
@@ -27,6 +28,7 @@ from tbledger.api.keys import KeyRing, RateLimiter
 from tbledger.api.metrics import Metrics, MetricsMiddleware
 from tbledger.api.routes import accounts, flows, history, ops, prices, transfers, webhooks
 from tbledger.api.strict import BodyLimitMiddleware
+from tbledger.cdc import ChangeStream
 from tbledger.chart import Chart
 from tbledger.config import Settings
 from tbledger.flows import SpendEngine
@@ -111,12 +113,24 @@ def create_app(
                     on_failure=metrics.observe_webhook_failure,
                 )
                 deliverer.start()
+            # The change stream (TigerBeetle's CDC) is consumed here when its broker is set.
+            stream: ChangeStream | None = None
+            if svc.settings.cdc_url is not None and background:
+                stream = ChangeStream(
+                    svc,
+                    svc.settings,
+                    on_report=metrics.observe_changes,
+                    on_rejected=metrics.observe_change_rejected,
+                )
+                stream.start()
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
             try:
                 yield
             finally:
+                if stream is not None:
+                    await stream.stop()
                 if deliverer is not None:
                     await deliverer.stop()
             unsubscribe()

@@ -15,6 +15,11 @@ Names (all prefixed ``tbledger_``), documented with the alert rules in ``monitor
   ``webhook_delivery_failures_total``: failed attempts by this process's deliverer;
   ``webhook_endpoints_disabled``: endpoints disabled after repeated failures. The endpoint label
   is bounded by the endpoints registered (at most WEBHOOK_ENDPOINTS_PER_OWNER_MAX per owner).
+* the change stream, as this process's consumer records it (`tbledger.cdc`):
+  ``cdc_events_total{result}`` (``recorded``, ``duplicate``: delivered again, ``rejected``: not a
+  change event, moved aside), ``cdc_foreign_transfers_total`` (transfers no tbledger intent
+  asked for), ``cdc_holds_expired_total``, ``cdc_lag_seconds`` (from the engine's timestamp of
+  the newest event of the last batch to its recording) and ``cdc_last_event_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from tbledger.events import LedgerEvent, LedgerEventName
 from tbledger.limits import STORE_PAGE_ROWS_MAX
 from tbledger.resilience import CircuitState
+from tbledger.service import ChangeReport
 
 __all__ = ["Metrics", "MetricsMiddleware"]
 
@@ -98,6 +104,44 @@ class Metrics:
         self.webhook_disabled = Gauge(
             "tbledger_webhook_endpoints_disabled", "webhook endpoints disabled", registry=r
         )
+
+        self.cdc_events = Counter(
+            "tbledger_cdc_events", "change-stream events by result", ["result"], registry=r
+        )
+        self.cdc_foreign = Counter(
+            "tbledger_cdc_foreign_transfers",
+            "transfers in the engine that no tbledger intent asked for",
+            registry=r,
+        )
+        self.cdc_expired = Counter(
+            "tbledger_cdc_holds_expired",
+            "holds recorded expired from the change stream",
+            registry=r,
+        )
+        self.cdc_lag = Gauge(
+            "tbledger_cdc_lag_seconds",
+            "engine timestamp of the newest recorded change event to its recording",
+            registry=r,
+        )
+        self.cdc_last = Gauge(
+            "tbledger_cdc_last_event_timestamp_seconds",
+            "engine timestamp of the newest change event recorded",
+            registry=r,
+        )
+
+    def observe_changes(self, report: ChangeReport, lag_s: float) -> None:
+        """What one batch of the change stream recorded (`ChangeConsumer`'s `on_report`)."""
+        self.cdc_events.labels("recorded").inc(report.recorded)
+        self.cdc_events.labels("duplicate").inc(report.duplicates)
+        self.cdc_foreign.inc(report.foreign)
+        self.cdc_expired.inc(report.expired)
+        self.cdc_lag.set(lag_s)
+        if report.timestamp_max is not None:
+            self.cdc_last.set(report.timestamp_max / 1e9)
+
+    def observe_change_rejected(self, reason: str) -> None:
+        del reason  # logged by the consumer; the message itself is in the rejected queue
+        self.cdc_events.labels("rejected").inc()
 
     def observe_webhook_failure(self, endpoint_id: str) -> None:
         del endpoint_id  # named in the delivery log; a label per endpoint is the lag gauge's

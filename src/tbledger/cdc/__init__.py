@@ -10,7 +10,7 @@ runs `tigerbeetle amqp` itself, for operators who let tbledger supervise it.
 
 from __future__ import annotations
 
-from tbledger.cdc._consumer import ChangeConsumer, ConsumerOptions
+from tbledger.cdc._consumer import ChangeConsumer, ConsumerOptions, consumer_options_from
 from tbledger.cdc._message import (
     ChangeAccount,
     ChangeEvent,
@@ -21,7 +21,14 @@ from tbledger.cdc._message import (
     headers,
     properties,
 )
-from tbledger.cdc._supervisor import AmqpJob, AmqpJobOptions, amqp_job_arguments, declare_exchange
+from tbledger.cdc._stream import ChangeStream
+from tbledger.cdc._supervisor import (
+    AmqpJob,
+    AmqpJobOptions,
+    amqp_job_arguments,
+    declare_exchange,
+    job_options_from,
+)
 from tbledger.errors import ChangeEventError
 
 __all__ = [
@@ -32,12 +39,15 @@ __all__ = [
     "ChangeEvent",
     "ChangeEventError",
     "ChangeEventType",
+    "ChangeStream",
     "ChangeTransfer",
     "ConsumerOptions",
     "amqp_job_arguments",
+    "consumer_options_from",
     "declare_exchange",
     "decode",
     "encode_body",
     "headers",
+    "job_options_from",
     "properties",
 ]

@@ -37,13 +37,14 @@ import aio_pika
 import aio_pika.abc
 
 from tbledger.cdc._message import ChangeEvent, decode
-from tbledger.errors import ChangeEventError, TbledgerError
+from tbledger.config import Settings
+from tbledger.errors import ChangeEventError, ConfigurationError, TbledgerError
 from tbledger.limits import CDC_BATCH_EVENTS_MAX, CDC_BATCH_WAIT_S, CDC_RETRY_S
 
 if TYPE_CHECKING:
     from tbledger.service import ChangeReport, LedgerService
 
-__all__ = ["ChangeConsumer", "ConsumerOptions"]
+__all__ = ["ChangeConsumer", "ConsumerOptions", "consumer_options_from"]
 
 _log = logging.getLogger(__name__)
 _NS_PER_S = 1_000_000_000
@@ -65,6 +66,19 @@ class ConsumerOptions:
     @property
     def rejected_queue(self) -> str:
         return f"{self.queue}.rejected"
+
+
+def consumer_options_from(settings: Settings) -> ConsumerOptions:
+    """The consumer's options from the service's settings (`cdc_url` must be set)."""
+    if settings.cdc_url is None:
+        raise ConfigurationError("the change stream's broker is not set: TBLEDGER_CDC_URL")
+    return ConsumerOptions(
+        url=settings.cdc_url,
+        exchange=settings.cdc_exchange,
+        queue=settings.cdc_queue,
+        routing_key=settings.cdc_routing_key,
+        declare_exchange=settings.cdc_declare_exchange or settings.cdc_supervise,
+    )
 
 
 def _redacted(url: str) -> str:
@@ -208,11 +222,12 @@ class ChangeConsumer:
         batch: list[aio_pika.abc.AbstractIncomingMessage],
     ) -> None:
         events: list[ChangeEvent] = []
+        bad: list[tuple[aio_pika.abc.AbstractIncomingMessage, str]] = []
         for message in batch:
             try:
                 events.append(decode(message.body))
             except ChangeEventError as exc:
-                await self._reject(channel, message, str(exc))
+                bad.append((message, str(exc)))
         if events:
             report = await self._service.apply_change_events(events)
             self.recorded += report.recorded
@@ -220,6 +235,9 @@ class ChangeConsumer:
             if self._on_report is not None and report.timestamp_max is not None:
                 lag_s = max(0.0, (time.time_ns() - report.timestamp_max) / _NS_PER_S)
                 self._on_report(report, lag_s)
+        # Moved aside once the rest is recorded: a batch that fails is delivered again whole.
+        for message, reason in bad:
+            await self._reject(channel, message, reason)
         # Every message of the batch is recorded or moved aside: acknowledge them all at once.
         await batch[-1].ack(multiple=True)
 

@@ -24,10 +24,18 @@ from urllib.parse import unquote, urlsplit
 
 import aio_pika
 
+from tbledger.config import Settings
+from tbledger.engine import resolve_addresses
 from tbledger.errors import ConfigurationError
 from tbledger.limits import CDC_RETRY_S
 
-__all__ = ["AmqpJob", "AmqpJobOptions", "amqp_job_arguments", "declare_exchange"]
+__all__ = [
+    "AmqpJob",
+    "AmqpJobOptions",
+    "amqp_job_arguments",
+    "declare_exchange",
+    "job_options_from",
+]
 
 _log = logging.getLogger(__name__)
 _AMQP_PORT = 5672
@@ -173,3 +181,24 @@ class AmqpJob:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+
+
+def job_options_from(settings: Settings) -> AmqpJobOptions:
+    """`tigerbeetle amqp`'s options from the service's settings: the engine's cluster (a real
+    one: the embedded engine publishes its change stream itself) and the change stream's."""
+    engine = settings.engine_config()
+    if engine.kind != "tigerbeetle":
+        raise ConfigurationError(
+            "cdc_supervise runs `tigerbeetle amqp` against a TigerBeetle cluster; the embedded "
+            "engine publishes its change stream itself (TBLEDGER_CDC_PUBLISH_URL)"
+        )
+    if settings.cdc_url is None:
+        raise ConfigurationError("cdc_supervise needs the broker: set TBLEDGER_CDC_URL")
+    return AmqpJobOptions(
+        binary=settings.tigerbeetle_bin,
+        addresses=resolve_addresses(engine.addresses),
+        cluster_id=engine.cluster_id,
+        url=settings.cdc_url,
+        exchange=settings.cdc_exchange,
+        routing_key=settings.cdc_routing_key,
+    )

@@ -7,7 +7,8 @@ Three kinds of command:
   ``TBLEDGER_DATABASE_URL`` (or the options) point it at a TigerBeetle cluster and PostgreSQL.
 * ``db upgrade`` and ``keys create|list|revoke`` work on the store through `tbledger.admin`,
   no server needed; so do ``webhooks create|list|delete|rotate|replay|enable|deliveries``
-  (through `tbledger.webhooks.manage`), and ``webhooks run`` delivers webhooks.
+  (through `tbledger.webhooks.manage`), and ``webhooks run`` delivers webhooks; ``cdc run``
+  consumes TigerBeetle's change stream into the store (and ``--supervise`` runs its job).
 * ``accounts`` (with an account's ``history``, ``activity`` and ``statement``), ``balance``
   (now or ``--as-of`` a time), ``transfer``, ``hold``, ``post``, ``void``, ``audit``,
   ``recover``, ``rates`` (the operator's exchange rates) and ``fees`` (merchants' fee
@@ -37,6 +38,7 @@ import sys
 import typer
 
 from tbledger.cli._admin import db_app, keys_app
+from tbledger.cli._cdc import cdc_app
 from tbledger.cli._flows import (
     anchor_app,
     deposit,
@@ -108,6 +110,7 @@ app.add_typer(escrow_app, name="escrow")
 app.add_typer(anchor_app, name="anchor")
 app.add_typer(liquidity_app, name="liquidity")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(cdc_app, name="cdc")
 
 
 def main(argv: list[str] | None = None) -> int:

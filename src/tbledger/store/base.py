@@ -1258,7 +1258,8 @@ class Store:
     @_reconnecting
     async def record_changes(self, records: Sequence[ChangeRecord]) -> list[ChangeRecord]:
         """Record change events not recorded yet, with their balances and, for foreign
-        transfers, their audit events; return those recorded now, in input order.
+        transfers, their audit events; return those recorded now, in input order (an event
+        given twice, once).
 
         One transaction: an event is recorded with its balances and its audit event or not at
         all, so a consumer that crashes before acknowledging the batch records nothing twice when
@@ -1272,6 +1273,8 @@ class Store:
             )
         if not records:
             return []
+        # An event twice in one batch (the broker redelivering it meanwhile) is one event.
+        records = list({(r.timestamp, r.type): r for r in records}.values())
         dialect = pg_dialect if self._backend.name == "postgresql" else sqlite_dialect
         c = change_events.c
         insert = (
