@@ -8,6 +8,7 @@ exchange and a queue with a random suffix) and deletes them afterwards.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
@@ -30,7 +31,9 @@ def broker_reason(url: str = BROKER_URL) -> str | None:
         await connection.close()
 
     try:
-        asyncio.run(probe())
+        # A thread of its own: this may be asked while an event loop is running.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, probe()).result()
     except Exception as exc:  # any failure to connect is a reason to skip
         return f"no RabbitMQ at {url.rsplit('@', maxsplit=1)[-1]}: {exc!r}"
     return None

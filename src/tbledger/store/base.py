@@ -40,8 +40,6 @@ from typing import Any, Literal, TypeVar, cast, overload
 
 import sqlalchemy as sa
 import tigerbeetle
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tbledger.errors import (
@@ -1265,7 +1263,7 @@ class Store:
         all, so a consumer that crashes before acknowledging the batch records nothing twice when
         the broker delivers it again. An event is known by its timestamp and type; one already
         recorded (a redelivery, a replay of the stream) is skipped, here or by a concurrent
-        consumer (the insert ignores the conflict, so two cannot both record it).
+        consumer (the check and the insert run under the audit log's append lock).
         """
         if len(records) > CDC_BATCH_EVENTS_MAX:
             raise LimitExceededError(
@@ -1275,13 +1273,6 @@ class Store:
             return []
         # An event twice in one batch (the broker redelivering it meanwhile) is one event.
         records = list({(r.timestamp, r.type): r for r in records}.values())
-        dialect = pg_dialect if self._backend.name == "postgresql" else sqlite_dialect
-        c = change_events.c
-        insert = (
-            dialect.insert(change_events)
-            .on_conflict_do_nothing(index_elements=[c.timestamp, c.type])
-            .returning(c.timestamp, c.type)
-        )
         rows = [
             {
                 "timestamp": r.timestamp,
@@ -1299,16 +1290,25 @@ class Store:
             }
             for r in records
         ]
+        c = change_events.c
+        known = sa.select(c.timestamp, c.type).where(
+            c.timestamp.in_(list({r.timestamp for r in records}))
+        )
         async with self._transaction() as conn:
-            recorded: set[tuple[int, str]] = set()
-            # One statement per event: RETURNING of a multi-row insert that skips conflicts
-            # names only the rows it inserted, which is what is wanted, but SQLAlchemy's batched
-            # form cannot return rows for a statement that skips some.
-            for row in rows:
-                got = (await conn.execute(insert, row)).first()
-                if got is not None:
-                    recorded.add((int(got[0]), str(got[1])))
-            fresh = [r for r in records if (r.timestamp, r.type) in recorded]
+            # Under the audit log's append lock, the check and the insert are one step: a
+            # concurrent consumer handed the same event waits, then finds it recorded.
+            await self._backend.lock_audit(conn)
+            recorded = {(int(t), str(k)) for t, k in (await conn.execute(known)).all()}
+            fresh = [r for r in records if (r.timestamp, r.type) not in recorded]
+            if fresh:
+                await conn.execute(
+                    change_events.insert(),
+                    [
+                        row
+                        for row, r in zip(rows, records, strict=True)
+                        if (r.timestamp, r.type) not in recorded
+                    ],
+                )
             if not fresh:
                 return []
             balances = [
