@@ -1,0 +1,172 @@
+"""The change stream end to end on a real TigerBeetle: `tigerbeetle amqp`, supervised by
+tbledger, publishes to the machine's RabbitMQ and the consumer records every event.
+
+A fresh replica of its own (so the stream holds this test's events alone) runs the service's
+workload: deposits, payments, a hold posted, one voided, one left to expire, and a transfer
+written with the raw official client behind the service's back. The store then holds every
+event once, the expiry recorded the moment the engine released the hold (no expiry pass runs
+here), and the raw transfer as a foreign transfer; the job, killed, is started again and loses
+nothing; and a replay of the whole stream from timestamp 0 records nothing new.
+
+Skipped, with the reason, without ``TIGERBEETLE_BIN`` or a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import tigerbeetle as tb
+
+from tbledger.cdc import AmqpJob, ChangeConsumer, ChangeStream, ConsumerOptions, job_options_from
+from tbledger.config import Settings
+from tbledger.model import EventKind
+from tbledger.service import LedgerService
+from tbledger.store.tables import change_events
+from tests.service.helpers import request
+from tests.support.book import open_service_book
+from tests.support.broker import BROKER_URL, Names, broker_reason, throwaway_names
+from tests.support.tbserver import RealServer, real_server_reason, start_replica
+
+WAIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def replica() -> Iterator[RealServer]:
+    for reason in (real_server_reason(), broker_reason()):
+        if reason is not None:
+            pytest.skip(reason)
+    binary = os.environ.get("TIGERBEETLE_BIN")
+    if not binary:
+        pytest.skip("a replica of its own needs TIGERBEETLE_BIN (a running cluster is shared)")
+    with start_replica(binary) as server:
+        yield server
+
+
+@pytest.fixture
+async def names(replica: RealServer) -> AsyncIterator[Names]:
+    async with throwaway_names(BROKER_URL, declare=False) as names:
+        yield names
+
+
+async def until(check: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        result = check() if callable(check) else check
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def recorded(service: LedgerService) -> dict[tuple[int, str], int]:
+    """Every change event the store holds: (timestamp, type) -> transfer id."""
+    c = change_events.c
+    async with service.store.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(c.timestamp, c.type, c.transfer_id))).all()
+    return {(int(t), str(k)): int(i) for t, k, i in rows}
+
+
+async def test_the_supervised_job_feeds_the_store_exactly(
+    replica: RealServer, names: Names, tmp_path: Path
+) -> None:
+    settings = Settings(
+        engine_url=f"tigerbeetle://{replica.addresses}?cluster_id={replica.cluster_id}",
+        database_url=f"sqlite:///{tmp_path / 'store.db'}",
+        request_timeout_ms=10_000,
+        cdc_url=BROKER_URL,
+        cdc_exchange=names.exchange,
+        cdc_queue=names.queue,
+        cdc_supervise=True,
+        tigerbeetle_bin=os.environ["TIGERBEETLE_BIN"],
+    )
+    service = LedgerService(settings)
+    await service.connect()
+    stream = ChangeStream(service, settings)
+    stream.start()
+    raw = tb.ClientAsync(cluster_id=replica.cluster_id, replica_addresses=replica.addresses)
+    try:
+        book = await open_service_book(service)
+        await service.create_transfer(request(book.treasury, book.alice, 1_000, code=2))
+        for amount in (10, 20, 30):
+            await service.create_transfer(request(book.alice, book.bob, amount))
+        posted = await service.create_pending_transfer(request(book.alice, book.bob, 40))
+        await service.post_pending_transfer(posted.id, amount=25)
+        voided = await service.create_pending_transfer(request(book.alice, book.bob, 50))
+        await service.void_pending_transfer(voided.id)
+        expiring = await service.create_pending_transfer(
+            request(book.alice, book.bob, 60, timeout=1)
+        )
+        # Behind the service's back, with the official client.
+        foreign = tb.Transfer(
+            id=tb.id(), debit_account_id=book.bob, credit_account_id=book.alice, amount=7,
+            ledger=1, code=1,
+        )  # fmt: skip
+        (result,) = await raw.create_transfers([foreign])
+        assert result.status == tb.CreateTransferStatus.CREATED
+
+        # 10 transfers and the expiry of one hold.
+        await until(lambda: _count(service, 11), "every event of the workload")
+        audit = await service.store.transfer_audit(expiring.id)
+        assert [e.kind for e in audit][-1] is EventKind.EXPIRED
+        events = await recorded(service)
+        released = [t for (t, kind) in events if kind == "two_phase_expired"]
+        assert released == [int(audit[-1].detail["engine_now"])]
+        (foreign_audit,) = await service.store.transfer_audit(foreign.id)
+        assert foreign_audit.kind is EventKind.FOREIGN_TRANSFER
+        # The service's own transfers are not foreign.
+        foreign_ids = {i for (_, kind), i in events.items() if kind != "two_phase_expired"} - {
+            foreign.id
+        }
+        statuses = await service.store.transfer_audits(foreign_ids)
+        assert all(
+            EventKind.FOREIGN_TRANSFER not in {e.kind for e in es} for es in statuses.values()
+        )
+
+        # The job dies; the supervisor starts it again and it resumes where it left off.
+        assert stream.job is not None and stream.job.pid is not None
+        os.kill(stream.job.pid, signal.SIGKILL)
+        await until(lambda: stream.job is not None and stream.job.starts >= 2, "a restart")
+        await service.create_transfer(request(book.alice, book.bob, 1))
+        await until(lambda: _count(service, 12), "the event after the restart")
+    finally:
+        await stream.stop()
+
+    # Replay everything from timestamp 0: every message again, nothing new in the store.
+    before = await recorded(service)
+    replay = AmqpJob(dataclasses.replace(job_options_from(settings), timestamp_last=0))
+    consumer = ChangeConsumer(
+        service, ConsumerOptions(url=BROKER_URL, exchange=names.exchange, queue=names.queue)
+    )
+    consumer.start()
+    await consumer.wait_connected(WAIT_S)
+    replay.start()
+    try:
+        await until(lambda: consumer.duplicates >= len(before), "the replay")
+    finally:
+        await replay.stop()
+        await consumer.stop()
+        await raw.close()
+    assert consumer.recorded == 0
+    assert await recorded(service) == before
+    print(
+        f"\ncdc real: {len(before)} events recorded once; replay from 0 delivered "
+        f"{consumer.duplicates}, recorded {consumer.recorded} new"
+    )
+    await service.close()
+
+
+async def _count(service: LedgerService, expected: int) -> bool:
+    count = len(await recorded(service))
+    assert count <= expected, f"{count} events recorded, expected {expected}"
+    return count == expected
