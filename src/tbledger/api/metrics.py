@@ -108,6 +108,9 @@ class Metrics:
         self.cdc_events = Counter(
             "tbledger_cdc_events", "change-stream events by result", ["result"], registry=r
         )
+        # Every result is exposed from the start (at 0), so that a rate over it is defined.
+        for result in ("recorded", "duplicate", "rejected"):
+            self.cdc_events.labels(result)
         self.cdc_foreign = Counter(
             "tbledger_cdc_foreign_transfers",
             "transfers in the engine that no tbledger intent asked for",
