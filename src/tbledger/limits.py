@@ -273,6 +273,11 @@ WEBHOOK_BACKOFF_CAP_S: Final = 3600.0
 # day of refusals, enough to ride out an outage and short enough not to retry a dead URL forever.
 WEBHOOK_FAILURES_MAX: Final = 30
 
+# Why: a deliverer logs its successful deliveries and moves the endpoint's cursor past them in one
+# commit at most this often, instead of two commits per event (measured: most of a delivery's
+# cost); a crash resends at most this long's deliveries, which at least once allows.
+WEBHOOK_FLUSH_S: Final = 0.05
+
 # Why: a deliverer renews its lease well within this; a crashed deliverer's endpoint is taken over
 # by another process within 30 s.
 WEBHOOK_LEASE_S: Final = 30.0

@@ -178,7 +178,8 @@ def bench(
     only: Annotated[
         str,
         typer.Option(
-            "--only", help="Sections, comma-separated: engine, service, http, baseline, sweep."
+            "--only",
+            help="Sections, comma-separated: engine, service, http, baseline, sweep, events.",
         ),
     ] = "engine,service,http,baseline,sweep",
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (CI, tests).")] = False,

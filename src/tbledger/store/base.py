@@ -1155,6 +1155,23 @@ class Store:
     ) -> bool:
         """Move the cursor forward to `seq` (never back) unless a replay came in between; a
         delivery (`delivered`) also ends the run of failures. False if nothing moved."""
+        return await self.record_webhook_deliveries(
+            endpoint_id, [], generation=generation, seq=seq, delivered=delivered
+        )
+
+    async def record_webhook_deliveries(
+        self,
+        endpoint_id: str,
+        deliveries: Sequence[WebhookDelivery],
+        *,
+        generation: int,
+        seq: int,
+        delivered: bool,
+    ) -> bool:
+        """Log `deliveries` and move the cursor forward to `seq`, in one transaction (one
+        commit for a run of deliveries, not two per event). The cursor moves as
+        `advance_webhook_cursor` moves it; the deliveries are logged either way. False if the
+        cursor did not move."""
         c = webhook_endpoints.c
         values: dict[str, Any] = {"cursor": seq}
         if delivered:
@@ -1165,6 +1182,10 @@ class Store:
             .values(values)
         )
         async with self._transaction() as conn:
+            if deliveries:
+                await conn.execute(
+                    webhook_deliveries.insert(), [_delivery_values(d) for d in deliveries]
+                )
             result = await conn.execute(statement)
         return bool(result.rowcount == 1)
 
@@ -1191,17 +1212,8 @@ class Store:
         return None if row is None else _endpoint_from_row(row)
 
     async def append_webhook_delivery(self, delivery: WebhookDelivery) -> None:
-        values = {
-            "endpoint_id": delivery.endpoint_id,
-            "event_seq": delivery.event_seq,
-            "attempt": delivery.attempt,
-            "status_code": delivery.status_code,
-            "latency_ms": delivery.latency_ms,
-            "error": None if delivery.error is None else delivery.error[:255],
-            "attempted_at": delivery.attempted_at,
-        }
         async with self._transaction() as conn:
-            await conn.execute(webhook_deliveries.insert().values(values))
+            await conn.execute(webhook_deliveries.insert().values(_delivery_values(delivery)))
 
     @_reconnecting
     async def webhook_deliveries(self, endpoint_id: str, *, limit: int) -> list[WebhookDelivery]:
@@ -1628,6 +1640,18 @@ def _appended(seq: int, row: tuple[Any, ...], event: NewAuditEvent) -> AuditEven
         detail=dict(event.detail),
         recorded_at=recorded_at,
     )
+
+
+def _delivery_values(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "endpoint_id": delivery.endpoint_id,
+        "event_seq": delivery.event_seq,
+        "attempt": delivery.attempt,
+        "status_code": delivery.status_code,
+        "latency_ms": delivery.latency_ms,
+        "error": None if delivery.error is None else delivery.error[:255],
+        "attempted_at": delivery.attempted_at,
+    }
 
 
 def _endpoint_values(endpoint: WebhookEndpoint) -> dict[str, Any]:

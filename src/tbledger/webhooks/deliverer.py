@@ -5,10 +5,12 @@ holder across every process), reads the next page of events after the endpoint's
 subscription and owner let it see, and POSTs them one at a time, in seq order, each signed
 (`tbledger.webhooks.signing`) with a stable ``webhook-id``. The cursor advances only after a 2xx,
 so a crash between the POST and the cursor update sends that event again: delivery is at least
-once, and a receiver deduplicates by ``webhook-id``. Any other answer, a redirect, a timeout or a
-URL the SSRF guard refuses is a failure: it is logged, the endpoint's consecutive failure count
-grows, the task waits a jittered exponential backoff (capped) and tries the same event again; at
-the configured number of failures the endpoint is disabled. Every attempt is logged in the
+once, and a receiver deduplicates by ``webhook-id``. Successful deliveries are logged and the
+cursor moved past them in one commit every `WEBHOOK_FLUSH_S` at most (rather than two commits per
+event), so a crash resends at most that long's deliveries. Any other answer, a redirect, a timeout
+or a URL the SSRF guard refuses is a failure: it is logged, the endpoint's consecutive failure
+count grows, the task waits a jittered exponential backoff (capped) and tries the same event again;
+at the configured number of failures the endpoint is disabled. Every attempt is logged in the
 delivery log. Pages of events the endpoint was not sent move the cursor past them.
 
 The task renews its lease as it goes and stops delivering once it cannot, so a stalled process
@@ -37,6 +39,7 @@ from tbledger.limits import (
     WEBHOOK_BACKOFF_CAP_S,
     WEBHOOK_BATCH_EVENTS_MAX,
     WEBHOOK_FAILURES_MAX,
+    WEBHOOK_FLUSH_S,
     WEBHOOK_LEASE_S,
     WEBHOOK_TIMEOUT_S,
 )
@@ -202,40 +205,67 @@ class Deliverer:
         )
         self.stats.cursors[endpoint.id] = endpoint.cursor
         lease_renewed_at = time.monotonic()
+        # Successful deliveries not yet logged, and the cursor not yet moved past them: written
+        # together, in one commit, every WEBHOOK_FLUSH_S at most (and before a failure is
+        # counted, and at the end of the page). A crash in between sends them again.
+        done: list[WebhookDelivery] = []
+        flushed_at = time.monotonic()
+
+        async def flush() -> bool:
+            nonlocal endpoint, flushed_at
+            flushed_at = time.monotonic()
+            if not done:
+                return True
+            seq = done[-1].event_seq
+            moved = await self._store.record_webhook_deliveries(
+                endpoint.id, done, generation=endpoint.generation, seq=seq, delivered=True
+            )
+            done.clear()
+            if moved:
+                self.stats.cursors[endpoint.id] = seq
+                endpoint = replace(endpoint, cursor=seq, failure_count=0)
+            # Not moved: a replay (or another holder) changed the cursor: read again from it.
+            return moved
+
         for event in events:
             if self._stopping.is_set():
+                await flush()
                 return 0.0
             if time.monotonic() - lease_renewed_at > self._options.lease_s / 3:
                 # Renewed as the page goes, so a long page is not delivered past an expired lease.
                 if not await self._lease(endpoint.id):
+                    await flush()
                     return 0.0
                 lease_renewed_at = time.monotonic()
-            delivered = await self._attempt(endpoint, event)
-            if not delivered:
-                after = await self._store.count_webhook_failure(
-                    endpoint.id,
-                    failures_max=self._options.failures_max,
-                    reason=f"{self._options.failures_max} consecutive failed deliveries",
-                )
-                self.stats.failures[endpoint.id] = self.stats.failures.get(endpoint.id, 0) + 1
-                if self._on_failure is not None:
-                    self._on_failure(endpoint.id)
-                if after is None or not after.enabled:
+            delivery = await self._attempt(endpoint, event)
+            if delivery.error is None:
+                done.append(delivery)
+                # The run of failures ended (the next attempt of anything is a first).
+                endpoint = replace(endpoint, failure_count=0)
+                if time.monotonic() - flushed_at >= WEBHOOK_FLUSH_S and not await flush():
                     return 0.0
-                return backoff_s(
-                    after.failure_count,
-                    base_s=self._options.backoff_base_s,
-                    cap_s=self._options.backoff_cap_s,
-                    random=self._random,
-                )
-            moved = await self._store.advance_webhook_cursor(
-                endpoint.id, generation=endpoint.generation, seq=event.seq, delivered=True
-            )
-            if not moved:
-                # A replay (or another holder) changed the cursor: read again from it.
+                continue
+            if not await flush():
                 return 0.0
-            self.stats.cursors[endpoint.id] = event.seq
-            endpoint = replace(endpoint, cursor=event.seq, failure_count=0)
+            await self._store.append_webhook_delivery(delivery)
+            after = await self._store.count_webhook_failure(
+                endpoint.id,
+                failures_max=self._options.failures_max,
+                reason=f"{self._options.failures_max} consecutive failed deliveries",
+            )
+            self.stats.failures[endpoint.id] = self.stats.failures.get(endpoint.id, 0) + 1
+            if self._on_failure is not None:
+                self._on_failure(endpoint.id)
+            if after is None or not after.enabled:
+                return 0.0
+            return backoff_s(
+                after.failure_count,
+                base_s=self._options.backoff_base_s,
+                cap_s=self._options.backoff_cap_s,
+                random=self._random,
+            )
+        if not await flush():
+            return 0.0
         if end > endpoint.cursor:
             await self._store.advance_webhook_cursor(
                 endpoint.id, generation=endpoint.generation, seq=end, delivered=False
@@ -244,7 +274,8 @@ class Deliverer:
             return 0.0
         return self._options.poll_s
 
-    async def _attempt(self, endpoint: WebhookEndpoint, event: AuditEvent) -> bool:
+    async def _attempt(self, endpoint: WebhookEndpoint, event: AuditEvent) -> WebhookDelivery:
+        """POST one event; what happened, for the delivery log (`error` None: a 2xx)."""
         body = payload(event)
         secrets_ = [endpoint.secret]
         now = datetime.now(UTC)
@@ -275,18 +306,15 @@ class Deliverer:
             # InvalidURL and ValueError (UnicodeError among them): a URL httpx cannot send.
             error = f"{type(exc).__name__}: {exc}"
         latency_ms = int((time.monotonic() - started) * 1000)
-        await self._store.append_webhook_delivery(
-            WebhookDelivery(
-                endpoint_id=endpoint.id,
-                event_seq=event.seq,
-                attempt=endpoint.failure_count + 1,
-                status_code=status,
-                latency_ms=latency_ms,
-                error=error,
-                attempted_at=now,
-            )
+        return WebhookDelivery(
+            endpoint_id=endpoint.id,
+            event_seq=event.seq,
+            attempt=endpoint.failure_count + 1,
+            status_code=status,
+            latency_ms=latency_ms,
+            error=error,
+            attempted_at=now,
         )
-        return error is None
 
     async def _guard(self, url: str) -> None:
         host = check_url(url, allowed_hosts=self._options.allowed_hosts)

@@ -12,6 +12,8 @@ Sections (``--only``):
 * ``baseline``: a PostgreSQL-only double-entry ledger vs the TigerBeetle path at the same
   concurrency, uniform and with one hot account.
 * ``sweep``: transfers/s per batch size, 1 to 8189.
+* ``events``: webhook deliveries per second to one endpoint vs a plain POST loop, and the
+  change-stream consumer's events per second into the store vs RabbitMQ alone.
 
 Writes ``results.json`` and PNG charts to ``--out``, and with ``--docs`` the performance document
 (tables, the command, the machine, the charts under ``images/`` next to it).
@@ -92,6 +94,10 @@ def _runner(name: str) -> Callable[[Context], Coroutine[Any, Any, Section]]:
         from tbledger.tools.bench.http import run_http  # noqa: PLC0415
 
         return run_http
+    if name == "events":
+        from tbledger.tools.bench.events import run_events  # noqa: PLC0415
+
+        return run_events
     if name == "baseline":
         from tbledger.tools.bench.baseline import run_baseline  # noqa: PLC0415
 

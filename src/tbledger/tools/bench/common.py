@@ -44,7 +44,7 @@ _T = TypeVar("_T")
 LEDGER = 1  # USD in the default chart
 CODE = 1  # PAYMENT in the default chart
 ACCOUNT_TYPE = "system_buffer"  # no balance limits: random transfers never fail
-SECTIONS = ("engine", "service", "http", "baseline", "sweep")
+SECTIONS = ("engine", "service", "http", "baseline", "sweep", "events")
 
 
 class BenchmarkError(RuntimeError):
@@ -113,6 +113,9 @@ class Plan:
     sweep_seconds: float
     sweep_transfers_max: int
     sweep_min_calls: int
+    # events
+    events_webhooks: int
+    events_cdc: int
 
     @classmethod
     def full(cls, repeat: int | None = None) -> Plan:
@@ -149,6 +152,8 @@ class Plan:
             sweep_seconds=0.5,
             sweep_transfers_max=200_000,
             sweep_min_calls=3,
+            events_webhooks=5_000,
+            events_cdc=20_000,
         )
 
     @classmethod
@@ -186,6 +191,8 @@ class Plan:
             sweep_seconds=0.05,
             sweep_transfers_max=BATCH_EVENTS_MAX,
             sweep_min_calls=1,
+            events_webhooks=200,
+            events_cdc=1_000,
         )
 
 

@@ -467,7 +467,7 @@ def render_docs(results: dict[str, Any], out: Path, docs: Path) -> Path:
     lines.append("")
     if "ratios" in images:
         lines += [f"![ratios]({images['ratios']})", ""]
-    for name in ("engine", "service", "http", "baseline", "sweep"):
+    for name in ("engine", "service", "http", "baseline", "sweep", "events"):
         section = results.get("sections", {}).get(name)
         if section is not None:
             lines += _section_md(section, images)
