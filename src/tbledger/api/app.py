@@ -2,7 +2,8 @@
 
 The app owns its `LedgerService` unless one is passed in (tests, embedders): on start-up it
 connects (migrating the store, running recovery, then recovery and hold expiry in the background),
-creates the chart's system accounts and, with ``Settings.webhooks``, starts the webhook deliverer;
+creates the chart's system accounts and, with ``Settings.webhooks``, starts the webhook deliverer,
+and with ``Settings.cdc_publish_url`` (embedded engine only) the change stream publisher;
 on shutdown it closes what it opened. Its documentation pages (``/docs``, ``/redoc``) and its web
 console (``/console``; ``/`` leads there) are served from the package, never from a CDN
 (`tbledger.api.docs`, `tbledger.api.console`).
@@ -27,8 +28,11 @@ from tbledger.api.keys import KeyRing, RateLimiter
 from tbledger.api.metrics import Metrics, MetricsMiddleware
 from tbledger.api.routes import accounts, flows, history, ops, prices, transfers, webhooks
 from tbledger.api.strict import BodyLimitMiddleware
+from tbledger.cdc import TwinPublisher
 from tbledger.chart import Chart
 from tbledger.config import Settings
+from tbledger.engine import embedded_replica
+from tbledger.errors import ConfigurationError
 from tbledger.flows import SpendEngine
 from tbledger.limits import HTTP_BODY_BYTES_MAX, HTTP_BODY_IDLE_TIMEOUT_S
 from tbledger.prices import Prices
@@ -111,12 +115,15 @@ def create_app(
                     on_failure=metrics.observe_webhook_failure,
                 )
                 deliverer.start()
+            publisher = await _start_change_stream(svc) if background else None
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
             try:
                 yield
             finally:
+                if publisher is not None:
+                    await publisher.stop()
                 if deliverer is not None:
                     await deliverer.stop()
             unsubscribe()
@@ -146,6 +153,28 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
     return app
+
+
+async def _start_change_stream(svc: LedgerService) -> TwinPublisher | None:
+    """With `Settings.cdc_publish_url` and the embedded engine, start publishing its change
+    stream; a real cluster's is published by `tigerbeetle amqp`, so the setting is refused."""
+    settings = svc.settings
+    if settings.cdc_publish_url is None:
+        return None
+    replica = embedded_replica(svc.engine)
+    if replica is None:
+        raise ConfigurationError(
+            "cdc_publish_url (TBLEDGER_CDC_PUBLISH_URL) publishes the embedded engine's change "
+            "stream; with a real TigerBeetle cluster run `tigerbeetle amqp` instead"
+        )
+    publisher = TwinPublisher(
+        replica,
+        url=settings.cdc_publish_url,
+        exchange=settings.cdc_publish_exchange,
+        idle_interval_s=settings.cdc_publish_idle_interval_s,
+    )
+    await publisher.start()
+    return publisher
 
 
 def _shared_responses() -> dict[int | str, dict[str, Any]]:

@@ -3,7 +3,7 @@
 `tigerbeetle amqp` publishes every change event (a transfer, a hold posted, voided or expired)
 with both accounts' balances as of that event to an AMQP exchange, at least once. `_message` is
 that message, byte for byte (pure). The embedded twin publishes the same messages from its own
-state, so the change stream works without a server.
+state with `TwinPublisher` (`_twin`), so the change stream works without a server.
 """
 
 from __future__ import annotations
@@ -18,14 +18,18 @@ from tbledger.cdc._message import (
     headers,
     properties,
 )
-from tbledger.errors import ChangeEventError
+from tbledger.cdc._twin import TwinPublisher, change_event
+from tbledger.errors import ChangeEventError, ChangePublishError
 
 __all__ = [
     "ChangeAccount",
     "ChangeEvent",
     "ChangeEventError",
     "ChangeEventType",
+    "ChangePublishError",
     "ChangeTransfer",
+    "TwinPublisher",
+    "change_event",
     "decode",
     "encode_body",
     "headers",
