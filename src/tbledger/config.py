@@ -26,6 +26,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from tbledger.engine import EngineConfig, parse_engine_url
 from tbledger.errors import ConfigurationError
 from tbledger.limits import (
+    CDC_PUBLISH_IDLE_INTERVAL_S,
+    CDC_PUBLISH_IDLE_INTERVAL_S_MAX,
+    CDC_PUBLISH_IDLE_INTERVAL_S_MIN,
     FEE_BPS_MAX,
     WEBHOOK_BACKOFF_CAP_S,
     WEBHOOK_FAILURES_MAX,
@@ -191,6 +194,29 @@ class Settings(BaseSettings):
         max_length=4096,
         validation_alias=AliasChoices("TIGERBEETLE_BIN", "TBLEDGER_TIGERBEETLE_BIN"),
         description="the TigerBeetle binary `cdc_supervise` runs",
+    )
+
+    # The embedded engine's change stream (`tbledger.cdc.TwinPublisher`): `tbledger serve`
+    # publishes it as `tigerbeetle amqp` does for a real cluster.
+    cdc_publish_url: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "AMQP URL to publish the embedded engine's change stream to (`tbledger serve`); "
+            "unset: not published. A real cluster publishes with `tigerbeetle amqp`"
+        ),
+    )
+    cdc_publish_exchange: str = Field(
+        default="tigerbeetle.cdc",
+        min_length=1,
+        max_length=255,
+        description="the exchange the change stream is published to (it must exist)",
+    )
+    cdc_publish_idle_interval_s: float = Field(
+        default=CDC_PUBLISH_IDLE_INTERVAL_S,
+        ge=CDC_PUBLISH_IDLE_INTERVAL_S_MIN,
+        le=CDC_PUBLISH_IDLE_INTERVAL_S_MAX,
+        description="how long the publisher waits before looking again when nothing was new",
     )
 
     if not TYPE_CHECKING:

@@ -14,6 +14,8 @@ exception. Exceptions are for configuration, lifecycle, limits, I/O and broken i
     │   ├── UnknownCodeError        no account or transfer code with this number or name
     │   ├── UnknownReferenceError   a flow named a payment, contract, settlement or hold not found
     │   └── ChangeEventError        a change-stream (CDC) message that is not TigerBeetle's shape
+    ├── ChangePublishError          the change stream cannot be published (broker unreachable,
+    │                               exchange missing, another publisher holds the cluster's lock)
     ├── JournalError                the embedded engine's journal cannot be used
     │   └── JournalCorruptError     checksum or framing damage before the last record
     ├── StoreError                  the intent/audit store failed (driver error wrapped)
@@ -273,6 +275,11 @@ class InsufficientLiquidityError(TransferFailedError):
 
 class ChangeEventError(ValidationError):
     """A change-stream (CDC) message that is not exactly the shape `tigerbeetle amqp` publishes."""
+
+
+class ChangePublishError(TbledgerError):
+    """The embedded engine's change stream cannot be published: the broker cannot be reached,
+    the exchange does not exist, or another publisher runs for the same cluster."""
 
 
 class UnknownReferenceError(ValidationError, LookupError):

@@ -33,6 +33,17 @@ REPLICA_ADDRESSES_MAX: Final = 6
 # file is corrupt; bounding it keeps a damaged length field from allocating gigabytes on open.
 JOURNAL_RECORD_BYTES_MAX: Final = 64 + 128 * BATCH_EVENTS_MAX
 
+# Why: `tigerbeetle amqp` publishes at most one get_change_events reply per batch: 1,048,192 /
+# 384 (a change event is a transfer and two accounts) = 2729 events. The twin's publisher keeps
+# the same batch bound, so a batch and its confirms stay as large as TigerBeetle's.
+CDC_PUBLISH_EVENTS_MAX: Final = 2729
+
+# Why: the publisher's idle wait between polls, as `tigerbeetle amqp`'s default (1 s); bounded so
+# a misconfigured interval cannot make the publisher spin or go silent for long.
+CDC_PUBLISH_IDLE_INTERVAL_S: Final = 1.0
+CDC_PUBLISH_IDLE_INTERVAL_S_MIN: Final = 0.01
+CDC_PUBLISH_IDLE_INTERVAL_S_MAX: Final = 60.0
+
 # Why: expiry releases at most one create_transfers batch worth of pending transfers per pulse,
 # as TigerBeetle does, so a backlog of expiries cannot stall one request unboundedly.
 EXPIRY_PULSE_EVENTS_MAX: Final = BATCH_EVENTS_MAX
@@ -302,3 +313,8 @@ CDC_BATCH_WAIT_S: Final = 0.05
 # Why: how long the consumer waits before connecting again after the broker or the store failed;
 # short enough that a restart of either costs seconds, long enough not to spin.
 CDC_RETRY_S: Final = 1.0
+
+# Why: how long a process waits for its change-stream consumer's queue to be bound before it
+# starts publishing (the embedded engine) or the job (`tigerbeetle amqp`) anyway; the broker
+# answers in milliseconds, and a publisher retries what it could not route.
+CDC_BIND_WAIT_S: Final = 30.0

@@ -11,7 +11,7 @@ import struct
 
 FILE_HEADER_SIZE = 48
 RECORD_HEADER_SIZE = 48
-OP_CREATE_ACCOUNTS, OP_CREATE_TRANSFERS, OP_PULSE = 1, 2, 3
+OP_CREATE_ACCOUNTS, OP_CREATE_TRANSFERS, OP_PULSE_UNRESERVED, OP_PULSE = 1, 2, 3, 4
 
 
 def record_spans(data: bytes) -> list[tuple[int, int, int]]:

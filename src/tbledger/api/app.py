@@ -3,7 +3,8 @@
 The app owns its `LedgerService` unless one is passed in (tests, embedders): on start-up it
 connects (migrating the store, running recovery, then recovery and hold expiry in the background),
 creates the chart's system accounts and, with ``Settings.webhooks``, starts the webhook deliverer,
-with ``Settings.cdc_url`` the change stream's consumer (and with ``cdc_supervise`` its job);
+with ``Settings.cdc_url`` the change stream's consumer (and with ``cdc_supervise`` its job), and
+with ``Settings.cdc_publish_url`` (embedded engine only) the embedded engine's change stream;
 on shutdown it closes what it opened. Its documentation pages (``/docs``, ``/redoc``) and its web
 console (``/console``; ``/`` leads there) are served from the package, never from a CDN
 (`tbledger.api.docs`, `tbledger.api.console`).
@@ -28,11 +29,13 @@ from tbledger.api.keys import KeyRing, RateLimiter
 from tbledger.api.metrics import Metrics, MetricsMiddleware
 from tbledger.api.routes import accounts, flows, history, ops, prices, transfers, webhooks
 from tbledger.api.strict import BodyLimitMiddleware
-from tbledger.cdc import ChangeStream
+from tbledger.cdc import ChangeStream, TwinPublisher
 from tbledger.chart import Chart
 from tbledger.config import Settings
+from tbledger.engine import embedded_replica
+from tbledger.errors import ConfigurationError
 from tbledger.flows import SpendEngine
-from tbledger.limits import HTTP_BODY_BYTES_MAX, HTTP_BODY_IDLE_TIMEOUT_S
+from tbledger.limits import CDC_BIND_WAIT_S, HTTP_BODY_BYTES_MAX, HTTP_BODY_IDLE_TIMEOUT_S
 from tbledger.prices import Prices
 from tbledger.service import LedgerService
 from tbledger.webhooks.deliverer import Deliverer, options_from
@@ -113,7 +116,9 @@ def create_app(
                     on_failure=metrics.observe_webhook_failure,
                 )
                 deliverer.start()
-            # The change stream (TigerBeetle's CDC) is consumed here when its broker is set.
+            # The change stream (TigerBeetle's CDC) is consumed here when its broker is set,
+            # and the embedded engine publishes its own when asked, once the consumer's queue
+            # is bound (so that nothing it publishes first is unroutable).
             stream: ChangeStream | None = None
             if svc.settings.cdc_url is not None and background:
                 stream = ChangeStream(
@@ -123,12 +128,17 @@ def create_app(
                     on_rejected=metrics.observe_change_rejected,
                 )
                 stream.start()
+                if svc.settings.cdc_publish_url is not None:
+                    await stream.consumer.wait_connected(CDC_BIND_WAIT_S)
+            publisher = await _start_change_stream(svc) if background else None
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
             try:
                 yield
             finally:
+                if publisher is not None:
+                    await publisher.stop()
                 if stream is not None:
                     await stream.stop()
                 if deliverer is not None:
@@ -160,6 +170,28 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
     return app
+
+
+async def _start_change_stream(svc: LedgerService) -> TwinPublisher | None:
+    """With `Settings.cdc_publish_url` and the embedded engine, start publishing its change
+    stream; a real cluster's is published by `tigerbeetle amqp`, so the setting is refused."""
+    settings = svc.settings
+    if settings.cdc_publish_url is None:
+        return None
+    replica = embedded_replica(svc.engine)
+    if replica is None:
+        raise ConfigurationError(
+            "cdc_publish_url (TBLEDGER_CDC_PUBLISH_URL) publishes the embedded engine's change "
+            "stream; with a real TigerBeetle cluster run `tigerbeetle amqp` instead"
+        )
+    publisher = TwinPublisher(
+        replica,
+        url=settings.cdc_publish_url,
+        exchange=settings.cdc_publish_exchange,
+        idle_interval_s=settings.cdc_publish_idle_interval_s,
+    )
+    await publisher.start()
+    return publisher
 
 
 def _shared_responses() -> dict[int | str, dict[str, Any]]:

@@ -3,9 +3,11 @@
 `tigerbeetle amqp` publishes every change event (a transfer, a hold posted, voided or expired)
 with both accounts' balances as of that event to an AMQP exchange, at least once. `_message` is
 that message, byte for byte (pure). The embedded twin publishes the same messages from its own
-state, so the change stream works without a server. `ChangeConsumer` reads the stream from
-RabbitMQ into the store through `LedgerService.apply_change_events`, idempotently; `AmqpJob`
-runs `tigerbeetle amqp` itself, for operators who let tbledger supervise it.
+state with `TwinPublisher` (`_twin`), so the change stream works without a server.
+`ChangeConsumer` reads the stream from RabbitMQ into the store through
+`LedgerService.apply_change_events`, idempotently; `AmqpJob` runs `tigerbeetle amqp` itself, for
+operators who let tbledger supervise it; `ChangeStream` is the consumer (and the job) as one part
+of a process.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from tbledger.cdc._supervisor import (
     declare_exchange,
     job_options_from,
 )
-from tbledger.errors import ChangeEventError
+from tbledger.cdc._twin import TwinPublisher, change_event
+from tbledger.errors import ChangeEventError, ChangePublishError
 
 __all__ = [
     "AmqpJob",
@@ -39,10 +42,13 @@ __all__ = [
     "ChangeEvent",
     "ChangeEventError",
     "ChangeEventType",
+    "ChangePublishError",
     "ChangeStream",
     "ChangeTransfer",
     "ConsumerOptions",
+    "TwinPublisher",
     "amqp_job_arguments",
+    "change_event",
     "consumer_options_from",
     "declare_exchange",
     "decode",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from tbledger.cdc._consumer import ChangeConsumer, consumer_options_from
 from tbledger.cdc._supervisor import AmqpJob, job_options_from
 from tbledger.config import Settings
+from tbledger.limits import CDC_BIND_WAIT_S
 
 if TYPE_CHECKING:
     from tbledger.service import ChangeReport, LedgerService
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["ChangeStream"]
 
 _log = logging.getLogger(__name__)
-# How long the job waits for the consumer's queue before it starts anyway (the job retries
-# what the broker cannot route, so this orders start-up rather than guarding correctness).
-_BOUND_WAIT_S = 30.0
 
 
 class ChangeStream:
@@ -56,7 +54,7 @@ class ChangeStream:
 
     async def _start_job(self, job: AmqpJob) -> None:
         try:
-            await self.consumer.wait_connected(_BOUND_WAIT_S)
+            await self.consumer.wait_connected(CDC_BIND_WAIT_S)
         except TimeoutError:
             _log.warning("the change stream's queue is not bound yet; starting the job anyway")
         job.start()

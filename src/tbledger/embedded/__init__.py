@@ -11,6 +11,6 @@ without a server and to test code written for the official client::
 """
 
 from tbledger.embedded.client import ClientAsync, ClientSync, ManualClock, Replica
-from tbledger.embedded.state_machine import StateMachine
+from tbledger.embedded.state_machine import ChangeRecord, StateMachine
 
-__all__ = ["ClientAsync", "ClientSync", "ManualClock", "Replica", "StateMachine"]
+__all__ = ["ChangeRecord", "ClientAsync", "ClientSync", "ManualClock", "Replica", "StateMachine"]

@@ -40,6 +40,7 @@ from tigerbeetle import (
 from tbledger.embedded import journal as jr
 from tbledger.embedded.state_machine import (
     AccountEvent,
+    ChangeRecord,
     StateMachine,
     TransferEvent,
     to_results_accounts,
@@ -266,6 +267,10 @@ _WRITES: Final[dict[int, _Apply]] = {
 }
 
 
+def _change_events(sm: StateMachine, argument: tuple[int, int]) -> list[ChangeRecord]:
+    return sm.change_events(*argument)
+
+
 class Replica:
     """The state machine plus its clock and journal, shared by the sync and async facades: what
     a TigerBeetle replica is to the official client (named so, and not "engine", which is the
@@ -309,6 +314,8 @@ class Replica:
             for record in journal.open():
                 if record.operation == jr.OP_PULSE:
                     sm.pulse(record.timestamp_ns)
+                elif record.operation == jr.OP_PULSE_UNRESERVED:
+                    sm.pulse(record.timestamp_ns, reserve=False)
                 else:
                     # A replayed write runs exactly as it ran live: same function, same timestamp.
                     _WRITES[record.operation](
@@ -438,6 +445,15 @@ class Replica:
         self._pulse(records)
         self.sm.tick(self._now())
         return query(self.sm, argument)
+
+    def change_events(self, timestamp_min: int, limit: int) -> list[ChangeRecord]:
+        """Up to `limit` change events from `timestamp_min` on (TigerBeetle's
+        ``get_change_events``), run like a read: under the engine lock, after any expiry that is
+        due by now, so that expiries show up even when nobody writes. Everything returned is
+        durable: a write's records are committed before the lock is released."""
+        return self.run(
+            lambda records: self.read_op(_change_events, (timestamp_min, limit), records)
+        )
 
     def close(self) -> None:
         if self._executor is not None:

@@ -13,6 +13,9 @@ Layout::
                          | blake2b-128 of the body | blake2b-128 of the preceding 32 bytes
     record body:          body_size bytes (events, 128 B each)
 
+Operations: 1 create_accounts, 2 create_transfers, 4 pulse (3: a pulse from before pulses
+reserved a batch of timestamps, replayed the old way).
+
 A record is acknowledged only after ``os.write`` of the whole record and ``os.fsync`` returned.
 Opening tells a torn tail from corruption this way: a process that dies mid-write leaves a prefix
 of its last record, so a last record that is shorter than its header says, or a tail of zeros, is
@@ -38,6 +41,7 @@ __all__ = [
     "OP_CREATE_ACCOUNTS",
     "OP_CREATE_TRANSFERS",
     "OP_PULSE",
+    "OP_PULSE_UNRESERVED",
     "Journal",
     "Record",
     "pack_accounts",
@@ -56,8 +60,13 @@ RECORD_HEADER_SIZE: Final = RECORD_HEADER.size + CHECKSUM_SIZE
 
 OP_CREATE_ACCOUNTS: Final = 1
 OP_CREATE_TRANSFERS: Final = 2
-OP_PULSE: Final = 3
-_OPERATIONS: Final = frozenset({OP_CREATE_ACCOUNTS, OP_CREATE_TRANSFERS, OP_PULSE})
+# A pulse as journaled before pulses reserved a batch of slots (see `StateMachine.pulse`); it is
+# replayed as it ran, and never written any more.
+OP_PULSE_UNRESERVED: Final = 3
+OP_PULSE: Final = 4
+_OPERATIONS: Final = frozenset(
+    {OP_CREATE_ACCOUNTS, OP_CREATE_TRANSFERS, OP_PULSE_UNRESERVED, OP_PULSE}
+)
 
 # TigerBeetle's wire layouts: u128 fields as (low u64, high u64), little-endian, no padding. An
 # Account and a Transfer have the same shape: six u128 fields, then u64, u32, u32, u32, u16, u16,

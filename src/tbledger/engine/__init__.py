@@ -32,6 +32,7 @@ import tigerbeetle
 
 from tbledger.embedded import ClientAsync as EmbeddedClientAsync
 from tbledger.embedded import ClientSync as EmbeddedClientSync
+from tbledger.embedded import Replica
 from tbledger.engine.port import EngineClient, EngineClientSync
 from tbledger.errors import ConfigurationError
 from tbledger.limits import REPLICA_ADDRESSES_MAX, U128_MAX
@@ -42,6 +43,7 @@ __all__ = [
     "EngineConfig",
     "connect",
     "connect_sync",
+    "embedded_replica",
     "parse_engine_url",
     "resolve_addresses",
 ]
@@ -219,3 +221,11 @@ def connect_sync(url: str | None = None) -> EngineClientSync:
         addresses = resolve_addresses(config.addresses)
         return tigerbeetle.ClientSync(cluster_id=config.cluster_id, replica_addresses=addresses)
     return EmbeddedClientSync(cluster_id=config.cluster_id, path=config.path)
+
+
+def embedded_replica(client: EngineClient | EngineClientSync) -> Replica | None:
+    """The embedded engine behind `client` (its state, clock and journal), or None for a real
+    cluster: what runs beside the engine in-process (the change stream publisher) reaches it so."""
+    if isinstance(client, (EmbeddedClientAsync, EmbeddedClientSync)):
+        return client.replica
+    return None
