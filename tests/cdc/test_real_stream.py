@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
 import sqlalchemy as sa
 import tigerbeetle as tb
@@ -52,6 +53,14 @@ def replica() -> Iterator[RealServer]:
 
 @pytest.fixture
 async def names(replica: RealServer) -> AsyncIterator[Names]:
+    # The job resumes from its cluster's progress queue on the broker: this replica is new, so
+    # its stream starts from nothing another run left there.
+    connection = await aio_pika.connect(BROKER_URL)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(f"tigerbeetle.internal.progress.{replica.cluster_id}")
+    finally:
+        await connection.close()
     async with throwaway_names(BROKER_URL, declare=False) as names:
         yield names
 
