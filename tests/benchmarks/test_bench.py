@@ -81,7 +81,7 @@ def test_results_have_every_section_figure_and_ratio(quick_run: tuple[Path, floa
         assert section["status"] in {"ok", "skipped"}, (name, section.get("reason"))
         for figure in section["figures"]:
             assert set(figure) >= FIGURE_KEYS, figure
-            assert figure["unit"] in {"transfers/s", "requests/s"}
+            assert figure["unit"] in {"transfers/s", "requests/s", "events/s"}
             if figure.get("skipped"):
                 assert figure["value"] is None
             else:
@@ -162,7 +162,15 @@ def test_docs_render_tables_and_images(quick_run: tuple[Path, float, str]) -> No
     assert text.startswith("# Performance")
     assert "tbledger bench --quick" in text
     assert "2 CPUs" in text or f"{os.cpu_count()} CPUs" in text
-    for title in ("## Targets", "## Engine", "## Service", "## HTTP", "## Baseline", "## Sweep"):
+    for title in (
+        "## Targets",
+        "## Engine",
+        "## Service",
+        "## HTTP",
+        "## Baseline",
+        "## Sweep",
+        "## Events out",
+    ):
         assert title in text
     assert "| figure | value | unit | min - max | baseline | ratio |" in text
     assert "| ratio (this run) | value | target | verdict |" in text

@@ -181,7 +181,7 @@ def bench(
             "--only",
             help="Sections, comma-separated: engine, service, http, baseline, sweep, events.",
         ),
-    ] = "engine,service,http,baseline,sweep",
+    ] = "engine,service,http,baseline,sweep,events",
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (CI, tests).")] = False,
     out: Annotated[
         Path, typer.Option("--out", help="Folder for results.json and the PNG charts.")

@@ -31,11 +31,13 @@ and delegates to it.
   computed from its transfer and checked against the engine's balance after it, and opening
   plus the lines must equal closing; a mismatch raises `InvariantViolationError`.
 
-An account without the ``history`` flag has no past balances in the engine. Its history is read
-from the balances the change stream recorded after each of its transfers (`tbledger.cdc`), paired
-with the engine's transfers exactly as the engine's own history is; while the change stream has
-not recorded every transfer asked for (it is not consumed, or it lags), asking raises
-`HistoryNotKeptError` (its activity, which needs no history, is still listed). Cursors are engine
+An account without the ``history`` flag has no past balances in the engine. Where TigerBeetle's
+change stream is consumed into the store (`tbledger.cdc`; the store holds change events), its
+history is read from the balances the stream recorded after each of its transfers, paired with
+the engine's transfers exactly as the engine's own history is; asking raises
+`HistoryNotKeptError` where the stream is not consumed, and where it has not recorded every
+transfer asked for yet (it lags, or was started after them). Its activity, which needs no
+history, is listed either way. Cursors are engine
 timestamps: pass `next_cursor` back as it is, and the next page starts after it.
 """
 
@@ -534,8 +536,10 @@ class AccountHistory:
         sides: Callable[[Sequence[int]], Awaitable[Mapping[int, NormalSide]]],
         statuses: StatusRead,
         balances: Callable[[int, Iterable[int]], Awaitable[Mapping[int, BalanceRecord]]],
+        streamed: Callable[[], Awaitable[int | None]],
     ) -> None:
         self._balances = balances
+        self._streamed = streamed
         self._store = store
         self._engine = engine
         self._call = call
@@ -751,8 +755,17 @@ class AccountHistory:
         return await self._call(lambda: self._engine().get_account_transfers(filter_))
 
     async def _history_account(self, account_id: int | str) -> tuple[tb.Account, NormalSide]:
-        """The engine's account and its normal side."""
+        """The engine's account and its normal side; `HistoryNotKeptError` for an account
+        without the history flag where the change stream is not consumed."""
         account = await self._engine_account(checked_object_id("account_id", account_id))
+        if not account.flags & tb.AccountFlags.HISTORY and await self._streamed() is None:
+            raise HistoryNotKeptError(
+                f"account {format_id(account.id)} was created without the history flag: the "
+                "engine keeps no balance history for it (the change stream, consumed into the "
+                "store, would)",
+                code="history_not_kept",
+                details={"account_id": format_id(account.id)},
+            )
         sides = await self._sides([account.id])
         return account, sides[account.id]
 

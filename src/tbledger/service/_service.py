@@ -808,6 +808,7 @@ class _Rooms:
             sides=accounts.sides,
             statuses=holds.statuses,
             balances=store.change_balances,
+            streamed=store.latest_change_timestamp,
         )
         # The change stream records expiries through `holds` too.
         changes = Changes(store=store, holds=holds)

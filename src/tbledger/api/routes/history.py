@@ -72,7 +72,14 @@ ReverseQuery = Annotated[bool, Query(description="newest first")]
 # The audit statuses of transfers (`tbledger.model.TRANSFER_EVENT_KINDS`; a test holds the two
 # to each other).
 StatusName = Literal[
-    "expired", "failed", "outcome_unknown", "pending", "posted", "submitted", "voided"
+    "expired",
+    "failed",
+    "foreign_transfer",
+    "outcome_unknown",
+    "pending",
+    "posted",
+    "submitted",
+    "voided",
 ]
 
 
