@@ -9,7 +9,6 @@ answers.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tbledger.embedded import ClientAsync, ManualClock
 from tbledger.model import EventKind
 from tbledger.service import ChangeReport, LedgerService
 from tbledger.store import Store
-from tests.service.helpers import request
+from tests.service.helpers import request, wait_until
 from tests.support.book import open_service_book
 from tests.support.broker import (
     BROKER_URL,
@@ -65,19 +64,6 @@ async def service(tmp_path: Path) -> AsyncIterator[LedgerService]:
         await engine.close()
 
 
-async def until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = condition() if callable(condition) else condition
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def workload(service: LedgerService) -> list[ChangeEvent]:
     """A deposit, two payments and a foreign transfer; their change events."""
     engine = service.engine
@@ -117,7 +103,7 @@ async def test_each_message_is_recorded_once_and_bad_ones_moved_aside(
         async def drained() -> bool:
             return consumer.recorded + consumer.duplicates + consumer.rejected == 9
 
-        await until(drained, "every message to be handled")
+        await wait_until(drained, WAIT_S)
         assert await service.latest_change_timestamp() == latest
     finally:
         await consumer.stop()
@@ -162,6 +148,6 @@ async def test_nothing_is_acknowledged_before_the_store_has_it(
     consumer = ChangeConsumer(service, options)
     consumer.start()
     try:
-        await until(lambda: consumer.recorded == len(events), "the redelivered messages")
+        await wait_until(lambda: consumer.recorded == len(events), WAIT_S)
     finally:
         await consumer.stop()

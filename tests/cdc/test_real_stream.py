@@ -13,11 +13,9 @@ Skipped, with the reason, without ``TIGERBEETLE_BIN`` or a broker.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from tbledger.config import Settings
 from tbledger.model import EventKind
 from tbledger.service import LedgerService
 from tbledger.store.tables import change_events
-from tests.service.helpers import request
+from tests.service.helpers import request, wait_until
 from tests.support.book import open_service_book
 from tests.support.broker import BROKER_URL, Names, broker_reason, throwaway_names
 from tests.support.tbserver import RealServer, real_server_reason, start_replica
@@ -63,19 +61,6 @@ async def names(replica: RealServer) -> AsyncIterator[Names]:
         await connection.close()
     async with throwaway_names(BROKER_URL, declare=False) as names:
         yield names
-
-
-async def until(check: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = check() if callable(check) else check
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def recorded(service: LedgerService) -> dict[tuple[int, str], int]:
@@ -125,7 +110,7 @@ async def test_the_supervised_job_feeds_the_store_exactly(
         assert result.status == tb.CreateTransferStatus.CREATED
 
         # 10 transfers and the expiry of one hold.
-        await until(lambda: _count(service, 11), "every event of the workload")
+        await wait_until(lambda: _count(service, 11), WAIT_S)
         audit = await service.store.transfer_audit(expiring.id)
         assert [e.kind for e in audit][-1] is EventKind.EXPIRED
         events = await recorded(service)
@@ -145,9 +130,9 @@ async def test_the_supervised_job_feeds_the_store_exactly(
         # The job dies; the supervisor starts it again and it resumes where it left off.
         assert stream.job is not None and stream.job.pid is not None
         os.kill(stream.job.pid, signal.SIGKILL)
-        await until(lambda: stream.job is not None and stream.job.starts >= 2, "a restart")
+        await wait_until(lambda: stream.job is not None and stream.job.starts >= 2, WAIT_S)
         await service.create_transfer(request(book.alice, book.bob, 1))
-        await until(lambda: _count(service, 12), "the event after the restart")
+        await wait_until(lambda: _count(service, 12), WAIT_S)
     finally:
         await stream.stop()
 
@@ -161,7 +146,7 @@ async def test_the_supervised_job_feeds_the_store_exactly(
     await consumer.wait_connected(WAIT_S)
     replay.start()
     try:
-        await until(lambda: consumer.duplicates >= len(before), "the replay")
+        await wait_until(lambda: consumer.duplicates >= len(before), WAIT_S)
     finally:
         await replay.stop()
         await consumer.stop()

@@ -37,6 +37,7 @@ import aio_pika
 import aio_pika.abc
 
 from tbledger.cdc._message import ChangeEvent, decode
+from tbledger.cdc._twin import redact_url
 from tbledger.config import Settings
 from tbledger.errors import ChangeEventError, ConfigurationError, TbledgerError
 from tbledger.limits import CDC_BATCH_EVENTS_MAX, CDC_BATCH_WAIT_S, CDC_RETRY_S
@@ -79,16 +80,6 @@ def consumer_options_from(settings: Settings) -> ConsumerOptions:
         routing_key=settings.cdc_routing_key,
         declare_exchange=settings.cdc_declare_exchange or settings.cdc_supervise,
     )
-
-
-def _redacted(url: str) -> str:
-    """The broker URL without its password, for messages and logs."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, sep, credentials = head.partition("://")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{tail}"
 
 
 class ChangeConsumer:
@@ -150,7 +141,7 @@ class ChangeConsumer:
                 self._connected.clear()
                 _log.warning(
                     "change stream from %s: %s; connecting again in %.1f s",
-                    _redacted(self._options.url),
+                    redact_url(self._options.url),
                     exc,
                     self._options.retry_s,
                 )
