@@ -266,6 +266,9 @@ class Deliverer:
             )
         if not await flush():
             return 0.0
+        if len(events) >= self._options.batch_events_max:
+            # A full page: more may be waiting, so the next page is read at once.
+            return 0.0
         if end > endpoint.cursor:
             await self._store.advance_webhook_cursor(
                 endpoint.id, generation=endpoint.generation, seq=end, delivered=False
