@@ -12,6 +12,7 @@ from svix.webhooks import Webhook
 
 from tbledger.client import verify_webhook
 from tbledger.ids import new_id
+from tbledger.limits import WEBHOOK_BATCH_EVENTS_MAX
 from tbledger.model import AccountRecord, EventKind, NewAuditEvent, WebhookEndpoint
 from tbledger.store import Store
 from tbledger.webhooks.deliverer import Deliverer, DeliveryOptions
@@ -220,3 +221,17 @@ async def test_loopback_and_unlisted_hosts_are_refused_without_a_request(
 
         await deliver_until(store, logged, options)
     assert receiver.received == []
+
+
+async def test_a_full_page_is_followed_at_once(store: Store, receiver: Receiver) -> None:
+    # The poll interval is for an endpoint with nothing new; a backlog of several pages is
+    # delivered without waiting it between pages.
+    endpoint = await create_endpoint(store, url=receiver.url, owner_id=None, cursor=0)
+    alice, bob = await accounts(store)
+    await transfers(store, alice.id, bob.id, 2 * WEBHOOK_BATCH_EVENTS_MAX + 10)
+    latest = await store.latest_event_seq()
+    await deliver_until(
+        store, received(receiver, latest), replace(FAST, poll_s=30.0), timeout_s=20.0
+    )
+    assert [r.seq for r in receiver.received] == list(range(1, latest + 1))
+    assert (await reloaded(store, endpoint)).cursor == latest
