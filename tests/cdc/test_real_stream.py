@@ -13,9 +13,14 @@ Skipped, with the reason, without ``TIGERBEETLE_BIN`` or a broker.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import os
+import random
 import signal
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,11 +29,20 @@ import pytest
 import sqlalchemy as sa
 import tigerbeetle as tb
 
-from tbledger.cdc import AmqpJob, ChangeConsumer, ChangeStream, ConsumerOptions, job_options_from
+from tbledger.cdc import (
+    AmqpJob,
+    AmqpJobOptions,
+    ChangeConsumer,
+    ChangeStream,
+    ConsumerOptions,
+    job_options_from,
+)
 from tbledger.config import Settings
 from tbledger.model import EventKind
 from tbledger.service import LedgerService
+from tbledger.store import Store
 from tbledger.store.tables import change_events
+from tests.cdc.test_consumer_crash import SRC, counts
 from tests.service.helpers import request, wait_until
 from tests.support.book import open_service_book
 from tests.support.broker import BROKER_URL, Names, broker_reason, throwaway_names
@@ -164,3 +178,121 @@ async def _count(service: LedgerService, expected: int) -> bool:
     count = len(await recorded(service))
     assert count <= expected, f"{count} events recorded, expected {expected}"
     return count == expected
+
+
+KILLS = 5
+WRITES = 3_000
+
+
+async def test_a_consumer_killed_mid_stream_loses_nothing(
+    replica: RealServer, names: Names, tmp_path: Path
+) -> None:
+    """`tbledger cdc run` SIGKILLed again and again while the official client writes to the
+    cluster and `tigerbeetle amqp` publishes: every transfer ends up recorded exactly once."""
+    # A replica of its own: the stream then holds this test's transfers and nothing else.
+    with start_replica(os.environ["TIGERBEETLE_BIN"], cluster_id=1) as server:
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        store = await Store.connect(url, migrate=True)
+        job = AmqpJob(
+            AmqpJobOptions(
+                binary=os.environ["TIGERBEETLE_BIN"],
+                addresses=server.addresses,
+                cluster_id=server.cluster_id,
+                url=BROKER_URL,
+                exchange=names.exchange,
+                idle_interval_ms=50,
+            )
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "TBLEDGER_CDC_URL": BROKER_URL,
+            "TBLEDGER_CDC_EXCHANGE": names.exchange,
+            "TBLEDGER_CDC_QUEUE": names.queue,
+            "TBLEDGER_CDC_DECLARE_EXCHANGE": "1",
+            "TBLEDGER_ENGINE_URL": f"tigerbeetle://{server.addresses}?cluster_id=1",
+        }
+        argv = [sys.executable, "-m", "tbledger", "cdc", "run", "--database-url", url]
+
+        async def consumer() -> asyncio.subprocess.Process:
+            return await asyncio.create_subprocess_exec(
+                *argv, env=env, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+
+        raw = tb.ClientAsync(cluster_id=1, replica_addresses=server.addresses)
+        accounts = [tb.Account(id=tb.id(), ledger=1, code=1) for _ in range(10)]
+        assert all(
+            r.status == tb.CreateAccountStatus.CREATED for r in await raw.create_accounts(accounts)
+        )
+
+        async def write() -> None:
+            # Batches of 20, spread over a few seconds, so the kills land mid-stream.
+            for start in range(0, WRITES, 20):
+                batch = [
+                    tb.Transfer(
+                        id=tb.id(),
+                        debit_account_id=accounts[i % 10].id,
+                        credit_account_id=accounts[(i + 1) % 10].id,
+                        amount=1,
+                        ledger=1,
+                        code=1,
+                    )
+                    for i in range(start, start + 20)
+                ]
+                results = await raw.create_transfers(batch)
+                assert all(r.status == tb.CreateTransferStatus.CREATED for r in results)
+                await asyncio.sleep(0.03)
+
+        # The consumer binds its queue before the job publishes anything.
+        process = await consumer()
+        await wait_until(lambda: _queue_exists(names.queue), WAIT_S)
+        job.start()
+        writer = asyncio.create_task(write())
+        rng = random.Random(5)
+        kills: list[int] = []
+        try:
+            for _ in range(KILLS):
+                before = (await counts(store))[0]
+                await wait_until(functools.partial(_more, store, before), WAIT_S)
+                await asyncio.sleep(rng.uniform(0.0, 0.3))
+                process.send_signal(signal.SIGKILL)
+                await process.wait()
+                kills.append((await counts(store))[0])
+                process = await consumer()
+            await writer
+            deadline = time.monotonic() + 120
+            while (await counts(store))[0] < WRITES and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            writer.cancel()
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+            await job.stop()
+            await raw.close()
+        recorded, audits, distinct = await counts(store)
+        await store.close()
+    print(
+        f"\ncdc real kill: {KILLS} kills of the consumer (recorded at each: {kills}); {WRITES} "
+        f"transfers written, {recorded} recorded, {WRITES - recorded} lost, "
+        f"{audits - distinct} recorded twice"
+    )
+    assert kills[-1] < WRITES, "the stream drained before the last kill"
+    assert (recorded, audits, distinct) == (WRITES, WRITES, WRITES)
+
+
+async def _queue_exists(queue: str) -> bool:
+    connection = await aio_pika.connect(BROKER_URL)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, passive=True)
+    except aio_pika.exceptions.ChannelClosed:
+        return False
+    finally:
+        await connection.close()
+    return True
+
+
+async def _more(store: Store, than: int) -> bool:
+    return (await counts(store))[0] > than
