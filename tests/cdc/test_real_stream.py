@@ -181,7 +181,8 @@ async def _count(service: LedgerService, expected: int) -> bool:
 
 
 KILLS = 5
-WRITES = 3_000
+WRITES = 4_000
+WRITE_BATCH = 10
 
 
 async def test_a_consumer_killed_mid_stream_loses_nothing(
@@ -215,10 +216,8 @@ async def test_a_consumer_killed_mid_stream_loses_nothing(
         argv = [sys.executable, "-m", "tbledger", "cdc", "run", "--database-url", url]
 
         async def consumer() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(
-                *argv, env=env, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
+            with open(tmp_path / "consumer.log", "ab") as log:
+                return await asyncio.create_subprocess_exec(*argv, env=env, stdout=log, stderr=log)
 
         raw = tb.ClientAsync(cluster_id=1, replica_addresses=server.addresses)
         accounts = [tb.Account(id=tb.id(), ledger=1, code=1) for _ in range(10)]
@@ -227,8 +226,8 @@ async def test_a_consumer_killed_mid_stream_loses_nothing(
         )
 
         async def write() -> None:
-            # Batches of 20, spread over a few seconds, so the kills land mid-stream.
-            for start in range(0, WRITES, 20):
+            # Small batches spread over about 20 s, so that every kill lands mid-stream.
+            for start in range(0, WRITES, WRITE_BATCH):
                 batch = [
                     tb.Transfer(
                         id=tb.id(),
@@ -238,11 +237,11 @@ async def test_a_consumer_killed_mid_stream_loses_nothing(
                         ledger=1,
                         code=1,
                     )
-                    for i in range(start, start + 20)
+                    for i in range(start, start + WRITE_BATCH)
                 ]
                 results = await raw.create_transfers(batch)
                 assert all(r.status == tb.CreateTransferStatus.CREATED for r in results)
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(0.05)
 
         # The consumer binds its queue before the job publishes anything.
         process = await consumer()
@@ -256,6 +255,7 @@ async def test_a_consumer_killed_mid_stream_loses_nothing(
                 before = (await counts(store))[0]
                 await wait_until(functools.partial(_more, store, before), WAIT_S)
                 await asyncio.sleep(rng.uniform(0.0, 0.3))
+                assert not writer.done(), "the writes ended before the kill: spread them longer"
                 process.send_signal(signal.SIGKILL)
                 await process.wait()
                 kills.append((await counts(store))[0])
