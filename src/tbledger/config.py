@@ -168,7 +168,8 @@ class Settings(BaseSettings):
         default="tigerbeetle.cdc",
         min_length=1,
         max_length=255,
-        description="the exchange `tigerbeetle amqp --publish-exchange` publishes to",
+        description="the exchange `tigerbeetle amqp --publish-exchange` (or the embedded "
+        "engine, with `cdc_publish_url`) publishes to",
     )
     cdc_routing_key: str = Field(
         default="",
@@ -205,12 +206,6 @@ class Settings(BaseSettings):
             "AMQP URL to publish the embedded engine's change stream to (`tbledger serve`); "
             "unset: not published. A real cluster publishes with `tigerbeetle amqp`"
         ),
-    )
-    cdc_publish_exchange: str = Field(
-        default="tigerbeetle.cdc",
-        min_length=1,
-        max_length=255,
-        description="the exchange the change stream is published to (it must exist)",
     )
     cdc_publish_idle_interval_s: float = Field(
         default=CDC_PUBLISH_IDLE_INTERVAL_S,

@@ -30,7 +30,7 @@ async def test_serve_publishes_the_embedded_engines_change_stream(tmp_path: Path
             engine=engine,
             store=store,
             cdc_publish_url=AMQP_URL,
-            cdc_publish_exchange=s.exchange,
+            cdc_exchange=s.exchange,
             cdc_publish_idle_interval_s=0.05,
         )
         try:

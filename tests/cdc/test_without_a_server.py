@@ -50,7 +50,6 @@ async def test_one_process_publishes_and_consumes_the_twins_stream(
         engine=engine,
         store=store,
         cdc_publish_url=BROKER_URL,
-        cdc_publish_exchange=names.exchange,
         cdc_publish_idle_interval_s=0.05,
         cdc_url=BROKER_URL,
         cdc_exchange=names.exchange,

@@ -187,7 +187,8 @@ async def _start_change_stream(svc: LedgerService) -> TwinPublisher | None:
     publisher = TwinPublisher(
         replica,
         url=settings.cdc_publish_url,
-        exchange=settings.cdc_publish_exchange,
+        exchange=settings.cdc_exchange,
+        routing_key=settings.cdc_routing_key,
         idle_interval_s=settings.cdc_publish_idle_interval_s,
     )
     await publisher.start()
