@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -19,17 +18,14 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractQueue
 
-AMQP_URL = os.environ.get("TBLEDGER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+from tests.support.broker import BROKER_URL, broker_reason
+
+AMQP_URL = BROKER_URL
 
 
 async def amqp_reason() -> str | None:
     """None when the broker answers, else why the change stream tests skip."""
-    try:
-        connection = await asyncio.wait_for(aio_pika.connect(AMQP_URL), 5)
-    except Exception as exc:
-        return f"no RabbitMQ at {AMQP_URL.split('@')[-1]}: {type(exc).__name__}"
-    await connection.close()
-    return None
+    return await asyncio.to_thread(broker_reason, AMQP_URL)
 
 
 @dataclass

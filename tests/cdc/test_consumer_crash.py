@@ -22,44 +22,14 @@ import aio_pika
 import pytest
 import sqlalchemy as sa
 
-from tbledger.cdc import ChangeAccount, ChangeEvent, ChangeEventType, ChangeTransfer
 from tbledger.store import Store
 from tbledger.store.tables import audit_events, change_events
+from tbledger.tools.bench.events import synthetic_event
 from tests.support.broker import BROKER_URL, broker_reason, publish, throwaway_names
 
 EVENTS = 20_000
 KILLS = 10
 SRC = Path(__file__).resolve().parents[2] / "src"
-T0 = 1_800_000_000_000_000_000
-
-
-def synthetic(i: int) -> ChangeEvent:
-    def account(account_id: int) -> ChangeAccount:
-        return ChangeAccount(
-            id=account_id, debits_pending=0, debits_posted=i, credits_pending=0,
-            credits_posted=i, user_data_128=0, user_data_64=0, user_data_32=0, code=1, flags=0,
-            timestamp=T0 - account_id,
-        )  # fmt: skip
-
-    return ChangeEvent(
-        timestamp=T0 + i,
-        type=ChangeEventType.SINGLE_PHASE,
-        ledger=1,
-        transfer=ChangeTransfer(
-            id=(1 << 100) + i,
-            amount=1 + i % 97,
-            pending_id=0,
-            user_data_128=0,
-            user_data_64=0,
-            user_data_32=0,
-            timeout=0,
-            code=1,
-            flags=0,
-            timestamp=T0 + i,
-        ),
-        debit_account=account(1 + i % 50),
-        credit_account=account(100 + i % 50),
-    )
 
 
 async def counts(store: Store) -> tuple[int, int, int]:
@@ -89,7 +59,7 @@ async def test_sigkill_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> N
         queue = await channel.declare_queue(names.queue, durable=True)
         await queue.bind(names.exchange, routing_key="")
         await connection.close()
-        events = [synthetic(i) for i in range(EVENTS)]
+        events = [synthetic_event(i) for i in range(EVENTS)]
         chunk = 1_000
         await asyncio.gather(
             *(publish(names.exchange, events[i : i + chunk]) for i in range(0, EVENTS, chunk))

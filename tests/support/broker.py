@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import aio_pika
 
-from tbledger.cdc import ChangeEvent, encode_body, headers, properties
+from tbledger.cdc import ChangeEvent, amqp_message
 
 BROKER_URL = os.environ.get("TBLEDGER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 _CONNECT_TIMEOUT_S = 5.0
@@ -35,7 +35,7 @@ def broker_reason(url: str = BROKER_URL) -> str | None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pool.submit(asyncio.run, probe()).result()
     except Exception as exc:  # any failure to connect is a reason to skip
-        return f"no RabbitMQ at {url.rsplit('@', maxsplit=1)[-1]}: {exc!r}"
+        return f"no RabbitMQ at {url.rsplit('@', maxsplit=1)[-1]}: {type(exc).__name__}"
     return None
 
 
@@ -86,16 +86,7 @@ async def publish(
         channel = await connection.channel(publisher_confirms=True)
         target = await channel.get_exchange(exchange)
         for event in events:
-            p = properties(event)
-            message = aio_pika.Message(
-                body=encode_body(event),
-                headers=headers(event),
-                content_type=p["content_type"],
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                app_id=p["app_id"],
-                timestamp=p["timestamp_s"],
-            )
-            await target.publish(message, routing_key="")
+            await target.publish(amqp_message(event), routing_key="")
             count += 1
         for body in bodies:
             await target.publish(aio_pika.Message(body=body), routing_key="")

@@ -12,6 +12,7 @@ of a process.
 
 from __future__ import annotations
 
+from tbledger.cdc._amqp import amqp_message, redact_url
 from tbledger.cdc._consumer import ChangeConsumer, ConsumerOptions, consumer_options_from
 from tbledger.cdc._message import (
     ChangeAccount,
@@ -48,6 +49,7 @@ __all__ = [
     "ConsumerOptions",
     "TwinPublisher",
     "amqp_job_arguments",
+    "amqp_message",
     "change_event",
     "consumer_options_from",
     "declare_exchange",
@@ -56,4 +58,5 @@ __all__ = [
     "headers",
     "job_options_from",
     "properties",
+    "redact_url",
 ]

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import aio_pika
 import aio_pika.abc
 
+from tbledger.cdc._amqp import redact_url
 from tbledger.cdc._message import ChangeEvent, decode
-from tbledger.cdc._twin import redact_url
 from tbledger.config import Settings
 from tbledger.errors import ChangeEventError, ConfigurationError, TbledgerError
 from tbledger.limits import CDC_BATCH_EVENTS_MAX, CDC_BATCH_WAIT_S, CDC_RETRY_S

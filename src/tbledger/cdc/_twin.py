@@ -29,21 +29,17 @@ import contextlib
 import logging
 from types import TracebackType
 from typing import Any, Final, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
+from tbledger.cdc._amqp import amqp_message, redact_url
 from tbledger.cdc._message import (
-    APP_ID,
-    CONTENT_TYPE,
     ChangeAccount,
     ChangeEvent,
     ChangeEventType,
     ChangeTransfer,
-    encode_body,
-    headers,
 )
 from tbledger.embedded import ChangeRecord, Replica
 from tbledger.errors import ChangePublishError, ConfigurationError
@@ -60,7 +56,6 @@ __all__ = [
     "change_event",
     "locker_queue",
     "progress_queue",
-    "redact_url",
 ]
 
 log = logging.getLogger("tbledger.cdc")
@@ -108,18 +103,6 @@ _PROGRESS_ARGUMENTS: Final[dict[str, str | bool | int]] = {
 }
 
 
-def redact_url(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def change_event(record: ChangeRecord) -> ChangeEvent:
     """The engine's change record as the change stream's `ChangeEvent`."""
     return ChangeEvent(
@@ -164,18 +147,6 @@ def change_event(record: ChangeRecord) -> ChangeEvent:
             flags=record.credit_account_flags,
             timestamp=record.credit_account_timestamp,
         ),
-    )
-
-
-def _message(event: ChangeEvent) -> aio_pika.Message:
-    return aio_pika.Message(
-        encode_body(event),
-        headers=dict(headers(event)),
-        content_type=CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        app_id=APP_ID,
-        # AMQP timestamps are whole seconds; the body carries the nanoseconds.
-        timestamp=event.timestamp // _NS_PER_S,
     )
 
 
@@ -382,7 +353,7 @@ class TwinPublisher:
             # Publish the whole batch, then wait for every confirm (as TigerBeetle does).
             await asyncio.gather(
                 *(
-                    exchange.publish(_message(e), routing_key=self._routing_key, mandatory=True)
+                    exchange.publish(amqp_message(e), routing_key=self._routing_key, mandatory=True)
                     for e in events
                 )
             )

@@ -958,6 +958,9 @@ class StateMachine:
     def _insert_transfer(self, t: _Transfer, dr: _Account, cr: _Account) -> None:
         self.transfers[t.id] = t
         self.transfers_ordered.append(t)
+        # The entry's layout is `_CHANGE_WIDTH`'s, as `pulse` writes it too; spelled out here
+        # rather than built by a shared function, which cost about 3% of create_transfers
+        # (measured, paired runs).
         change = (
             t.timestamp,
             t.id,

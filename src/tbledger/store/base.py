@@ -1285,23 +1285,6 @@ class Store:
             return []
         # An event twice in one batch (the broker redelivering it meanwhile) is one event.
         records = list({(r.timestamp, r.type): r for r in records}.values())
-        rows = [
-            {
-                "timestamp": r.timestamp,
-                "type": r.type,
-                "ledger": r.ledger,
-                "transfer_id": r.transfer_id,
-                "pending_id": r.pending_id,
-                "amount": r.amount,
-                "debit_account_id": r.debit_account_id,
-                "credit_account_id": r.credit_account_id,
-                "code": r.code,
-                "flags": r.flags,
-                "transfer_timestamp": r.transfer_timestamp,
-                "is_foreign": r.foreign,
-            }
-            for r in records
-        ]
         c = change_events.c
         known = sa.select(c.timestamp, c.type).where(
             c.timestamp.in_(list({r.timestamp for r in records}))
@@ -1312,17 +1295,28 @@ class Store:
             await self._backend.lock_audit(conn)
             recorded = {(int(t), str(k)) for t, k in (await conn.execute(known)).all()}
             fresh = [r for r in records if (r.timestamp, r.type) not in recorded]
-            if fresh:
-                await conn.execute(
-                    change_events.insert(),
-                    [
-                        row
-                        for row, r in zip(rows, records, strict=True)
-                        if (r.timestamp, r.type) not in recorded
-                    ],
-                )
             if not fresh:
                 return []
+            await conn.execute(
+                change_events.insert(),
+                [
+                    {
+                        "timestamp": r.timestamp,
+                        "type": r.type,
+                        "ledger": r.ledger,
+                        "transfer_id": r.transfer_id,
+                        "pending_id": r.pending_id,
+                        "amount": r.amount,
+                        "debit_account_id": r.debit_account_id,
+                        "credit_account_id": r.credit_account_id,
+                        "code": r.code,
+                        "flags": r.flags,
+                        "transfer_timestamp": r.transfer_timestamp,
+                        "is_foreign": r.foreign,
+                    }
+                    for r in fresh
+                ],
+            )
             balances = [
                 {
                     "account_id": b.account_id,

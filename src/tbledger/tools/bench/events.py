@@ -30,8 +30,7 @@ from tbledger.cdc import (
     ChangeEventType,
     ChangeTransfer,
     ConsumerOptions,
-    encode_body,
-    headers,
+    amqp_message,
 )
 from tbledger.embedded import ClientAsync
 from tbledger.limits import CDC_BATCH_EVENTS_MAX
@@ -44,7 +43,7 @@ from tbledger.webhooks.deliverer import Deliverer, DeliveryOptions
 from tbledger.webhooks.manage import create_endpoint
 from tbledger.webhooks.policy import payload
 
-__all__ = ["run_events"]
+__all__ = ["run_events", "synthetic_event"]
 
 AMQP_URL = os.environ.get("TBLEDGER_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 _T0 = 1_800_000_000_000_000_000
@@ -137,7 +136,10 @@ async def _webhooks(ctx: Context, section: Section, kind: str, count: int) -> No
     figure.runs.append(count / delivered_s)
 
 
-def _event(i: int) -> ChangeEvent:
+def synthetic_event(i: int) -> ChangeEvent:
+    """The `i`-th of a stream of single-phase change events between 128 accounts, for
+    transfers no tbledger intent asked for (to the store, all foreign transfers)."""
+
     def account(account_id: int) -> ChangeAccount:
         return ChangeAccount(
             id=account_id, debits_pending=0, debits_posted=i, credits_pending=0,
@@ -168,15 +170,7 @@ async def _publish(exchange: str, count: int) -> None:
         for first in range(0, count, chunk):
             await asyncio.gather(
                 *(
-                    target.publish(
-                        aio_pika.Message(
-                            body=encode_body(event := _event(i)),
-                            headers=dict(headers(event)),
-                            content_type="application/json",
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key="",
-                    )
+                    target.publish(amqp_message(synthetic_event(i)), routing_key="")
                     for i in range(first, min(first + chunk, count))
                 )
             )
