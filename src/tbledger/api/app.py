@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from tbledger.api.console.routes import install_console
 from tbledger.api.context import ApiContext
+from tbledger.api.direct import DirectRoutes
 from tbledger.api.docs import install_docs
 from tbledger.api.errors import ERROR_RESPONSES, install_error_handlers
 from tbledger.api.guard import GuardMiddleware
@@ -164,6 +165,8 @@ def create_app(
     install_error_handlers(app)
     for module in (ops, accounts, transfers, flows, prices, history, webhooks):
         app.include_router(module.router)
+    # Innermost: the hottest writes, answered without the framework's per-request work.
+    app.add_middleware(DirectRoutes, routes=transfers.DIRECT_ROUTES)
     app.add_middleware(BodyLimitMiddleware, bytes_max=body_bytes_max)
     # The key is checked (and rate limited) from the headers before anything reads the body.
     app.add_middleware(GuardMiddleware, body_idle_timeout_s=body_idle_timeout_s)

@@ -33,6 +33,7 @@ from tbledger.prices import Prices
 from tbledger.service import CONTROL_TRANSFER_CODE, LedgerService
 
 __all__ = [
+    "IDEMPOTENCY_KEY_PATTERN",
     "Admin",
     "ApiContext",
     "Caller",
@@ -46,6 +47,9 @@ __all__ = [
 # go through the API and evict the entry (another process's freeze shows within the engine's
 # own refusal, which is what enforces it).
 _ACCOUNT_CACHE_MAX = 100_000
+
+# Printable ASCII, no spaces, at most 200 characters.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 
 
 @dataclass
@@ -182,7 +186,7 @@ async def idempotency_key(
         str | None,
         Header(
             alias="Idempotency-Key",
-            pattern=r"^[\x21-\x7e]{1,200}$",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description="retry a write safely: the same key replays the first outcome",
         ),
     ] = None,

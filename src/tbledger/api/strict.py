@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -34,7 +34,7 @@ from tbledger.api.guard import PRINCIPAL
 from tbledger.api.keys import Principal
 from tbledger.limits import HTTP_JSON_INT_DIGITS_MAX, HTTP_METADATA_BYTES_PER_REQUEST_MAX
 
-__all__ = ["BodyLimitMiddleware", "StrictJsonRoute", "strict_loads"]
+__all__ = ["BodyLimitMiddleware", "StrictJsonRoute", "checked_document", "strict_loads"]
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -118,6 +118,33 @@ def strict_loads(body: bytes) -> Any:
     return document
 
 
+def checked_document(
+    scope: MutableMapping[str, Any], query: Iterable[tuple[str, str]], body: bytes
+) -> Any:
+    """The checks every JSON route makes before validation, in order: no NUL in the query
+    (422), a JSON content type when there is a body (415), strict JSON (400), the request's
+    metadata in all (413), and the events it carries charged to the key (429). Returns the
+    parsed document, or None for an empty body."""
+    if any("\x00" in k or "\x00" in v for k, v in query):
+        raise ApiError(422, "invalid_input", "text must not contain NUL (U+0000)")
+    if not body:
+        return None
+    content_type = ""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+            break
+    if not content_type.split(";")[0].strip().lower().endswith("json"):
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    document = strict_loads(body)
+    if b'"metadata"' in body:
+        _check_metadata_total(document)
+    principal = scope.get(PRINCIPAL)
+    if isinstance(principal, Principal):
+        _charge_events(scope["app"].state.ctx, principal, document)
+    return document
+
+
 class StrictJsonRoute(APIRoute):
     """A route whose JSON body is parsed by `strict_loads` before FastAPI validates it."""
 
@@ -125,20 +152,11 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict_handler(request: Request) -> Response:
-            if any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
-                raise ApiError(422, "invalid_input", "text must not contain NUL (U+0000)")
             body = await request.body()
-            if body:
-                content_type = request.headers.get("content-type", "")
-                if not content_type.split(";")[0].strip().lower().endswith("json"):
-                    raise ApiError(415, "unsupported_media_type", "send application/json")
+            document = checked_document(request.scope, request.query_params.multi_items(), body)
+            if document is not None:
                 # Starlette's request.json() returns this cached document.
-                request._json = document = strict_loads(body)
-                if b'"metadata"' in body:
-                    _check_metadata_total(document)
-                principal = request.scope.get(PRINCIPAL)
-                if isinstance(principal, Principal):
-                    _charge_events(request, principal, document)
+                request._json = document
             return await handler(request)
 
         return strict_handler
@@ -153,8 +171,7 @@ def _events_of(document: Any) -> int:
     return 1
 
 
-def _charge_events(request: Request, principal: Principal, document: Any) -> None:
-    ctx = request.app.state.ctx
+def _charge_events(ctx: Any, principal: Principal, document: Any) -> None:
     wait_s = ctx.limiter.acquire_events(principal, _events_of(document))
     if wait_s:
         ctx.metrics.rate_limited.inc()
