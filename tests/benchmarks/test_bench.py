@@ -81,7 +81,13 @@ def test_results_have_every_section_figure_and_ratio(quick_run: tuple[Path, floa
         assert section["status"] in {"ok", "skipped"}, (name, section.get("reason"))
         for figure in section["figures"]:
             assert set(figure) >= FIGURE_KEYS, figure
-            assert figure["unit"] in {"transfers/s", "requests/s", "events/s"}
+            assert figure["unit"] in {
+                "transfers/s",
+                "requests/s",
+                "events/s",
+                "us/request",
+                "us/transfer",
+            }
             if figure.get("skipped"):
                 assert figure["value"] is None
             else:
@@ -94,6 +100,7 @@ def test_results_have_every_section_figure_and_ratio(quick_run: tuple[Path, floa
     product = {t["key"] for t in results["targets"] if not t["key"].startswith("service.")}
     assert product == {
         "http_single",
+        "http_cpu",
         "http_batch",
         "tb_vs_pg_uniform",
         "tb_vs_pg_hot",
@@ -102,9 +109,9 @@ def test_results_have_every_section_figure_and_ratio(quick_run: tuple[Path, floa
     # The service's ratio targets, for each engine the service section measures.
     service = {t["key"]: t["target"] for t in results["targets"] if t["key"].startswith("service.")}
     for kind in ("twin_memory", "twin_durable", "real"):
-        assert service[f"service.{kind}.service_batch/raw_batch"] == 0.95
+        assert service[f"service.{kind}.service_batch/raw_batch"] == 0.9
         assert service[f"service.{kind}.service_batch_pg/raw_batch"] == 0.6
-        assert service[f"service.{kind}.service_concurrent/raw_concurrent"] == 2.5
+        assert service[f"service.{kind}.service_concurrent_pg/raw_concurrent"] == 2.0
 
 
 def test_figures_that_need_no_server_are_measured(quick_run: tuple[Path, float, str]) -> None:
@@ -136,12 +143,21 @@ def test_figures_that_need_no_server_are_measured(quick_run: tuple[Path, float, 
     assert "aiohttp" in sections["http"]["settings"]["load_client"]
     batch = figure("http", "batch.1000")
     assert batch["baseline"] == "library.batch.1000" and batch["ratio"] > 0
+    # The default service and the minimal FastAPI handler, with server CPU per request for
+    # every HTTP figure, and the CPU ratio the target reads.
+    for key in ("single.default", "minimal"):
+        assert figure("http", key)["value"] > 0
+    for key in ("single.p1", "single.default", "minimal", "batch.1000"):
+        assert figure("http", f"cpu.{key}")["value"] > 0
+    http_ratios = {r["key"]: r for r in sections["http"]["ratios"]}
+    assert http_ratios["cpu.minimal/cpu.single.default"]["target"] == 0.5
+    assert http_ratios["cpu.minimal/cpu.single.default"]["value"] > 0
     baseline = sections["baseline"]
     if baseline["status"] == "ok":
         ratios = {r["key"]: r for r in baseline["ratios"]}
         for mode in ("uniform", "hot"):
             assert ratios[f"concurrent.{mode}"]["value"] > 0
-            assert ratios[f"concurrent.{mode}"]["target"] == 20.0
+            assert ratios[f"concurrent.{mode}"]["target"] == (10.0 if mode == "uniform" else 20.0)
             assert ratios[f"batch.{mode}"]["value"] > 0
     else:
         assert "PostgreSQL" in baseline["reason"]

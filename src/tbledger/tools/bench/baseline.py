@@ -248,7 +248,7 @@ async def run_baseline(ctx: Context) -> Section:
             f"TigerBeetle path (coalescer) / PostgreSQL-only, {mode}, same concurrency",
             f"tigerbeetle.concurrent.{mode}",
             f"postgresql.{mode}",
-            target=20.0,
+            target=10.0 if mode == "uniform" else 20.0,
         )
         section.ratio(
             f"batch.{mode}",

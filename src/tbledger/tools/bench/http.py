@@ -143,9 +143,16 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    ctx: Context, database_url: str, schema: str | None, *, profile: str | None = None
+    ctx: Context,
+    database_url: str,
+    schema: str | None,
+    *,
+    profile: str | None = None,
+    engine_url: str | None = None,
+    module: str = "tbledger.tools.bench.server",
 ) -> Iterator[Server]:
-    """Start the server process, wait until it answers, stop it at the end."""
+    """Start the server process (`module`: the service's, or the minimal baseline's), wait
+    until it answers, stop it at the end."""
     port = _free_port()
     tag = f"{random.getrandbits(32):08x}"
     setup = Path(ctx.folder) / f"http-setup-{tag}.json"
@@ -153,7 +160,7 @@ def serve(
     command = [
         sys.executable,
         "-m",
-        "tbledger.tools.bench.server",
+        module,
         "--port",
         str(port),
         "--database-url",
@@ -169,6 +176,8 @@ def serve(
         command += ["--schema", schema]
     if profile is not None:
         command += ["--profile", profile]
+    if engine_url is not None:
+        command += ["--engine-url", engine_url]
     with open(log, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
@@ -236,6 +245,11 @@ class LoadResult:
             "seconds": self.seconds,
             "latency_ms": self.latencies_ms,
             "server_cpu_cores": self.server_cpu,
+            "server_cpu_us_per_request": (
+                self.server_cpu / self.requests_per_s * 1e6
+                if self.server_cpu is not None and self.requests_per_s
+                else None
+            ),
             "server_waiting_for_cpu": self.server_waiting,
             "events_per_engine_request": self.events_per_engine_request,
             "client_cpu_cores": self.client_cpu,
@@ -582,18 +596,34 @@ async def _section(
             postgres=ctx.postgres,
             purpose="http_library",
         ) as service:
-            with serve(ctx, database_url, schema) as server:
-                await _measure(ctx, section, server, pool, bench, service, rng)
+            default_url = f"embedded:///{Path(ctx.folder) / 'http-default.tbj'}"
+            default_db = f"sqlite:///{Path(ctx.folder) / 'http-default.db'}"
+            with (
+                serve(ctx, database_url, schema) as server,
+                serve(ctx, default_db, None, engine_url=default_url) as default,
+                serve(ctx, "", None, module="tbledger.tools.bench.minimal") as minimal,
+            ):
+                others = {"default": default, "minimal": minimal}
+                await _measure(ctx, section, server, others, pool, bench, service, rng)
         await bench.verify()
     if plan.http_profile_seconds > 0:
         ctx.steps("http: profiling the server")
         await _profile(ctx, section, pool, rng, store_kind)
 
 
+# The other servers measured in the same rounds: the default service (`tbledger serve`: the
+# durable twin and SQLite) and the minimal FastAPI handler, the baseline of CPU per request.
+_OTHERS = {
+    "default": "POST /v1/transfers, default service (durable twin + SQLite)",
+    "minimal": "minimal FastAPI handler (pydantic body, one header dependency)",
+}
+
+
 async def _measure(
     ctx: Context,
     section: Section,
     server: Server,
+    others: dict[str, Server],
     pool: ClientPool,
     bench: Workbench,
     service: Any,
@@ -623,6 +653,22 @@ async def _measure(
         )
         for procs in plan.http_client_processes
     }
+    other = {
+        name: section.figure(
+            "single.default" if name == "default" else name,
+            f"{label}, {k} connections over 1 client process",
+            "requests/s",
+            connections=k,
+            client_processes=1,
+        )
+        for name, label in _OTHERS.items()
+    }
+    cpu_of = {
+        figure.key: section.figure(
+            f"cpu.{figure.key}", f"server CPU per request: {figure.label}", "us/request"
+        )
+        for figure in [*single.values(), *other.values()]
+    }
     batch = {
         (size, streams): section.figure(
             f"batch.{size}" + (f".streams{streams}" if streams > 1 else ""),
@@ -634,6 +680,15 @@ async def _measure(
         for size in plan.http_batch_sizes
         for streams in plan.http_batch_streams
     }
+    cpu_of.update(
+        (
+            figure.key,
+            section.figure(
+                f"cpu.{figure.key}", f"server CPU per transfer: {figure.label}", "us/transfer"
+            ),
+        )
+        for figure in batch.values()
+    )
     # Warm-up: the library path and one batch (every closed loop has a warm-up of its own).
     ctx.steps("http: warm-up")
     await bench.service_concurrent(service, max(k, plan.http_library_concurrent // 10), k)
@@ -665,9 +720,24 @@ async def _measure(
                 raise BenchmarkError(
                     f"single transfers: {load.errors} errors, {load.ok} ok: {load.error_sample}"
                 )
-            figure.runs.append(load.requests_per_s)
-            figure.extra.setdefault("runs", []).append(load.as_json())
-            figure.extra["bottleneck"] = load.bottleneck
+            _record(figure, cpu_of[figure.key], load)
+        for name, figure in other.items():
+            ctx.steps(f"http: {name}, {step}")
+            load = await asyncio.to_thread(
+                closed_loop,
+                others[name],
+                pool,
+                rng,
+                processes=1,
+                connections=k,
+                warmup_s=plan.http_warmup_seconds,
+                seconds=plan.http_seconds,
+            )
+            if load.errors or load.ok == 0:
+                raise BenchmarkError(
+                    f"{name}: {load.errors} errors, {load.ok} ok: {load.error_sample}"
+                )
+            _record(figure, cpu_of[figure.key], load)
         for (size, streams), figure in batch.items():
             ctx.steps(f"http: batches of {size}, {streams} connection(s), {step}")
             rate, sent, cpu, client_cpu = await batch_run(
@@ -679,6 +749,7 @@ async def _measure(
             figure.extra.setdefault("client_cpu_cores", []).append(client_cpu)
             if cpu is not None:
                 figure.extra.setdefault("server_cpu_us_per_transfer", []).append(cpu / rate * 1e6)
+                cpu_of[figure.key].runs.append(cpu / rate * 1e6)
     for size in plan.http_latency_connections:
         procs = max(plan.http_client_processes)
         ctx.steps(f"http: latency at {size} connections")
@@ -702,6 +773,14 @@ async def _measure(
         figure.runs.append(load.requests_per_s)
         figure.extra.update(load.as_json())
         figure.extra["bottleneck"] = load.bottleneck
+
+
+def _record(figure: Figure, cpu: Figure, load: LoadResult) -> None:
+    figure.runs.append(load.requests_per_s)
+    figure.extra.setdefault("runs", []).append(load.as_json())
+    figure.extra["bottleneck"] = load.bottleneck
+    if load.server_cpu is not None and load.requests_per_s:
+        cpu.runs.append(load.server_cpu / load.requests_per_s * 1e6)
 
 
 def _cpu_per_transfer(figure: Figure, done: Run) -> None:
@@ -762,7 +841,26 @@ def _ratios_and_notes(ctx: Context, section: Section) -> None:
                 f"create_transfers {size}/call",
                 key,
                 f"library.batch.{size}",
+                target=0.9,
             )
+    # CPU per request as a ratio that grows with speed: the minimal handler's over ours. 0.5
+    # or more: tbledger spends at most twice the minimal handler's CPU per request.
+    for key, what in (("single.default", "default service"), ("single.p1", "twin in memory")):
+        section.ratio(
+            f"cpu.minimal/cpu.{key}",
+            f"server CPU per request, minimal FastAPI handler / tbledger ({what}); "
+            ">= 0.5: at most 2x",
+            "cpu.minimal",
+            f"cpu.{key}",
+            target=0.5 if key == "single.default" else None,
+            attach=False,
+        )
+    section.ratio(
+        "single.default/minimal",
+        "HTTP single transfers, default service / minimal FastAPI handler (requests/s)",
+        "single.default",
+        "minimal",
+    )
     best = best_single(section)
     if best is not None:
         runs = best.extra.get("runs", [])

@@ -1,10 +1,11 @@
-"""The HTTP section's server process: the API over the twin in memory, served by uvicorn.
+"""The HTTP section's server process: the API over the twin, served by uvicorn.
 
 Run as ``python -m tbledger.tools.bench.server --port P --database-url URL [--schema S]
---accounts N --setup FILE``: connects a `LedgerService` (the twin in memory, the audit trail in
-`URL`), creates N ``system_buffer`` accounts on ledger 1 (in bulk, as the benchmarks do) and an
-admin API key, writes ``{"token", "account_ids", "pid"}`` to FILE, then serves the app until
-SIGTERM or SIGINT. Access logs are off; uvicorn picks its event loop and HTTP parser as
+[--engine-url E] --accounts N --setup FILE``: connects a `LedgerService` (the twin in memory
+unless `E` says otherwise, the audit trail in `URL`), creates N ``system_buffer`` accounts on
+ledger 1 (in bulk, as the benchmarks do) and an admin API key, writes ``{"token",
+"account_ids", "pid"}`` to FILE, then serves the app until SIGTERM or SIGINT. Access logs are
+off; uvicorn picks its event loop and HTTP parser as
 ``tbledger serve`` does (``auto``).
 """
 
@@ -32,7 +33,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from tbledger.tools.bench.workbench import Workbench  # noqa: PLC0415
 
     settings = Settings(
-        engine_url="memory://",
+        engine_url=args.engine_url,
         database_url=args.database_url,
         database_schema=args.schema,
         audit=True,
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database-url", required=True)
+    parser.add_argument("--engine-url", default="memory://")
     parser.add_argument("--schema", default=None)
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--setup", required=True)
