@@ -461,6 +461,7 @@ class RunStats:
     finished: float
     measured_end: float
     interrupted: bool
+    cpu_s: float = 0.0  # this process's CPU time over the run (load generation and answers)
 
 
 Execute = Callable[[Op], Awaitable[Outcome]]
@@ -511,6 +512,7 @@ class OpenLoop:
     ) -> RunStats:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        cpu_started = time.process_time()
         self._t0 = t0 = started + START_LEAD_S
         self._measured_end = t0 + self.warmup_s
         ticker = None
@@ -544,6 +546,7 @@ class OpenLoop:
             finished=loop.time(),
             measured_end=self._measured_end,
             interrupted=interrupted,
+            cpu_s=time.process_time() - cpu_started,
         )
 
     def _launch(self, op: Op, due: float) -> None:
@@ -1378,6 +1381,10 @@ async def run_loadtest(
             "offered": round(recorder.sent_measured / window_s, 2),
             "achieved": round(recorder.ok_measured / measured_s, 2),
             "measured_seconds": round(measured_s, 3),
+            # The load generator's own CPU per request sent: far below the service's, or the
+            # generator is what is measured.
+            "client_cpu_us_per_request": round(stats.cpu_s / max(recorder.sent, 1) * 1e6, 1),
+            "client_cpu_cores": round(stats.cpu_s / max(stats.finished - stats.started, 1e-9), 3),
         },
         latency_ms=latency_summary(recorder.histogram),
         latency_by_kind_ms={
@@ -1450,6 +1457,12 @@ def render_report(report: Report) -> RenderableType:
     totals.add_row("target rate", f"{report.rate['target']:g}/s")
     totals.add_row("offered (measured)", f"{report.rate['offered']:.1f}/s")
     totals.add_row("achieved (ok)", f"{report.rate['achieved']:.1f}/s")
+    if "client_cpu_us_per_request" in report.rate:
+        totals.add_row(
+            "load generator CPU",
+            f"{report.rate['client_cpu_us_per_request']:.0f} us/request "
+            f"({report.rate['client_cpu_cores']:.2f} cores)",
+        )
     totals.add_row("sent (all / measured)", f"{req['sent']} / {req['sent_measured']}")
     totals.add_row("ok (all / measured)", f"{req['ok']} / {req['ok_measured']}")
     totals.add_row(
