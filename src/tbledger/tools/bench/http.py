@@ -704,11 +704,18 @@ async def _measure(
             done = await bench.service_sequential(service, total - total % size, size)
             figure.runs.append(done.rate)
             _cpu_per_transfer(figure, done)
-        for procs, figure in single.items():
-            ctx.steps(f"http: single transfers, {procs} client process(es), {step}")
+        closed_loops = [
+            *(
+                (server, procs, f"single transfers, {procs} client process(es)", figure)
+                for procs, figure in single.items()
+            ),
+            *((others[name], 1, name, figure) for name, figure in other.items()),
+        ]
+        for target, procs, what, figure in closed_loops:
+            ctx.steps(f"http: {what}, {step}")
             load = await asyncio.to_thread(
                 closed_loop,
-                server,
+                target,
                 pool,
                 rng,
                 processes=procs,
@@ -718,24 +725,7 @@ async def _measure(
             )
             if load.errors or load.ok == 0:
                 raise BenchmarkError(
-                    f"single transfers: {load.errors} errors, {load.ok} ok: {load.error_sample}"
-                )
-            _record(figure, cpu_of[figure.key], load)
-        for name, figure in other.items():
-            ctx.steps(f"http: {name}, {step}")
-            load = await asyncio.to_thread(
-                closed_loop,
-                others[name],
-                pool,
-                rng,
-                processes=1,
-                connections=k,
-                warmup_s=plan.http_warmup_seconds,
-                seconds=plan.http_seconds,
-            )
-            if load.errors or load.ok == 0:
-                raise BenchmarkError(
-                    f"{name}: {load.errors} errors, {load.ok} ok: {load.error_sample}"
+                    f"{what}: {load.errors} errors, {load.ok} ok: {load.error_sample}"
                 )
             _record(figure, cpu_of[figure.key], load)
         for (size, streams), figure in batch.items():
