@@ -14,6 +14,7 @@ account code given by its chart name is resolved through the service's `Chart`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -166,6 +167,7 @@ class Accounts:
         # Account types never change, so normal sides are cached; so are control accounts.
         self._sides_by_id: dict[int, NormalSide] = {}
         self._control_accounts: dict[int, int] = {}
+        self._mappings = _GroupedInserts(store)
 
     # -- creating -------------------------------------------------------------------------------
 
@@ -234,7 +236,7 @@ class Accounts:
                 details={"account_id": format_id(new_id)},
             )
         try:
-            (stored,) = await self._store.create_accounts([record])
+            stored = await self._mappings.insert(record)
         except DuplicateRecordError:
             existing = await self._store.get_account(new_id)
             if existing is None or (
@@ -476,3 +478,75 @@ def _not_found(account_id: int) -> AccountNotFoundError:
         code="account_not_found",
         details={"account_id": format_id(account_id)},
     )
+
+
+class _GroupedInserts:
+    """Account mappings inserted by concurrent callers share one transaction (one commit): a
+    flow that opens an account per payment would otherwise spend a commit, and its turn on
+    SQLite's one writer, per payment. While one group is written, the next gathers. Each caller
+    still returns only once its own row is committed; when a group fails on a taken id or name,
+    its rows are inserted one by one, so that each caller gets its own answer."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._queued: list[tuple[AccountRecord, asyncio.Future[AccountRecord]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def insert(self, record: AccountRecord) -> AccountRecord:
+        future: asyncio.Future[AccountRecord] = asyncio.get_running_loop().create_future()
+        self._queued.append((record, future))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write())
+        # A caller that gives up leaves its row in the group: the engine holds its account.
+        return await future
+
+    async def _write(self) -> None:
+        try:
+            while self._queued:
+                group = self._queued[:BATCH_EVENTS_MAX]
+                del self._queued[: len(group)]
+                await self._write_group(group)
+        except BaseException:
+            for _, future in self._queued:
+                future.cancel()
+            self._queued.clear()
+            raise
+        finally:
+            self._writing = None
+
+    async def _write_group(
+        self, group: list[tuple[AccountRecord, asyncio.Future[AccountRecord]]]
+    ) -> None:
+        try:
+            stored = await self._store.create_accounts([record for record, _ in group])
+        except DuplicateRecordError as exc:
+            if len(group) == 1:
+                _settle(group[0][1], exception=exc)
+                return
+            for one in group:
+                await self._write_group([one])
+            return
+        except Exception as exc:
+            for _, future in group:
+                _settle(future, exception=exc)
+            return
+        except BaseException:  # cancelled (the service closing): nobody is left waiting
+            for _, future in group:
+                future.cancel()
+            raise
+        for (_, future), row in zip(group, stored, strict=True):
+            _settle(future, result=row)
+
+
+def _settle(
+    future: asyncio.Future[AccountRecord],
+    *,
+    result: AccountRecord | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    elif result is not None:
+        future.set_result(result)
