@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -102,6 +103,8 @@ REVERSAL_ATTEMPTS_MAX: Final = 100
 
 # uuid5 namespace of ids derived from an idempotency key (fixed: derived ids must be stable across
 # processes and releases, or a replay would no longer be the same request).
+# Accounts whose scope (owner) is remembered; the oldest is forgotten past this.
+_SCOPES_CACHED_MAX: Final = 100_000
 _NAMESPACE: Final = uuid.UUID("5b0f7a44-3c4e-4d0b-9a55-8f3f0c2c7e1d")
 
 
@@ -182,6 +185,8 @@ class SpendEngine:
         self._systems: dict[int, SystemAccounts] = {}
         # Single flight per account name: concurrent callers wait for one creation.
         self._creating: dict[str, asyncio.Future[AccountRecord]] = {}
+        # An account's owner never changes, so its scope is read from the store once.
+        self._scopes: OrderedDict[int, str] = OrderedDict()
 
     # -- accounts -------------------------------------------------------------------------------
 
@@ -1116,6 +1121,9 @@ class SpendEngine:
     async def _scope(self, account_id: int) -> str:
         """Whose namespace a payment or contract id paid from this account lives in: the
         account's owner, or the account itself when it has none."""
+        scope = self._scopes.get(account_id)
+        if scope is not None:
+            return scope
         record = (await self.service.get_account_records([account_id])).get(account_id)
         if record is None:
             raise AccountNotFoundError(
@@ -1124,8 +1132,13 @@ class SpendEngine:
                 details={"account_id": format_id(account_id)},
             )
         if record.owner_id is not None:
-            return f"owner:{record.owner_id}"
-        return f"account:{format_id(account_id)}"
+            scope = f"owner:{record.owner_id}"
+        else:
+            scope = f"account:{format_id(account_id)}"
+        self._scopes[account_id] = scope
+        if len(self._scopes) > _SCOPES_CACHED_MAX:
+            self._scopes.popitem(last=False)
+        return scope
 
     async def _escrow_amount(
         self, escrow: AccountRecord, ledger: Ledger, amount: int | Decimal | None, key: str | None
