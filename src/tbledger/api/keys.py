@@ -19,6 +19,7 @@ the average rate holds.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
@@ -176,6 +177,9 @@ class KeyRing:
         self._negative_ttl_s = negative_ttl_s
         self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
         self._misses: OrderedDict[str, float] = OrderedDict()
+        # One store read per key at a time: when a busy key's entry expires, every request in
+        # flight with it would otherwise read the store at once.
+        self._reading: dict[str, asyncio.Future[ApiKeyRecord | None]] = {}
 
     def forget(self, key_id: str | None = None) -> None:
         """Drop what is cached about `key_id` (both a good record and a miss), or about every key.
@@ -189,6 +193,27 @@ class KeyRing:
         else:
             self._cache.pop(key_id, None)
             self._misses.pop(key_id, None)
+
+    async def _read(self, key_id: str) -> ApiKeyRecord | None:
+        reading = self._reading.get(key_id)
+        if reading is not None:
+            return await asyncio.shield(reading)
+        future: asyncio.Future[ApiKeyRecord | None] = asyncio.get_running_loop().create_future()
+        self._reading[key_id] = future
+        try:
+            found = await self._store.get_api_key(key_id)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # observed here; waiters re-raise it
+            else:
+                future.cancel()
+            raise
+        else:
+            future.set_result(found)
+            return found
+        finally:
+            del self._reading[key_id]
 
     def needs_lookup(self, token: str) -> bool:
         """Whether verifying `token` would read the store (a well-formed id not cached either
@@ -218,7 +243,7 @@ class KeyRing:
             missed = self._misses.get(key_id)
             if missed is not None and now - missed < self._negative_ttl_s:
                 return None
-            found = await self._store.get_api_key(key_id)
+            found = await self._read(key_id)
             if found is None:
                 self._misses.pop(key_id, None)
                 self._misses[key_id] = now
