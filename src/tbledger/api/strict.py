@@ -38,11 +38,15 @@ __all__ = ["BodyLimitMiddleware", "StrictJsonRoute", "checked_document", "strict
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ApiError(400, "malformed_json", f"duplicate key {key[:64]!r} in a JSON object")
-        document[key] = value
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ApiError(
+                    400, "malformed_json", f"duplicate key {key[:64]!r} in a JSON object"
+                )
+            seen.add(key)
     return document
 
 
