@@ -274,6 +274,10 @@ class Store:
             ],
             now,
         )
+        if len(records) <= self._backend.direct_rows_max:
+            async with self._connection() as conn:
+                await self._backend.insert_direct(conn, (accounts, ACCOUNT_COLUMNS, values), events)
+            return stored
         async with self._transaction() as conn:
             await self._backend.insert_rows(conn, accounts, ACCOUNT_COLUMNS, values)
             await self._backend.insert_events(conn, events, returning=False)
