@@ -29,6 +29,7 @@ import os
 import shlex
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,7 +207,14 @@ def run(options: BenchOptions, console: Console | None = None) -> int:
                 except Exception as exc:
                     failed = True
                     text = " ".join(f"{type(exc).__name__}: {exc}".split())
-                    section = Section(name, name, status="failed", reason=text[:2000])
+                    # Where it failed, innermost frames last: the reason alone rarely says.
+                    where = "; ".join(
+                        f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} {frame.name}"
+                        for frame in traceback.extract_tb(exc.__traceback__)[-6:]
+                    )
+                    section = Section(
+                        name, name, status="failed", reason=f"{text[:2000]} (at {where})"
+                    )
                 section.seconds = time.perf_counter() - started
                 progress.remove_task(task)
                 err.print(_summary(section))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -139,6 +140,20 @@ async def _run(job: dict[str, Any], start_at: float) -> dict[str, Any]:
     }
 
 
+def _write_line(text: str) -> None:
+    """`text` and a newline on stdout, whole. A result holds every latency sample, so it is
+    often longer than a pipe holds (64 KiB). Written with print(), a full-size run's result
+    sometimes reached the parent cut after exactly 65,536 bytes and followed by the newline, the
+    rest lost; here it is written to the descriptor, set blocking, until every byte is out."""
+    sys.stdout.flush()
+    os.set_blocking(sys.stdout.fileno(), True)
+    data = (text + "\n").encode()
+    view = memoryview(data)
+    while view:
+        written = os.write(sys.stdout.fileno(), view)
+        view = view[written:]
+
+
 def main() -> int:
     while True:
         line = sys.stdin.readline()
@@ -148,7 +163,7 @@ def main() -> int:
         print("ready", flush=True)
         start_at = float(sys.stdin.readline())
         result = run(_run(job, start_at))
-        print(json.dumps(result), flush=True)
+        _write_line(json.dumps(result))
 
 
 if __name__ == "__main__":
