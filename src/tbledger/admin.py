@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import TypeVar
 
 from tbledger.api.keys import Scope, mint_key
-from tbledger.store import ApiKeyRecord, Store, upgrade
+from tbledger.config import Settings
+from tbledger.store import ApiKeyRecord, Store, StoreOptions, upgrade
 
 __all__ = [
     "ApiKeyInfo",
@@ -64,8 +65,14 @@ def _info(record: ApiKeyRecord, token: str | None = None) -> ApiKeyInfo:
     )
 
 
+def _store_options() -> StoreOptions | None:
+    """The PostgreSQL schema and role the service's settings name (``TBLEDGER_DATABASE_SCHEMA``,
+    ``TBLEDGER_DATABASE_ROLE``), so that keys and upgrades reach the tables the service uses."""
+    return Settings().store_options()
+
+
 async def _with_store(database_url: str, work: Callable[[Store], Awaitable[_T]]) -> _T:
-    store = await Store.connect(database_url, require_head=True)
+    store = await Store.connect(database_url, require_head=True, options=_store_options())
     try:
         return await work(store)
     finally:
@@ -127,4 +134,8 @@ async def revoke_key(database_url: str, key_id: str) -> ApiKeyInfo:
 
 async def upgrade_database(database_url: str) -> None:
     """Migrate the store's schema to the latest version (safe to repeat)."""
-    await upgrade(database_url)
+    options = _store_options()
+    if options is None:
+        await upgrade(database_url)
+    else:
+        await upgrade(database_url, schema=options.schema, app_role=options.role)
