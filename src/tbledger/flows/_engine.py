@@ -103,9 +103,10 @@ REVERSAL_ATTEMPTS_MAX: Final = 100
 
 # uuid5 namespace of ids derived from an idempotency key (fixed: derived ids must be stable across
 # processes and releases, or a replay would no longer be the same request).
+_NAMESPACE: Final = uuid.UUID("5b0f7a44-3c4e-4d0b-9a55-8f3f0c2c7e1d")
+
 # Accounts whose scope (owner) is remembered; the oldest is forgotten past this.
 _SCOPES_CACHED_MAX: Final = 100_000
-_NAMESPACE: Final = uuid.UUID("5b0f7a44-3c4e-4d0b-9a55-8f3f0c2c7e1d")
 
 
 class _Shortfall(StrEnum):
