@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -40,7 +40,9 @@ __all__ = [
     "Ctx",
     "IdempotencyKey",
     "account_id_of",
+    "caller_of",
     "context_of",
+    "namespaced_key",
 ]
 
 # Account mappings never change their ledger, type or owner, so they are cached; status changes
@@ -150,16 +152,11 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
 
 
-async def authenticate(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
-) -> Principal:
-    """The caller behind the request's key, as `GuardMiddleware` verified and rate limited it
-    from the headers before the body was read (the two header dependencies document the
-    security schemes in the OpenAPI)."""
-    principal = request.scope.get(PRINCIPAL)
-    if not isinstance(principal, Principal):  # a route the guard treats as public
+def caller_of(scope: MutableMapping[str, Any]) -> Principal:
+    """The caller `GuardMiddleware` verified and rate limited from the headers before the body
+    was read; 401 on a route the guard treats as public."""
+    principal = scope.get(PRINCIPAL)
+    if not isinstance(principal, Principal):
         raise ApiError(
             401,
             "unauthorized",
@@ -167,6 +164,21 @@ async def authenticate(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
+
+
+def namespaced_key(caller: Principal, raw: str) -> str:
+    """An ``Idempotency-Key`` namespaced by the calling key (so keys never collide)."""
+    return f"{caller.key_id}:{raw}"
+
+
+async def authenticate(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    """The caller behind the request's key (`caller_of`; the two header dependencies document
+    the security schemes in the OpenAPI)."""
+    return caller_of(request.scope)
 
 
 async def require_admin(caller: Annotated[Principal, Depends(authenticate)]) -> Principal:
@@ -192,7 +204,7 @@ async def idempotency_key(
     ] = None,
 ) -> str | None:
     """The request's ``Idempotency-Key``, namespaced by the calling key (so keys never collide)."""
-    return None if raw is None else f"{caller.key_id}:{raw}"
+    return None if raw is None else namespaced_key(caller, raw)
 
 
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

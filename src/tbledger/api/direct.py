@@ -35,9 +35,12 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from tbledger.api.context import IDEMPOTENCY_KEY_PATTERN, ApiContext
-from tbledger.api.errors import ApiError
-from tbledger.api.guard import PRINCIPAL
+from tbledger.api.context import (
+    IDEMPOTENCY_KEY_PATTERN,
+    ApiContext,
+    caller_of,
+    namespaced_key,
+)
 from tbledger.api.keys import Principal
 from tbledger.api.strict import checked_document
 
@@ -98,14 +101,7 @@ class DirectRoutes:
 
 
 async def _answer(route: DirectRoute, scope: Scope, receive: Receive) -> Response:
-    principal = scope.get(PRINCIPAL)
-    if not isinstance(principal, Principal):  # the guard admits these paths with a key only
-        raise ApiError(
-            401,
-            "unauthorized",
-            "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    principal = caller_of(scope)  # the guard admits these paths with a key only
     query = scope.get("query_string", b"")
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else ()
     document = checked_document(scope, pairs, await _body(receive))
@@ -132,8 +128,8 @@ async def _answer(route: DirectRoute, scope: Scope, receive: Receive) -> Respons
 
 
 def _idempotency_key(scope: Scope, caller: Principal, errors: list[dict[str, Any]]) -> str | None:
-    """The ``Idempotency-Key`` header namespaced by the calling key (as
-    `context.idempotency_key`), or None; a malformed one adds its validation error."""
+    """The ``Idempotency-Key`` header namespaced by the calling key, or None; a malformed one
+    adds its validation error."""
     for name, value in scope.get("headers", ()):
         if name == b"idempotency-key":
             raw = value.decode("latin-1")
@@ -145,7 +141,7 @@ def _idempotency_key(scope: Scope, caller: Principal, errors: list[dict[str, Any
                     for error in exc.errors(include_url=False)
                 )
                 return None
-            return f"{caller.key_id}:{raw}"
+            return namespaced_key(caller, raw)
     return None
 
 
