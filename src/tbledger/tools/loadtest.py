@@ -77,7 +77,7 @@ from tbledger.client import (
     answer_of,
 )
 from tbledger.errors import AccountNotFoundError, ApiAuthError, TbledgerError
-from tbledger.tools.bench.loadclient import run as run_loop
+from tbledger.tools.loop import run as run_loop
 
 if TYPE_CHECKING:
     # For the types only: the library target imports the flows when it opens.
@@ -1634,8 +1634,6 @@ def command(
                 loop.remove_signal_handler(signal.SIGINT)
 
     with _Display(err, quiet=json_stdout) as display:
-        # On uvloop when installed (as the service's server runs): the generator's own CPU per
-        # request must stay far below the service's.
         report = run_loop(main(display))
     data = report.to_json()
     if json_path is not None:

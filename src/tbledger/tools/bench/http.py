@@ -45,7 +45,7 @@ from tbledger.client import LedgerClient
 from tbledger.errors import TbledgerError
 from tbledger.tools.bench.common import BenchmarkError, Figure, Section, split, uniform_pairs
 from tbledger.tools.bench.context import Context
-from tbledger.tools.bench.loadclient import event_loop, session
+from tbledger.tools.bench.loadclient import session
 from tbledger.tools.bench.workbench import (
     TWIN_MEMORY,
     Run,
@@ -53,6 +53,7 @@ from tbledger.tools.bench.workbench import (
     engine_client,
     open_service,
 )
+from tbledger.tools.loop import event_loop
 
 __all__ = ["run_http"]
 

@@ -21,37 +21,17 @@ import json
 import os
 import sys
 import time
-from collections.abc import Coroutine
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import aiohttp
 
 from tbledger.client import AiohttpTransport, AsyncLedgerClient
 from tbledger.errors import ApiUnreachableError
+from tbledger.tools.loop import event_loop, run
 
-__all__ = ["event_loop", "main", "session"]
+__all__ = ["main", "session"]
 
 LATENCY_SAMPLES_MAX = 200_000
-
-T = TypeVar("T")
-
-
-def event_loop() -> str:
-    """The event loop the clients run on: ``uvloop`` when installed, else ``asyncio``."""
-    try:
-        import uvloop  # noqa: F401, PLC0415
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
-
-
-def run(job: Coroutine[Any, Any, T]) -> T:
-    """Run the coroutine `job` on the clients' event loop."""
-    if event_loop() == "uvloop":
-        import uvloop  # noqa: PLC0415
-
-        return uvloop.run(job)
-    return asyncio.run(job)
 
 
 def session(url: str, token: str, connections: int, timeout_s: float) -> AsyncLedgerClient:
