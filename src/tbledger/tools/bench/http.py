@@ -232,6 +232,13 @@ class LoadResult:
         return sum(self.client_cpu)
 
     @property
+    def server_cpu_us_per_request(self) -> float | None:
+        """The server's CPU time per request answered in the window."""
+        if self.server_cpu is None or not self.requests_per_s:
+            return None
+        return self.server_cpu / self.requests_per_s * 1e6
+
+    @property
     def client_to_server_cpu(self) -> float | None:
         """The clients' CPU over the server's, over the same window."""
         if not self.server_cpu:
@@ -246,11 +253,7 @@ class LoadResult:
             "seconds": self.seconds,
             "latency_ms": self.latencies_ms,
             "server_cpu_cores": self.server_cpu,
-            "server_cpu_us_per_request": (
-                self.server_cpu / self.requests_per_s * 1e6
-                if self.server_cpu is not None and self.requests_per_s
-                else None
-            ),
+            "server_cpu_us_per_request": self.server_cpu_us_per_request,
             "server_waiting_for_cpu": self.server_waiting,
             "events_per_engine_request": self.events_per_engine_request,
             "client_cpu_cores": self.client_cpu,
@@ -739,8 +742,9 @@ async def _measure(
             figure.extra.setdefault("server_cpu_cores", []).append(cpu)
             figure.extra.setdefault("client_cpu_cores", []).append(client_cpu)
             if cpu is not None:
-                figure.extra.setdefault("server_cpu_us_per_transfer", []).append(cpu / rate * 1e6)
-                cpu_of[figure.key].runs.append(cpu / rate * 1e6)
+                per_transfer_us = cpu / rate * 1e6
+                figure.extra.setdefault("server_cpu_us_per_transfer", []).append(per_transfer_us)
+                cpu_of[figure.key].runs.append(per_transfer_us)
     for size in plan.http_latency_connections:
         procs = max(plan.http_client_processes)
         ctx.steps(f"http: latency at {size} connections")
@@ -770,8 +774,8 @@ def _record(figure: Figure, cpu: Figure, load: LoadResult) -> None:
     figure.runs.append(load.requests_per_s)
     figure.extra.setdefault("runs", []).append(load.as_json())
     figure.extra["bottleneck"] = load.bottleneck
-    if load.server_cpu is not None and load.requests_per_s:
-        cpu.runs.append(load.server_cpu / load.requests_per_s * 1e6)
+    if load.server_cpu_us_per_request is not None:
+        cpu.runs.append(load.server_cpu_us_per_request)
 
 
 def _cpu_per_transfer(figure: Figure, done: Run) -> None:
