@@ -19,7 +19,6 @@ the average rate holds.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import math
@@ -33,6 +32,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from tbledger.errors import ValidationError
+from tbledger.flight import SingleFlight
 from tbledger.limits import (
     API_ADMIN_BURST_DEFAULT,
     API_ADMIN_RATE_PER_S_DEFAULT,
@@ -179,7 +179,7 @@ class KeyRing:
         self._misses: OrderedDict[str, float] = OrderedDict()
         # One store read per key at a time: when a busy key's entry expires, every request in
         # flight with it would otherwise read the store at once.
-        self._reading: dict[str, asyncio.Future[ApiKeyRecord | None]] = {}
+        self._reading: SingleFlight[str, ApiKeyRecord | None] = SingleFlight()
 
     def forget(self, key_id: str | None = None) -> None:
         """Drop what is cached about `key_id` (both a good record and a miss), or about every key.
@@ -193,27 +193,6 @@ class KeyRing:
         else:
             self._cache.pop(key_id, None)
             self._misses.pop(key_id, None)
-
-    async def _read(self, key_id: str) -> ApiKeyRecord | None:
-        reading = self._reading.get(key_id)
-        if reading is not None:
-            return await asyncio.shield(reading)
-        future: asyncio.Future[ApiKeyRecord | None] = asyncio.get_running_loop().create_future()
-        self._reading[key_id] = future
-        try:
-            found = await self._store.get_api_key(key_id)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                future.set_exception(exc)
-                future.exception()  # observed here; waiters re-raise it
-            else:
-                future.cancel()
-            raise
-        else:
-            future.set_result(found)
-            return found
-        finally:
-            del self._reading[key_id]
 
     def needs_lookup(self, token: str) -> bool:
         """Whether verifying `token` would read the store (a well-formed id not cached either
@@ -243,7 +222,7 @@ class KeyRing:
             missed = self._misses.get(key_id)
             if missed is not None and now - missed < self._negative_ttl_s:
                 return None
-            found = await self._read(key_id)
+            found = await self._reading.run(key_id, lambda: self._store.get_api_key(key_id))
             if found is None:
                 self._misses.pop(key_id, None)
                 self._misses[key_id] = now

@@ -6,7 +6,6 @@ rates in `_money`, the system and per-flow accounts in `_accounts`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
@@ -38,6 +37,7 @@ from tbledger.errors import (
     UnknownReferenceError,
     ValidationError,
 )
+from tbledger.flight import SingleFlight
 from tbledger.flows._accounts import (
     ANCHOR,
     BUFFER,
@@ -185,7 +185,7 @@ class SpendEngine:
         self.chart = chart if chart is not None else Chart.default()
         self._systems: dict[int, SystemAccounts] = {}
         # Single flight per account name: concurrent callers wait for one creation.
-        self._creating: dict[str, asyncio.Future[AccountRecord]] = {}
+        self._creating: SingleFlight[str, AccountRecord] = SingleFlight()
         # An account's owner never changes, so its scope is read from the store once.
         self._scopes: OrderedDict[int, str] = OrderedDict()
 
@@ -1034,24 +1034,10 @@ class SpendEngine:
 
         What it must match is the service's own record of it (`control`), never an account's
         metadata, which whoever opened it wrote."""
-        waiting = self._creating.get(name)
-        if waiting is not None:
-            record = await asyncio.shield(waiting)
-        else:
-            future: asyncio.Future[AccountRecord] = asyncio.get_running_loop().create_future()
-            self._creating[name] = future
-            try:
-                record = await self._find_or_create(
-                    name, account_type, ledger, flags, control, flow_ref
-                )
-            except BaseException as exc:
-                future.set_exception(exc)
-                future.exception()  # observed here; waiters re-raise it
-                raise
-            else:
-                future.set_result(record)
-            finally:
-                del self._creating[name]
+        record = await self._creating.run(
+            name,
+            lambda: self._find_or_create(name, account_type, ledger, flags, control, flow_ref),
+        )
         expected = (str(account_type), ledger, dict(control), flow_ref)
         if (record.account_type, record.ledger, dict(record.control), record.flow_ref) != expected:
             # Says nothing of the existing account's parties: they may be another caller's.
