@@ -163,7 +163,8 @@ class ApiKeySource(Protocol):
 
 class KeyRing:
     """Verifies presented keys against the store, caching good ones for a short while and
-    unknown ids for `negative_ttl_s` (so a flood of one bad key costs no store reads)."""
+    unknown ids for `negative_ttl_s` (so a flood of one bad key costs no store reads). `clock`
+    (seconds, any origin; default `time.monotonic`) is what entries age by."""
 
     def __init__(
         self,
@@ -171,8 +172,10 @@ class KeyRing:
         *,
         ttl_s: float = API_KEY_CACHE_TTL_S,
         negative_ttl_s: float = API_KEY_NEGATIVE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._ttl_s = ttl_s
         self._negative_ttl_s = negative_ttl_s
         self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
@@ -201,7 +204,7 @@ class KeyRing:
         if match is None:
             return False
         key_id = match.group(1)
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self._ttl_s:
             return False
@@ -214,7 +217,7 @@ class KeyRing:
         if match is None:
             return None
         key_id, secret = match.groups()
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self._ttl_s:
             record = cached[1]
